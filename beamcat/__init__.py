@@ -1,0 +1,16 @@
+"""beamcat: one catalog for facility detector data and the analyses that run on it."""
+
+from beamcat.catalog.formats import open_dataset
+from beamcat.errors import BeamcatError, BeamcatWarning
+
+__all__ = ["BeamcatError", "BeamcatWarning", "open_catalog", "open_dataset"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # intake is imported only when a catalog is asked for: `import beamcat` stays fast
+    if name == "open_catalog":
+        from beamcat.catalog.build import open_catalog
+
+        return open_catalog
+    raise AttributeError(f"module 'beamcat' has no attribute {name!r}")

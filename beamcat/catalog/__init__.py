@@ -1,0 +1,1 @@
+"""Where data comes in: format parsers, Intake readers, catalog building, the demo data set."""

@@ -1,0 +1,57 @@
+"""Shared fixtures: the real files in ../shared/data and a dask scheduler that forbids computing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import dask
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_shared_data() -> Path | None:
+    env = os.environ.get("BEAMCAT_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates += [ROOT.parent / "shared" / "data", ROOT / ".." / ".." / "shared" / "data"]
+    for c in candidates:
+        if (c / "PROVENANCE.md").exists():
+            return c.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real files from other projects (../shared/data), read in place."""
+    path = _find_shared_data()
+    if path is None:
+        pytest.fail("../shared/data not found beside the checkout (set BEAMCAT_SHARED_DATA)")
+    return path
+
+
+class _CountingScheduler:
+    """A dask scheduler that counts calls and raises past a maximum (xarray's idiom)."""
+
+    def __init__(self, max_computes: int = 0):
+        self.total = 0
+        self.max_computes = max_computes
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.total += 1
+        if self.total > self.max_computes:
+            raise RuntimeError(f"Too many computes: {self.total} > {self.max_computes}")
+        return dask.get(dsk, keys, **kwargs)
+
+
+@pytest.fixture
+def raise_if_dask_computes():
+    """Context-manager factory: ``with raise_if_dask_computes(): ...`` fails on any compute."""
+
+    @contextlib.contextmanager
+    def _ctx(max_computes: int = 0):
+        with dask.config.set(scheduler=_CountingScheduler(max_computes)):
+            yield
+
+    return _ctx
