@@ -1,0 +1,262 @@
+"""Build, save and open beamcat's Intake 2 catalogs.
+
+A catalog file is YAML that Intake turns into readers; Intake templates such as
+``{func(module:object)}``, ``{import(...)}``, ``{pickle64(...)}`` or ``{env(...)}``
+and reader/datatype class names outside beamcat make it run arbitrary code or
+read the environment. `open_catalog` refuses those unless ``trusted=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from beamcat.errors import CatalogError, UntrustedCatalogError
+
+#: Intake templates that import, unpickle or read the environment
+_CODE_TEMPLATE = re.compile(r"\{\s*(func|import|pickle64|env)\s*\(")
+_SAFE_CLASS_PREFIXES = ("beamcat.", "intake.readers.datatypes:")
+
+METADATA_KEYS = ("instrument", "sample", "run", "description")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        from beamcat.errors import SourceNotFoundError
+
+        raise SourceNotFoundError(f"{path}: no such catalog file") from None
+    except yaml.YAMLError as err:
+        raise CatalogError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict) or data.get("version") != 2:
+        raise CatalogError(f"{path}: not an Intake 2 catalog (expected 'version: 2' at top level)")
+    return data
+
+
+def check_trusted(data: Mapping, path: Path | str) -> None:
+    """Raise `UntrustedCatalogError` if a catalog's content can run code.
+
+    Parameters
+    ----------
+    data : dict
+        The catalog as loaded from YAML.
+    path : path
+        Named in the error message.
+    """
+    problems = []
+    for where, value in _walk(data):
+        if isinstance(value, str) and _CODE_TEMPLATE.search(value):
+            problems.append(f"{where}: template {value!r}")
+        if where.endswith((".reader", ".datatype")) and not value.startswith(_SAFE_CLASS_PREFIXES):
+            problems.append(f"{where}: class {value!r} is not one of beamcat's")
+    if problems:
+        listed = "\n  ".join(problems)
+        raise UntrustedCatalogError(
+            f"{path}: refusing to open a catalog that can run code or read the environment "
+            f"when loaded:\n  {listed}\nOpen it with trusted=True (CLI: --trust) only if you "
+            "trust whoever wrote it."
+        )
+
+
+def _walk(value: Any, where: str = "") -> Iterable[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _walk(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{where}[{i}]")
+    else:
+        yield where, value
+
+
+def load_catalog(path: str | os.PathLike, *, trusted: bool = False):
+    """Load a catalog file, refusing code-running templates unless `trusted`.
+
+    Returns
+    -------
+    intake.readers.entry.Catalog
+    """
+    from intake.readers.entry import Catalog
+
+    path = Path(path).expanduser().resolve()
+    data = _read_yaml(path)
+    if not trusted:
+        check_trusted(data, path)
+    try:
+        return Catalog.from_yaml_file(str(path))
+    except Exception as err:  # intake raises bare ValueError/KeyError on malformed entries
+        raise CatalogError(f"{path}: malformed catalog ({type(err).__name__}: {err})") from err
+
+
+def open_catalog(path: str | os.PathLike | None = None, *, trusted: bool = False):
+    """Open a beamcat catalog; ``None`` opens the embedded demo catalog.
+
+    Parameters
+    ----------
+    path : path, optional
+        A catalog YAML file. When None, the demo data set is generated on first
+        use into the user cache folder and its catalog is opened.
+    trusted : bool
+        Allow Intake templates that import or run code (``{func(...)}``,
+        ``{import(...)}``, ``{pickle64(...)}``, ``{env(...)}``) and reader
+        classes outside beamcat. Only for catalogs you wrote yourself.
+
+    Returns
+    -------
+    intake.readers.entry.Catalog
+        ``cat[name].read()`` (or ``cat[name].to_reader().read()``) gives the
+        entry's Dataset.
+
+    Examples
+    --------
+    >>> import beamcat
+    >>> cat = beamcat.open_catalog()  # doctest: +SKIP
+    >>> list(cat)  # doctest: +SKIP
+    >>> ds = cat["stem4d_scan"].read()  # doctest: +SKIP
+    """
+    if path is None:
+        from beamcat.catalog.demo import ensure_demo
+
+        path = ensure_demo()
+    return load_catalog(path, trusted=trusted)
+
+
+def make_reader(
+    source: str | os.PathLike | list,
+    *,
+    format: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+):
+    """An Intake reader for a beamcat source, ready to add to a catalog."""
+    from beamcat.catalog.formats import OPENERS, sniff_format
+    from beamcat.catalog.intake_readers import DATATYPES, READERS
+
+    if format is None:
+        format = sniff_format(source)
+    if format not in OPENERS:
+        raise CatalogError(f"unknown format {format!r}: expected one of {', '.join(OPENERS)}")
+    url = [os.fspath(s) for s in source] if isinstance(source, list) else os.fspath(source)
+    data = DATATYPES[format](url)
+    return READERS[format](data, metadata=dict(metadata or {}), **dict(options or {}))
+
+
+def add_source(
+    catalog: str | os.PathLike,
+    name: str,
+    source: str | os.PathLike | list,
+    *,
+    format: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    trusted: bool = False,
+) -> None:
+    """Add (or replace) an entry in a catalog file, creating the file if needed.
+
+    Sources inside the catalog's folder are stored relative to it
+    (``{CATALOG_DIR}/...``), so a catalog and its data can move together.
+    The file is rewritten atomically.
+
+    Parameters
+    ----------
+    catalog : path
+        The catalog YAML file.
+    name : str
+        Entry name, e.g. ``"run_0042"``.
+    source : path, glob or list of paths
+        What the entry opens.
+    format : str, optional
+        beamcat format; sniffed when not given.
+    options : mapping
+        Reader options (``scan_shape``, ``path``, ``timezone`` ...).
+    metadata : mapping
+        Free metadata; beamcat shows ``instrument``, ``sample``, ``run`` and
+        ``description`` in its apps.
+    """
+    from intake.readers.entry import Catalog
+
+    catalog = Path(catalog).expanduser().resolve()
+    if not re.fullmatch(r"[A-Za-z_][\w.-]*", name):
+        raise CatalogError(f"{catalog}: entry name {name!r} must be letters, digits, _ . -")
+    cat = load_catalog(catalog, trusted=trusted) if catalog.exists() else Catalog()
+    if name in cat:
+        cat.delete(name)
+    reader = make_reader(
+        _relative_to(source, catalog.parent), format=format, options=options, metadata=metadata
+    )
+    token = cat.add_entry(reader)
+    cat.give_name(token, name)
+    save_catalog(cat, catalog)
+
+
+def _relative_to(source, folder: Path):
+    if isinstance(source, list | tuple):
+        return [_relative_to(s, folder) for s in source]
+    text = os.fspath(source)
+    try:
+        rel = Path(text).expanduser().resolve().relative_to(folder)
+    except ValueError:
+        return str(Path(text).expanduser().absolute()) if not re.match(r"\w+://", text) else text
+    return "{CATALOG_DIR}/" + rel.as_posix()
+
+
+def save_catalog(cat, path: str | os.PathLike) -> None:
+    """Write a catalog to YAML atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = cat.to_dict()
+    for key in ("CATALOG_DIR", "CATALOG_PATH", "STORAGE_OPTIONS"):
+        data.get("user_parameters", {}).pop(key, None)  # set anew on every load
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(data, f, sort_keys=False)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def describe_entries(cat) -> list[dict[str, Any]]:
+    """One row per entry: name, format, source, options and metadata (opens nothing)."""
+    rows = []
+    for name in sorted(cat):
+        entry = cat.entries[cat.aliases[name]] if name in cat.aliases else cat.entries[name]
+        kwargs = dict(entry.kwargs)
+        data = kwargs.pop("data", None) or (kwargs.pop("args", None) or [None])[0]
+        data_desc = cat.data.get(_data_token(data)) if isinstance(data, str) else None
+        url = data_desc.kwargs.get("url") if data_desc is not None else getattr(data, "url", None)
+        datatype = data_desc.datatype if data_desc is not None else type(data).__name__
+        rows.append(
+            {
+                "name": name,
+                "format": _format_of(datatype),
+                "source": url,
+                "options": kwargs,
+                "metadata": dict(entry.metadata or {}),
+            }
+        )
+    return rows
+
+
+def _data_token(ref: str) -> str:
+    m = re.fullmatch(r"\{data\((\w+)\)\}", ref)
+    return m.group(1) if m else ref
+
+
+def _format_of(datatype: str) -> str:
+    from beamcat.catalog.intake_readers import DATATYPES
+
+    cls_name = datatype.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    for fmt, cls in DATATYPES.items():
+        if cls.__name__ == cls_name:
+            return fmt
+    return "?"
