@@ -1,0 +1,142 @@
+"""The ``beamcat`` command: demo data, catalogs and the app.
+
+Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``;
+``beamcat COMMAND --help`` tells the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from beamcat.errors import BeamcatError
+
+DEFAULT_CATALOG = "catalog.yaml"
+
+
+def _key_values(pairs: list[str], flag: str) -> dict:
+    """Parse ``K=V`` pairs; values are read as YAML so ``scan_shape=[32,32]`` is a list."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BeamcatError(f"{flag} {pair!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def _catalog_path(arg: str | None) -> Path | None:
+    return Path(arg) if arg else None
+
+
+def _open(arg: str | None, trusted: bool):
+    from beamcat.catalog.build import open_catalog
+
+    return open_catalog(_catalog_path(arg), trusted=trusted)
+
+
+def _cmd_demo(args) -> None:
+    from beamcat.catalog.demo import make_demo
+
+    catalog = make_demo(Path(args.dir))
+    print(f"demo data and catalog written: {catalog}")
+
+
+def _cmd_catalog_add(args) -> None:
+    from beamcat.catalog.build import add_source
+
+    catalog = Path(args.catalog)
+    add_source(
+        catalog,
+        args.name,
+        args.source if len(args.source) > 1 else args.source[0],
+        format=args.format,
+        options=_key_values(args.option, "--option"),
+        metadata=_key_values(args.meta, "--meta"),
+        trusted=args.trust,
+    )
+    print(f"{args.name} added to {catalog}")
+
+
+def _cmd_catalog_list(args) -> None:
+    from beamcat.catalog.build import describe_entries
+
+    rows = describe_entries(_open(args.file, args.trust))
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        meta = ", ".join(f"{k}={v}" for k, v in r["metadata"].items())
+        print(f"{r['name']:<{width}}  {r['format']:<15}  {meta}")
+
+
+def _cmd_catalog_show(args) -> None:
+    from beamcat.catalog.build import describe_entries
+
+    cat = _open(args.catalog, args.trust)
+    rows = {r["name"]: r for r in describe_entries(cat)}
+    if args.name not in rows:
+        raise BeamcatError(f"no entry {args.name!r} in the catalog; entries: {', '.join(rows)}")
+    print(json.dumps(rows[args.name], indent=2, default=str))
+    print(cat[args.name].read())
+
+
+def _cmd_serve(args) -> None:
+    from beamcat.apps.serve import serve
+
+    serve(_catalog_path(args.catalog), port=args.port, show=args.show, trusted=args.trust)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="beamcat", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="write the demo data set and its catalog")
+    demo.add_argument("dir", nargs="?", default="beamcat-demo")
+    demo.set_defaults(func=_cmd_demo)
+
+    cat = sub.add_parser("catalog", help="build and inspect catalogs")
+    cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
+    add = cat_sub.add_parser("add", help="add a source to a catalog file")
+    add.add_argument("name")
+    add.add_argument("source", nargs="+", help="file, folder, glob or several files")
+    add.add_argument("--format", help="beamcat format (sniffed when omitted)")
+    add.add_argument("--option", action="append", default=[], metavar="K=V")
+    add.add_argument("--meta", action="append", default=[], metavar="K=V")
+    add.add_argument("--catalog", default=DEFAULT_CATALOG)
+    add.set_defaults(func=_cmd_catalog_add)
+    lst = cat_sub.add_parser("list", help="list a catalog's entries (demo when no FILE)")
+    lst.add_argument("file", nargs="?")
+    lst.set_defaults(func=_cmd_catalog_list)
+    show = cat_sub.add_parser("show", help="describe one entry and open it lazily")
+    show.add_argument("name")
+    show.add_argument("--catalog", help="catalog file (demo when omitted)")
+    show.set_defaults(func=_cmd_catalog_show)
+    for p in (add, lst, show):
+        p.add_argument("--trust", action="store_true", help="allow code-running templates")
+
+    srv = sub.add_parser("serve", help="serve the catalog browser app")
+    srv.add_argument("catalog", nargs="?", help="catalog file (demo when omitted)")
+    srv.add_argument("--port", type=int, default=5006)
+    srv.add_argument("--show", action="store_true", help="open a browser tab")
+    srv.add_argument("--trust", action="store_true", help="allow code-running templates")
+    srv.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``beamcat`` command; user errors print one clear line and exit 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except BeamcatError as err:
+        print(f"beamcat: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
