@@ -75,13 +75,26 @@ def sniff_format(source: str | os.PathLike | Iterable[str | os.PathLike]) -> str
     )
 
 
-def _is_spice(path: Path) -> bool:
-    """SPICE L2 files say so in their primary header (or their name)."""
+def _is_spice(path: Path, *, max_blocks: int = 64) -> bool:
+    """SPICE L2 files say so in their primary header (or their name).
+
+    The primary HDU of a SPICE file is its first window, whose header runs to
+    ~12 blocks of 2880 bytes before INSTRUME; read card by card up to END.
+    """
     if path.name.lower().startswith("solo_l2_spice"):
         return True
     with open(path, "rb") as f:
-        head = f.read(2880)
-    return b"INSTRUME= 'SPICE" in head
+        for _ in range(max_blocks):
+            block = f.read(2880)
+            for start in range(0, len(block), 80):
+                card = block[start : start + 80]
+                if card.startswith(b"INSTRUME="):
+                    return b"'SPICE" in card
+                if card.rstrip() == b"END":
+                    return False
+            if len(block) < 2880:
+                return False
+    return False
 
 
 def _sniff_text(path: Path) -> str:
