@@ -1,0 +1,169 @@
+"""Helpers shared by the experiment-log readers and writers (small text tables).
+
+Logs are a few thousand rows, so they are read eagerly: lines are split in
+Python (keeping each row's line number for error messages) and columns are
+converted with vectorised pandas calls. Writers write atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from beamcat.catalog._attrs import provenance
+from beamcat.catalog._paths import expand_source
+from beamcat.errors import FormatError, OptionError
+
+#: parses a column of strings into naive times, NaT where a string does not fit
+TimeParser = Callable[[pd.Series], pd.DatetimeIndex]
+
+
+def read_lines(path: Path, expected: str) -> list[str]:
+    """The lines of a text file; FormatError for an empty or binary file."""
+    data = path.read_bytes()
+    if not data.strip():
+        raise FormatError(f"{path}: empty file: expected {expected}")
+    if b"\x00" in data[:8192]:
+        raise FormatError(f"{path}: binary data (NUL bytes): expected {expected}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:  # Windows exports may carry cp1252 unit signs
+        text = data.decode("latin-1")
+    return text.splitlines()
+
+
+def row_error(path: Path, line: int, message: str) -> FormatError:
+    """A FormatError naming the file and its 1-based line number."""
+    return FormatError(f"{path}, line {line}: {message}")
+
+
+def parse_numbers(
+    values: Sequence[str],
+    lines: np.ndarray,
+    path: Path,
+    what: str,
+    *,
+    allow_empty: bool = False,
+    integer: bool = False,
+) -> np.ndarray:
+    """Convert a column of strings to float64 (or int64), naming the first bad row.
+
+    Empty cells (and ``nan``) become NaN where `allow_empty`, else they are errors.
+    """
+    text = pd.Series([v.strip() for v in values], dtype=object)
+    out = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    missing = text.str.lower().isin(["", "nan"]).to_numpy()
+    bad = np.isnan(out) & ~(missing & allow_empty)
+    if integer:
+        bad |= ~np.isnan(out) & (out != np.round(out))
+    if bad.any():
+        i = int(np.argmax(bad))
+        kind = "an integer" if integer else "a number"
+        raise row_error(path, int(lines[i]), f"{what} {values[i]!r} is not {kind}")
+    return out.astype(np.int64) if integer else out
+
+
+def parse_times(
+    values: Sequence[str],
+    lines: np.ndarray,
+    path: Path,
+    what: str,
+    parsers: dict[str, TimeParser],
+) -> pd.DatetimeIndex:
+    """Parse a column of timestamps with the first parser that reads every row.
+
+    `parsers` maps a description of the layout (for the error message) to a
+    parser. When none reads every row, the error names the first row that the
+    best parser could not read.
+    """
+    text = pd.Series([v.strip() for v in values], dtype=object)
+    best = None
+    for layout, parse in parsers.items():
+        parsed = parse(text)
+        failed = np.asarray(parsed.isna())
+        if not failed.any():
+            return parsed
+        if best is None or failed.sum() < best[1].sum():
+            best = (layout, failed)
+    i = int(np.argmax(best[1]))
+    expected = " or ".join(repr(k) for k in parsers)
+    raise row_error(path, int(lines[i]), f"{what} {values[i]!r} is not a time like {expected}")
+
+
+def strptime_parser(format: str) -> TimeParser:
+    """A TimeParser for one strftime layout."""
+
+    def parse(text: pd.Series) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(pd.to_datetime(text, format=format, errors="coerce"))
+
+    return parse
+
+
+def from_utc(times: Sequence | np.ndarray | pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:
+    """Wall-clock (naive local) times of `timezone` for UTC times; the writers' inverse of to_utc.
+
+    Naive input is UTC (the data model's convention); aware input is converted.
+    """
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(times))
+    except (TypeError, ValueError) as err:
+        raise OptionError(f"times: expected datetimes, got {err}") from None
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    return index.tz_convert(timezone).tz_localize(None)
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as f:
+        f.write(text)
+    os.replace(f.name, path)
+    return path
+
+
+def open_logs(
+    source,
+    read_one: Callable[[Path], xr.Dataset],
+    format: str,
+) -> xr.Dataset:
+    """Read every file of `source` with `read_one` and join them along ``time``.
+
+    Rows are sorted by time. With several files (an experiment's logs split
+    over runs), ``elapsed`` is re-expressed in seconds since the earliest
+    file's origin (time - elapsed of its first row), and species missing from
+    a file are NaN there.
+    """
+    files = expand_source(source)
+    parts = [read_one(f) for f in files]
+    if len(parts) == 1:
+        ds = parts[0]
+    else:
+        origins = [p.time.values[0] - _seconds_to_ns(p.elapsed.values[0]) for p in parts]
+        ds = xr.concat(
+            parts,
+            dim="time",
+            data_vars="all",
+            coords="different",
+            compat="equals",
+            join="outer",
+            combine_attrs="drop_conflicts",
+        )
+        elapsed = (ds.time.values - min(origins)) / np.timedelta64(1, "s")
+        ds = ds.assign_coords(elapsed=("time", elapsed, parts[0].elapsed.attrs))
+    if not ds.indexes["time"].is_monotonic_increasing:
+        ds = ds.sortby("time")  # stable: equal times keep file order
+    ds.attrs.update(provenance(files[0] if len(files) == 1 else files, format))
+    return ds
+
+
+def _seconds_to_ns(seconds: float) -> np.timedelta64:
+    return np.timedelta64(round(float(seconds) * 1e9), "ns")
