@@ -1,0 +1,1 @@
+"""Panel apps: `beamcat serve` and its pages (catalog browser, quick looks)."""

@@ -1,0 +1,140 @@
+"""The catalog browser page: a table of entries and the selected entry's quick look."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pandas as pd
+import panel as pn
+
+from beamcat.apps.quicklook import plot_quicklook, quicklook
+from beamcat.apps.state import AppState, error_message
+from beamcat.catalog.build import METADATA_KEYS
+
+#: table columns, in order (``source`` is hidden but kept for the attrs view)
+COLUMNS = ("name", "format", "dims", "shape", "size", "error", *METADATA_KEYS, "source")
+_PENDING = "…"
+
+
+class CatalogPage(pn.viewable.Viewer):
+    """Table of a catalog's entries; selecting one shows its quick look and attrs.
+
+    Parameters
+    ----------
+    state : AppState
+        The session's state; ``state.entry`` follows the table selection (and a
+        change of ``state.entry`` from another page shows that entry here).
+    """
+
+    def __init__(self, state: AppState, **params):
+        super().__init__(**params)
+        self.state = state
+        context = state.context
+        rows = [
+            {
+                "name": name,
+                "format": row["format"],
+                **dict.fromkeys(("dims", "shape", "size"), _PENDING),
+                **{key: str(row["metadata"].get(key, "")) for key in METADATA_KEYS},
+                "error": "",
+                "source": str(row["source"]),
+            }
+            for name, row in context.rows.items()
+        ]
+        self.table = pn.widgets.Tabulator(
+            pd.DataFrame(rows, columns=list(COLUMNS)),
+            selectable=1,
+            disabled=True,
+            show_index=False,
+            hidden_columns=["source"],
+            header_filters={c: {"type": "input", "func": "like"} for c in ("name", "format")},
+            pagination="local",
+            page_size=15,
+            layout="fit_data_fill",
+            # dims/shape/size arrive after the first render: size their columns up front
+            widths={"dims": 190, "shape": 150, "size": 90, "error": 260},
+            configuration={"columnDefaults": {"tooltip": True}},
+            sizing_mode="stretch_width",
+            name="entries",
+        )
+        self.title = pn.pane.Markdown("Select an entry to see its quick look.")
+        self.plot = pn.Column(sizing_mode="stretch_width", min_height=300)
+        self.attrs = pn.pane.Markdown(
+            width=380,
+            css_classes=["beamcat-attrs"],
+            stylesheets=["table {table-layout: fixed; width: 100%} td {overflow-wrap: anywhere}"],
+        )
+        attrs_box = pn.Column(self.attrs, scroll=True, width=400, max_height=520)
+        self.quicklook = pn.Column(
+            self.title,
+            pn.Row(self.plot, attrs_box, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+            css_classes=["beamcat-quicklook"],
+        )
+        self._layout = pn.Column(self.table, self.quicklook, sizing_mode="stretch_width")
+        self.table.param.watch(self._on_selection, "selection")
+        state.param.watch(self._show_entry, "entry")
+        pn.state.onload(self._fill_summaries)
+
+    def __panel__(self):
+        return self._layout
+
+    def select(self, name: str) -> None:
+        """Select an entry by name (table row and ``state.entry``)."""
+        self.table.selection = [self.state.context.names.index(name)]
+
+    async def _fill_summaries(self) -> None:
+        """Open every entry (headers only) off the event loop and fill dims/shape/size."""
+        context = self.state.context
+        self.table.loading = True
+        try:
+            rows = await asyncio.to_thread(lambda: [context.summary(n) for n in context.names])
+        finally:
+            self.table.loading = False
+        self.table.value = pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def _on_selection(self, event) -> None:
+        if event.new:
+            self.state.entry = self.table.value["name"].iloc[event.new[0]]
+
+    async def _show_entry(self, event) -> None:
+        name = event.new
+        if name is None:
+            return
+        self.title.object = f"### {name}"
+        self.quicklook.loading = True
+        try:
+            result = await asyncio.to_thread(self._compute, name)
+        finally:
+            self.quicklook.loading = False
+        if self.state.entry == name:  # a later selection may have finished first
+            self._render(name, *result)
+
+    def _compute(self, name: str) -> tuple[Any, dict[str, Any]]:
+        """(HoloViews plot or error text, attrs) of an entry; runs in a worker thread."""
+        row = self.state.context.rows[name]
+        metadata = {k: v for k, v in row["metadata"].items() if v not in (None, "")}
+        try:
+            ql = quicklook(self.state.context.open(name))
+            return plot_quicklook(ql), {**ql.attrs, **metadata}
+        except Exception as err:  # shown as an alert: a bad entry never breaks the page
+            return error_message(err), {"source": row["source"], **metadata}
+
+    def _render(self, name: str, plot: Any, attrs: dict[str, Any]) -> None:
+        if isinstance(plot, str):
+            self.plot.objects = [pn.pane.Alert(plot, alert_type="danger")]
+        else:
+            self.plot.objects = [pn.pane.HoloViews(plot, sizing_mode="stretch_width")]
+        self.attrs.object = attrs_markdown(attrs)
+
+
+def attrs_markdown(attrs: dict[str, Any], *, max_chars: int = 200) -> str:
+    """A two-column Markdown table of attrs, long values cut to `max_chars`."""
+    lines = ["| attribute | value |", "|---|---|"]
+    for key, value in attrs.items():
+        text = str(value).replace("|", "\\|").replace("\n", " ")
+        if len(text) > max_chars:
+            text = text[: max_chars - 1] + "…"
+        lines.append(f"| {key} | {text} |")
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""What the pages of one app share: the catalog, opened entries, the selected entry.
+
+`CatalogContext` is made once per server (the catalog is opened and its trust
+checked once; opened Datasets are cached for every session). `AppState` is made
+per browser session and carries the selected entry, so that pages added later
+(ROI analysis, live photon view) follow the catalog page's selection.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import param
+import xarray as xr
+
+from beamcat.catalog.build import METADATA_KEYS, describe_entries, open_catalog
+from beamcat.errors import BeamcatError, CatalogError
+
+
+class CatalogContext:
+    """A catalog opened once, with a cache of its lazily opened Datasets.
+
+    Parameters
+    ----------
+    catalog : path, intake Catalog or None
+        None opens the embedded demo catalog.
+    trusted : bool
+        Passed to `beamcat.catalog.build.open_catalog`.
+    """
+
+    def __init__(self, catalog: str | os.PathLike | Any | None = None, *, trusted: bool = False):
+        if catalog is None or isinstance(catalog, str | os.PathLike):
+            self.catalog = open_catalog(catalog, trusted=trusted)
+            self.path = str(catalog) if catalog is not None else "demo catalog"
+        else:
+            self.catalog = catalog
+            self.path = "catalog"
+        self.rows = {row["name"]: row for row in describe_entries(self.catalog)}
+        self._opened: dict[str, xr.Dataset | Exception] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        """Entry names, sorted."""
+        return list(self.rows)
+
+    def open(self, name: str) -> xr.Dataset:
+        """The entry's Dataset (lazy), opened once; re-raises the same error on later calls."""
+        with self._lock:
+            cached = self._opened.get(name)
+        if cached is None:
+            if name not in self.rows:
+                raise CatalogError(f"{self.path}: no entry {name!r}")
+            try:
+                cached = self.catalog[name].read()
+            except Exception as err:  # any reader failure is shown in the app, never raised
+                cached = err
+            with self._lock:
+                self._opened[name] = cached
+        if isinstance(cached, Exception):
+            raise cached
+        return cached
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """One table row: name, format, dims, shape, size and metadata, or the open error.
+
+        Opening reads headers only, so this is cheap after the first call.
+        """
+        row = self.rows[name]
+        meta = row["metadata"]
+        out: dict[str, Any] = {"name": name, "format": row["format"]}
+        try:
+            ds = self.open(name)
+            sig = ds[ds.attrs["signal"]] if ds.attrs.get("signal") in ds else None
+            if sig is None:
+                sig = next(iter(ds.data_vars.values()))
+            out |= {
+                "dims": ", ".join(map(str, sig.dims)),
+                "shape": " x ".join(map(str, sig.shape)),
+                "size": human_bytes(sig.nbytes),
+                "error": "",
+            }
+        except Exception as err:
+            out |= {"dims": "", "shape": "", "size": "", "error": error_message(err)}
+        out |= {key: str(meta.get(key, "")) for key in METADATA_KEYS}
+        out["source"] = str(row["source"])
+        return out
+
+
+class AppState(param.Parameterized):
+    """Per-session state shared by the pages."""
+
+    entry = param.String(default=None, allow_None=True, doc="Selected catalog entry")
+
+    def __init__(self, context: CatalogContext, **params):
+        super().__init__(**params)
+        self.context = context
+
+
+def human_bytes(n: int | float) -> str:
+    """``1536 -> "1.5 KiB"``."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    exponent = min((int(n).bit_length() - 1) // 10, 4)
+    return f"{n / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
+
+
+def error_message(err: Exception) -> str:
+    """A beamcat error's message (it names the file); other errors prefixed by their type."""
+    return str(err) if isinstance(err, BeamcatError) else f"{type(err).__name__}: {err}"
+
+
+def catalog_label(context: CatalogContext) -> str:
+    """Short name of the catalog for titles."""
+    return Path(context.path).name if context.path != "demo catalog" else context.path
