@@ -488,8 +488,7 @@ def open_mib(
         frames,
         chunks=_chunks(index.shape, layout, chunks),
         asarray=False,
-        fancy=False,
-        lock=False,
+        lock=False,  # fancy=True: dask's slice fusion skips getter_nofancy
         meta=np.empty((0,) * frames.ndim, dtype=frames.dtype),
         name=f"open_mib-{tokenize(frames)}",
     )

@@ -249,7 +249,8 @@ def read_frame_headers(path: Path, *, hdr_depth: int | None, timezone: str) -> F
                 f"{layout.frame_size}-byte frames; frame {count} is cut at byte offset "
                 f"{count * layout.frame_size} ({rest} of {layout.frame_size} bytes present)"
             )
-        headers = [os.pread(fd, layout.header_size, i * layout.frame_size) for i in range(count)]
+        step, head = layout.frame_size, layout.header_size
+        headers = [os.pread(fd, head, i * step) for i in range(count)]
     finally:
         os.close(fd)
     return _parse_headers(path, layout, headers, timezone)
@@ -263,8 +264,9 @@ def _parse_headers(
     sequence = np.empty(len(headers), dtype=np.int64)
     exposure = np.empty(len(headers), dtype=np.float64)
     times: list[str] = []
+    step = layout.frame_size
     for i, raw in enumerate(headers):
-        offset = i * layout.frame_size
+        offset = i * step
         if not raw.startswith(MAGIC):
             raise FormatError(
                 f"{path}: frame {i} at byte offset {offset}: expected 'MQ1,' header, "
