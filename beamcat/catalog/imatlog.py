@@ -243,4 +243,4 @@ def write_imat_log(
 
 def _ctime(t: pd.Timestamp) -> str:
     """``time.ctime()`` layout without the locale: 'Fri Dec  3 14:20:29 2024'."""
-    return f"{_DAYS[t.dayofweek]} {_MONTHS[t.month - 1]} {t.day:2d} {t:%H:%M:%S} {t.year}"
+    return f"{_DAYS[t.day_of_week]} {_MONTHS[t.month - 1]} {t.day:2d} {t:%H:%M:%S} {t.year}"

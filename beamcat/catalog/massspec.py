@@ -26,6 +26,7 @@ header moves with the number of scans and environment entries).
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -432,39 +433,40 @@ def write_massspec_csv(
 
     environment = DEMO_ENVIRONMENT if environment is None else environment
     scans = [
-        f"Scan {i},RGA,{detector},mass,{mass:g},{mass:g},0.01,100.00%,100.00%,1,1"
+        [f"Scan {i}", "RGA", detector, "mass", f"{mass:g}", f"{mass:g}", "0.01"]
+        + ["100.00%", "100.00%", "1", "1"]
         for i, (_, (mass, _)) in enumerate(pressures.items(), start=1)
     ]
-    env_rows = [f"{key},{value},{unit}" for key, (value, unit) in environment.items()]
     header = [
-        f"{len(elapsed)},scans,{len(elapsed)},DataLength",
-        None,  # 'header,<n>,lines': the count of the rows before 'Data'
-        f"Date,{local:%d/%m/%Y},Time,{local:%H:%M:%S}",
-        f"ID,{instrument},Version,4",
-        f"Scans,{len(scans)}",
-        _SCAN_COLUMNS,
+        [str(len(elapsed)), "scans", str(len(elapsed)), "DataLength"],
+        [],  # 'header,<n>,lines': the count of the rows before 'Data', filled below
+        ["Date", f"{local:%d/%m/%Y}", "Time", f"{local:%H:%M:%S}"],
+        ["ID", instrument, "Version", "4"],
+        ["Scans", str(len(scans))],
+        _SCAN_COLUMNS.split(","),
         *scans,
-        "Environment",
-        *env_rows,
+        ["Environment"],
+        *([key, value, unit] for key, (value, unit) in environment.items()),
     ]
-    header[1] = f"header,{len(header)},lines"
+    header[1] = ["header", str(len(header)), "lines"]
     ms = np.round(elapsed * 1000).astype(np.int64)
     hms = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in ms // 1000]
     body = [
-        ",".join([t, str(m), *(_positional(v[k]) for _, v in columns)])
+        [t, str(m), *(_positional(v[k]) for _, v in columns)]
         for k, (t, m) in enumerate(zip(hms, ms, strict=True))
     ]
     rows = [
         *header,
-        f"Data,{len(scans)}",
-        "",
-        ",".join(["Time", "ms", *(title for title, _ in columns)]),
+        ["Data", str(len(scans))],
+        [],
+        ["Time", "ms", *(title for title, _ in columns)],
         *body,
     ]
-    width = max(r.count(",") + 1 for r in rows)
     # every row is padded with empty cells to the widest row, as Hiden does
-    text = "".join(_pad(r, width) + "\n" for r in rows)
-    return write_atomic(path, text)
+    width = max(len(r) for r in rows)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(r + [""] * (width - len(r)) for r in rows)
+    return write_atomic(path, out.getvalue())
 
 
 def _positional(value: float) -> str:
@@ -472,7 +474,3 @@ def _positional(value: float) -> str:
     if np.isnan(value):
         return ""
     return np.format_float_positional(value, trim="-")
-
-
-def _pad(row: str, width: int) -> str:
-    return row + "," * (width - row.count(",") - 1)

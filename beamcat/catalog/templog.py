@@ -73,7 +73,9 @@ def open_temperature_log(
         The value along ``(time,)``; coordinates ``time`` (UTC) and
         ``elapsed`` (s relative to the run start, as logged: negative before
         it). ``attrs["signal"]`` names the variable, ``attrs["property"]`` is
-        the logged property.
+        the logged property. Every row is kept, so ``time`` can repeat (the
+        ISIS example logs two readings at 15:25:26); use
+        ``ds.drop_duplicates("time")`` before aligning with other logs by label.
 
     Raises
     ------
