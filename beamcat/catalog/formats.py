@@ -105,7 +105,7 @@ def _sniff_text(path: Path) -> str:
     if head.lstrip().startswith("# Property") or "seconds(absolute)" in head:
         return "temperature-log"
     first_line = head.splitlines()[0] if head else ""
-    if "monbefore" in head or first_line.count(",") == 4:
+    if "monbefore" in head or "IMAGE COUNTER" in first_line or first_line.count(",") == 4:
         return "imat-log"
     raise FormatError(
         f"{path}: text file of unknown kind; pass format='massspec-csv', "

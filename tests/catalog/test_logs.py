@@ -301,6 +301,7 @@ def test_imat_log_variants(tmp_path):
         "Tue Nov 15 19:58:17 2022,Projection,0,0.0,12588,145908\n"
         "Tue Nov 15 19:58:50 2022,Projection,1,Angle:0.3152,145910,279015\n"
     )
+    assert sniff_format(tomo) == "imat-log"
     ds = open_imat_log(tomo)
     np.testing.assert_array_equal(ds["angle"].values, [0.0, 0.3152])
     assert ds.time.values[1] == ns("2022-11-15T19:58:50")
