@@ -134,13 +134,15 @@ def open_logs(
     source,
     read_one: Callable[[Path], xr.Dataset],
     format: str,
+    *,
+    sort: bool = True,
 ) -> xr.Dataset:
     """Read every file of `source` with `read_one` and join them along ``time``.
 
-    Rows are sorted by time. With several files (an experiment's logs split
-    over runs), ``elapsed`` is re-expressed in seconds since the earliest
-    file's origin (time - elapsed of its first row), and species missing from
-    a file are NaN there.
+    Rows are sorted by time where `sort` (else they keep file order). With
+    several files (an experiment's logs split over runs), ``elapsed`` is
+    re-expressed in seconds since the earliest file's origin (time - elapsed
+    of its first row), and species missing from a file are NaN there.
     """
     files = expand_source(source)
     parts = [read_one(f) for f in files]
@@ -159,7 +161,7 @@ def open_logs(
         )
         elapsed = (ds.time.values - min(origins)) / np.timedelta64(1, "s")
         ds = ds.assign_coords(elapsed=("time", elapsed, parts[0].elapsed.attrs))
-    if not ds.indexes["time"].is_monotonic_increasing:
+    if sort and not ds.indexes["time"].is_monotonic_increasing:
         ds = ds.sortby("time")  # stable: equal times keep file order
     ds.attrs.update(provenance(files[0] if len(files) == 1 else files, format))
     return ds

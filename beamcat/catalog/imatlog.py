@@ -84,7 +84,8 @@ def open_imat_log(
         ``monafter`` (beam-monitor counts around the exposure), ``type``
         (str, e.g. ``"Radiography"``), and ``angle`` (deg) for tomography
         logs. Coordinates ``time`` (UTC; 1 s resolution) and ``elapsed`` (s
-        since the first frame). ``attrs["signal"]`` is ``"count"``.
+        since the first frame), in file order: row i is frame i (less
+        ``Stopping`` rows). ``attrs["signal"]`` is ``"count"``.
 
     Raises
     ------
@@ -97,7 +98,8 @@ def open_imat_log(
     >>> log = open_imat_log("IMAT00032939_log.csv", timezone="Europe/London")  # doctest: +SKIP
     >>> log.time.size  # one per TIFF frame  # doctest: +SKIP
     """
-    return open_logs(source, lambda path: _read_log(path, timezone=timezone), FORMAT)
+    # rows stay in file order, one per frame, even where the PC clock stepped back
+    return open_logs(source, lambda path: _read_log(path, timezone=timezone), FORMAT, sort=False)
 
 
 def _read_log(path: Path, *, timezone: str) -> xr.Dataset:

@@ -294,6 +294,11 @@ def test_imat_log_variants(tmp_path):
     assert ds.sizes == {"time": 2}
     assert ds.time.values[-1] == ns("2024-12-13T14:21:02")
     np.testing.assert_array_equal(ds["monafter"].values, [4720271, 4871319])
+    # a PC clock stepping back keeps the file order: row i is frame i
+    path.write_text(
+        "Fri Dec 13 14:20:29 2024,Radiography,0,1,2\nFri Dec 13 14:20:28 2024,Radiography,1,3,4\n"
+    )
+    np.testing.assert_array_equal(open_imat_log(path)["count"].values, [0, 1])
     # tomography log: a sixth column, the angle (mantidimaging's CSV layout)
     tomo = tmp_path / "tomo.csv"
     tomo.write_text(
