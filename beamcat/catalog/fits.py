@@ -80,15 +80,13 @@ def scaled_dtype(bitpix: int, bscale: float = 1.0, bzero: float = 0.0) -> np.dty
     """
     if bitpix < 0:
         return np.dtype(f"f{-bitpix // 8}")
-    bits = bitpix
-    base = np.dtype("u1") if bits == 8 else np.dtype(f"i{bits // 8}")
     if bscale == 1 and bzero == 0:
-        return base
-    if bscale == 1 and bits == 8 and bzero == -128:
+        return np.dtype(_DISK_DTYPES[bitpix]).newbyteorder("=")
+    if bscale == 1 and bitpix == 8 and bzero == -128:
         return np.dtype("i1")
-    if bscale == 1 and bits > 8 and bzero == 2 ** (bits - 1):
-        return np.dtype(f"u{bits // 8}")
-    return np.dtype("f4") if bits <= 16 else np.dtype("f8")
+    if bscale == 1 and bitpix > 8 and bzero == 2 ** (bitpix - 1):
+        return np.dtype(f"u{bitpix // 8}")
+    return np.dtype("f4") if bitpix <= 16 else np.dtype("f8")
 
 
 @dataclass(frozen=True)
@@ -121,8 +119,10 @@ class _HduSlicer:
             if self.blank is not None and block.dtype.kind == "i":
                 out[block == self.blank] = np.nan
             return out
-        if self.bzero != 0:  # unsigned convention: shift in a wide type, then narrow
-            return (block.astype(np.int64) + int(self.bzero)).astype(self.dtype)
+        if self.bzero != 0:  # unsigned convention: flipping the sign bit adds 2**(bits-1)
+            size = block.dtype.itemsize
+            unsigned = block.astype(block.dtype.newbyteorder("=")).view(f"u{size}")
+            return (unsigned ^ np.array(1 << (8 * size - 1), f"u{size}")).view(self.dtype)
         return block.astype(self.dtype)
 
 
@@ -160,6 +160,9 @@ def hdu_dask_array(path: Path, hdul: fits.HDUList, index: int, *, chunks) -> da.
     header = hdu.header  # for a CompImageHDU astropy shows the image header
     shape = hdu_shape(header)
     bitpix = int(header["BITPIX"])
+    if bitpix not in _DISK_DTYPES:
+        raise FormatError(f"{path}: HDU {index} has BITPIX = {bitpix}: expected one of 8, 16, "
+                          "32, 64, -32, -64")  # fmt: skip
     bscale = float(header.get("BSCALE", 1.0))
     bzero = float(header.get("BZERO", 0.0))
     dtype = scaled_dtype(bitpix, bscale, bzero)
@@ -180,7 +183,7 @@ def hdu_dask_array(path: Path, hdul: fits.HDUList, index: int, *, chunks) -> da.
         os.fspath(path), offset, shape, disk_dtype.str, bscale, bzero,
         None if blank is None else int(blank), dtype,
     )  # fmt: skip
-    name = "fits-" + dask.base.tokenize(os.fspath(path), path.stat().st_mtime_ns, offset, shape)
+    name = "fits-" + dask.base.tokenize(slicer, path.stat().st_mtime_ns, chunks)
     return da.from_array(slicer, chunks=chunks, name=name, meta=np.empty((0,) * len(shape), dtype))
 
 

@@ -130,6 +130,16 @@ def test_dtypes_and_values_match_astropy(tmp_path, data, bscale, bzero):
     np.testing.assert_allclose(ds.counts.values[0], expected, rtol=1e-7)
 
 
+def test_blank_becomes_nan_when_scaled(tmp_path):
+    raw = np.array([[-32768, 1], [2, 3]], np.int16)
+    hdu = fits.PrimaryHDU(raw)
+    hdu.header.update(BSCALE=2.0, BZERO=0.0, BLANK=-32768)
+    hdu.writeto(tmp_path / "blank.fits")
+    values = open_fits(tmp_path / "blank.fits").counts.values[0]
+    np.testing.assert_array_equal(values, [[np.nan, 2], [4, 6]])  # as astropy reads it:
+    np.testing.assert_array_equal(values, fits.getdata(tmp_path / "blank.fits"))
+
+
 def test_image_in_an_extension_and_hdu_option(tmp_path):
     data = np.arange(20, dtype=np.float32).reshape(4, 5)
     primary = fits.PrimaryHDU()
