@@ -60,13 +60,14 @@ def expand_source(
             continue
         path = Path(text).expanduser()
         if path.is_dir():
-            found = [
-                p
-                for p in path.iterdir()
-                if p.is_file()
-                and not p.name.startswith(".")
-                and (not suffixes or _has_suffix(p, suffixes))
-            ]
+            with os.scandir(path) as entries:  # DirEntry.is_file needs no stat per file
+                found = [
+                    path / e.name
+                    for e in entries
+                    if not e.name.startswith(".")
+                    and (not suffixes or _has_suffix(e.name, suffixes))
+                    and e.is_file()
+                ]
             if not found:
                 wanted = ", ".join(suffixes) or "any"
                 raise SourceNotFoundError(f"{path}: folder holds no files ({wanted})")
@@ -78,6 +79,6 @@ def expand_source(
     return files
 
 
-def _has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
-    name = path.name.lower()
+def _has_suffix(name: str, suffixes: tuple[str, ...]) -> bool:
+    name = name.lower()
     return any(name.endswith(s.lower()) for s in suffixes)
