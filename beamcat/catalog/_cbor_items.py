@@ -38,6 +38,8 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching in tests
 GZIP_SPACING = 16 * 2**20
 #: byte strings at least this long are located, not read, by the walker
 BLOB_MIN = 64 * 2**10
+#: image payload encodings `decode_frame` reads
+COMPRESSIONS = ("none", "bslz4", "lz4")
 _MAX_DEPTH = 32
 _SELF_DESCRIBED = 55799  # the "this is CBOR" tag each recorded item starts with
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -92,8 +94,9 @@ def open_stream(path: Path, index: bytes | None = None) -> IO[bytes]:
         return open(path, "rb")
     if indexed_gzip is None:
         return gzip.open(path, "rb")
-    # indexed_gzip's default buffer is 4 x spacing = 64 MiB per open file
-    f = indexed_gzip.IndexedGzipFile(str(path), spacing=GZIP_SPACING, buffer_size=2**20)
+    # indexed_gzip's default buffer is 4 x spacing = 64 MiB per open file; below ~8 MiB
+    # reads of multi-MB frames slow down by half
+    f = indexed_gzip.IndexedGzipFile(str(path), spacing=GZIP_SPACING, buffer_size=2**23)
     if index is not None:
         f.import_index(fileobj=io.BytesIO(index))
     return f
@@ -289,7 +292,7 @@ def decode_frame(raw: bytes, header: dict) -> np.ndarray:
     elif compression == "lz4":
         flat = np.frombuffer(_lz4_block(raw, nbytes), dtype=dtype)
     else:
-        raise FormatError(f"compression {compression!r} not supported (none, bslz4, lz4)")
+        raise FormatError(f"compression {compression!r} not supported ({', '.join(COMPRESSIONS)})")
     return flat.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -306,7 +309,7 @@ def encode_frame(frame: np.ndarray, compression: str) -> bytes:
         return head + body.tobytes()
     if compression == "lz4":
         return _import("lz4.block", "lz4").compress(data.tobytes(), store_size=False)
-    raise FormatError(f"compression {compression!r} not supported (none, bslz4, lz4)")
+    raise FormatError(f"compression {compression!r} not supported ({', '.join(COMPRESSIONS)})")
 
 
 def _bslz4(raw: bytes, nbytes: int, dtype: np.dtype) -> np.ndarray:

@@ -430,6 +430,11 @@ def _detector(recording: _Recording, stream: str | None) -> _Detector:
             )
         if not m.parts:
             raise FormatError(f"{recording.where(m)}: image message has no payload")
+        if m.header.get("compression", "none") not in items.COMPRESSIONS:
+            raise FormatError(
+                f"{recording.where(m)}: compression {m.header['compression']!r} not supported "
+                f"({', '.join(items.COMPRESSIONS)})"
+            )
         if m.header.get("compression", "none") == "none":
             need = int(np.prod(shape)) * dtype.itemsize
             if m.parts[0].length != need:
@@ -573,7 +578,8 @@ class _Reader:
         for f in self.open.values():
             f.close()
 
-    def frame(self, m: _Message) -> np.ndarray:
+    def frame(self, m: _Message, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode the image of message `m`, into `out` (y, x) when given."""
         if m.file not in self.open:
             path = self.recording.files[m.file]
             self.open[m.file] = items.open_stream(path, self.recording.gzip_indexes[m.file])
@@ -581,10 +587,22 @@ class _Reader:
         blob = m.parts[0]
         try:
             f.seek(blob.offset)
+            if out is not None and m.header.get("compression", "none") == "none":
+                # straight into the output: page faults on fresh buffers cost more than decoding
+                got = f.readinto(memoryview(out).cast("B"))
+                if got != blob.length:
+                    raise FormatError(f"payload ends after {got} of {blob.length} bytes")
+                if out.dtype != items.frame_dtype(m.header):  # a big-endian host
+                    out.byteswap(inplace=True)
+                return out
             raw = f.read(blob.length)
             if len(raw) != blob.length:
                 raise FormatError(f"payload ends after {len(raw)} of {blob.length} bytes")
-            return items.decode_frame(raw, m.header)
+            frame = items.decode_frame(raw, m.header)
+            if out is None:
+                return frame
+            out[...] = frame
+            return out
         except FormatError as exc:
             raise FormatError(f"{self.recording.where(m)}: {exc}") from None
         except (EOFError, OSError) as exc:
@@ -617,7 +635,7 @@ class _FrameStore:
         order = sorted(range(len(wanted)), key=lambda i: self._place(wanted[i]))
         with _Reader(self.recording) as reader:
             for i in order:
-                out[i] = reader.frame(self.frames[wanted[i]])
+                reader.frame(self.frames[wanted[i]], out[i])
         out = out[(slice(None), *rest)]
         return out[0] if np.ndim(picked) == 0 else out
 
