@@ -428,7 +428,7 @@ def _window_keywords(window: Mapping, data: np.ndarray, number: int) -> dict:
 
 
 def _wcs_keywords(shape, window, exposure, raster_step, slit_pixel, pointing, crota) -> dict:
-    nt, n_wave, ny, nx = shape
+    _, n_wave, ny, nx = shape
     roll = np.deg2rad(crota)
     crpix1, crpix3 = (nx + 1) / 2, (n_wave + 1) / 2
     step = float(window["wavelength_step"])

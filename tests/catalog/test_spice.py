@@ -354,3 +354,12 @@ def test_tree_nodes_are_window_datasets(synthetic):
         xr.testing.assert_identical(
             tree[name.replace("/", "_")].to_dataset(), open_spice(path, window=index)
         )
+
+
+def test_wcsdvarr_extension_is_skipped(synthetic):
+    path, sw, _ = synthetic
+    with fits.open(path, mode="append") as hdul:
+        hdul.append(fits.ImageHDU(np.zeros((3, 3), np.float32), name="WCSDVARR"))
+    tree = open_spice_tree(path)
+    assert list(tree.children) == ["Ne VIII 770", "C III_977"]
+    np.testing.assert_array_equal(tree["Ne VIII 770"].radiance.values, sw)
