@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import beamcat
-from beamcat.catalog import _cbor_items
+from beamcat.catalog import _cbor_items, cbor_stream
 from beamcat.catalog.cbor_stream import open_cbor_stream, replay, write_recording
 from beamcat.errors import FormatError, OptionError
 
@@ -36,10 +36,10 @@ def _cbor2_items(path: Path) -> list:
     return out
 
 
-def _reference(path: Path, stream: str):
+def _reference(decoded: list, stream: str):
     """Images (decoded from the raw payloads), their event numbers and times."""
     frames, events, times = [], [], []
-    for item in _cbor2_items(path):
+    for item in decoded:
         event, streams, when = item.value
         typ, parts = streams[stream].value
         header = json.loads(parts[0])
@@ -57,8 +57,13 @@ def real(request):
 
 
 @pytest.fixture(scope="module")
-def reference(real):
-    return _reference(real[0], "pilatus")
+def real_items(real):
+    return _cbor2_items(real[0]), _cbor2_items(real[1])
+
+
+@pytest.fixture(scope="module")
+def reference(real_items):
+    return _reference(real_items[0], "pilatus")
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +115,14 @@ def test_real_times_are_utc_and_increasing(real_ds, reference):
     assert (np.diff(real_ds.time.values) > np.timedelta64(0)).all()
 
 
-def test_real_motor_position_of_every_frame(real_ds, real):
+def test_real_motor_position_of_every_frame(real_ds, real_items):
     # burstscan dummy_mot_01 1.0 2.0 4 6: five points 1.0 .. 2.0, six frames each
     expected = np.repeat([1.0, 1.25, 1.5, 1.75, 2.0], 6)
     np.testing.assert_array_equal(real_ds.dummy_mot_01, expected)
     np.testing.assert_array_equal(real_ds.step, np.repeat(np.arange(5), 6))
     # the semantics: a point's six frames were all received before its RecordData, and the
     # next point's frames after it (the motor moves in between)
-    records = [i.value for i in _cbor2_items(real[1])]
+    records = [i.value for i in real_items[1]]
     records = [(r[2], r[1]["sardana"].value[1][0]) for r in records]
     record_times = [
         np.datetime64(t.replace(tzinfo=None), "ns") for t, raw in records if b"RecordData" in raw
@@ -211,28 +216,32 @@ def test_write_round_trip(tmp_path, gz, dtype):
     np.testing.assert_array_equal(ds.time, expected)
 
 
-def test_written_file_matches_real_layout(tmp_path, real):
-    """Item by item, a written recording has the real one's structure."""
+def test_written_file_matches_real_layout(tmp_path, real_items):
+    """Item by item, a written recording has the real one's tags, parts and JSON keys."""
     _, paths = _write(tmp_path, motor={"m": [0.0, 1.0, 2.0]}, frames_per_point=4)
 
-    def shape_of(path):
+    def layout(decoded):
         out = []
-        for item in _cbor2_items(path):
-            event, streams, when = item.value
-            ((name, data),) = streams.items()
-            parts = data.value[1]
-            head = json.loads(parts[0])
-            out.append(
-                (item.tag, data.tag, data.value[0], len(parts), head.get("htype") or head["type"])
-            )
+        for item in decoded:
+            _, streams, when = item.value
+            ((_, data),) = streams.items()
+            typ, parts = data.value
+            heads = [sorted(json.loads(p)) for p in parts[:2] if p[:1] == b"{"]
+            out.append((item.tag, data.tag, typ, len(parts), heads, when.tzinfo == UTC))
         return out
 
-    written, original = shape_of(paths[0]), shape_of(real[0])
-    assert {w[:3] for w in written} == {o[:3] for o in original} == {(42877, 42878, "STINS")}
-    assert [w[3:] for w in written] == [(2, "header")] + [(2, "image")] * 10 + [(1, "series_end")]
-    assert [o[3:] for o in original] == [(2, "header")] + [(2, "image")] * 30 + [(1, "series_end")]
-    sardana = [s[4] for s in shape_of(paths[1])]
-    assert sardana == [s[4] for s in shape_of(real[1])][:1] + ["RecordData"] * 3 + ["RecordEnd"]
+    written, original = layout(_cbor2_items(paths[0])), layout(real_items[0])
+    assert written[:2] == original[:2]  # series header, first image
+    assert written[-1] == original[-1]  # series end
+    assert len(written) == 12 and len(set(map(str, written[1:-1]))) == 1
+    sardana, original = layout(_cbor2_items(paths[1])), layout(real_items[1])
+    assert {s[:4] for s in sardana} == {o[:4] for o in original} == {(42877, 42878, "sardana", 1)}
+    packets = [json.loads(i.value[1]["sardana"].value[1][0]) for i in _cbor2_items(paths[1])]
+    assert [p["type"] for p in packets] == ["DataDescription"] + ["RecordData"] * 3 + ["RecordEnd"]
+    real_description = json.loads(real_items[1][0].value[1]["sardana"].value[1][0])
+    needed = {"type", "serialno", "title", "ref_moveables", "column_desc", "scandir"}
+    assert needed <= set(packets[0]) & set(real_description)
+    assert [i.value[0] for i in _cbor2_items(paths[1])] == [0, 4, 8, 10, 11]
 
 
 @pytest.mark.parametrize("compression", ["bslz4", "lz4"])
@@ -257,16 +266,16 @@ def test_any_chunking_gives_the_same_frames(tmp_path, chunks):
 def test_a_frame_reads_only_its_chunk(tmp_path, monkeypatch):
     frames, paths = _write(tmp_path)
     ds = open_cbor_stream(paths, chunks=3)
-    decoded = []
-    real_decode = _cbor_items.decode_frame
+    read = []
+    real_frame = cbor_stream._Reader.frame
 
-    def counting(raw, header):
-        decoded.append(header["frame"])
-        return real_decode(raw, header)
+    def counting(self, message, out=None):
+        read.append(message.header["frame"])
+        return real_frame(self, message, out)
 
-    monkeypatch.setattr(_cbor_items, "decode_frame", counting)
+    monkeypatch.setattr(cbor_stream._Reader, "frame", counting)
     np.testing.assert_array_equal(ds.counts[7].values, frames[7])
-    assert sorted(decoded) == [6, 7, 8]
+    assert sorted(read) == [6, 7, 8]
 
 
 def test_gzip_without_indexed_gzip(tmp_path, monkeypatch):
