@@ -227,6 +227,17 @@ def test_temperature_writer_reproduces_the_example_bytes(temp_path, tmp_path):
     assert out.read_text() == "\n".join(theirs)
 
 
+def test_windows_line_endings_and_cp1252(ms_path, temp_path, tmp_path):
+    # exports copied off the instrument PCs keep CRLF and may carry cp1252 signs ('\xb0')
+    for path, opener in [(ms_path, open_massspec_csv), (temp_path, open_temperature_log)]:
+        text = path.read_text().replace("\n", "\r\n")
+        text = text.replace("uA", "\xb5A").replace("absolute)", "absolute, \xb0C)")
+        copy = tmp_path / path.name
+        copy.write_bytes(text.encode("cp1252"))
+        xr.testing.assert_identical(opener(copy).drop_attrs(), opener(path).drop_attrs())
+    assert open_massspec_csv(tmp_path / ms_path.name).attrs["env_emission_units"] == "\xb5A"
+
+
 def test_massspec_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     elapsed = np.cumsum(rng.uniform(10, 14, 40)).round(3)  # the format keeps ms
