@@ -70,11 +70,14 @@ _CHUNK_BYTES = 64 * 2**20
 
 
 class H5Array:
-    """A picklable, lazily opened, read-only view of one HDF5 dataset for dask.
+    """A picklable, read-only view of one HDF5 dataset for dask.
 
-    ``shape``, ``dtype`` and ``ndim`` come from the file at construction; the
-    file is (re)opened read-only without HDF5 file locking on the first
-    ``__getitem__`` in each process, and the handle is dropped when pickled.
+    ``shape``, ``dtype`` and ``chunks`` are read at construction; each
+    ``__getitem__`` opens the file read-only without HDF5 file locking, reads and
+    closes it. No handle stays open, so the object pickles to distributed workers,
+    survives forks, and does not clash with the user opening the file with h5py
+    (HDF5 refuses a second open with other locking flags). An open costs well
+    under a millisecond against tens of MB read per dask chunk.
 
     Parameters
     ----------
@@ -87,21 +90,17 @@ class H5Array:
     def __init__(self, filename: str | os.PathLike, path: str):
         self.filename = os.fspath(filename)
         self.path = path
-        self._dataset = None
-        dset = self._open()
-        self.shape, self.dtype, self.chunks = dset.shape, dset.dtype, dset.chunks
+        with self._file() as f:
+            dset = f[path]
+            self.shape, self.dtype, self.chunks = dset.shape, dset.dtype, dset.chunks
         self.ndim = len(self.shape)
 
-    def _open(self) -> h5py.Dataset:
-        if self._dataset is None:
-            self._dataset = h5py.File(self.filename, "r", locking=False)[self.path]
-        return self._dataset
+    def _file(self) -> h5py.File:
+        return h5py.File(self.filename, "r", locking=False)
 
     def __getitem__(self, key) -> np.ndarray:
-        return self._open()[key]
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_dataset": None}
+        with self._file() as f:
+            return f[self.path][key]
 
     def __dask_tokenize__(self) -> tuple:
         stat = os.stat(self.filename)
@@ -133,8 +132,9 @@ def open_hdf5(
         dims are dropped and dims matched to the signal's by size, so a
         ``(1, y, x)`` mask becomes ``mask (y, x)``. Read from the first file.
     chunks : int, tuple or "auto", optional
-        dask chunks; by default the file's own HDF5 chunks (or ``"auto"`` for
-        contiguous datasets).
+        dask chunks; by default the file's own HDF5 chunks, as many stacked
+        along the first dim as fit about 64 MiB (``"auto"`` for contiguous
+        datasets).
 
     Returns
     -------
@@ -169,7 +169,7 @@ def open_hdf5(
         attrs = _metadata(f, signal_path)
         extra = {name: _check_path(f, files[0], p) for name, p in (variables or {}).items()}
 
-    arrays = [_dask_array(file, signal_path, chunks) for file in files]
+    arrays = [_dask_array(file, signal_path, chunks) for file in files]  # checks each file
     for file, arr in zip(files[1:], arrays[1:], strict=True):
         if arr.shape[1:] != arrays[0].shape[1:] or arr.dtype != arrays[0].dtype:
             raise FormatError(
@@ -198,6 +198,8 @@ def _open_file(path: Path) -> h5py.File:
 
 
 def _dask_array(file: Path, dataset: str, chunks) -> da.Array:
+    with _open_file(file) as f:
+        _check_path(f, file, dataset)
     arr = H5Array(file, dataset)
     if chunks is None:
         chunks = _file_chunks(arr)
@@ -363,8 +365,8 @@ def _scalar(node: h5py.Dataset, unit: str | None):
     found = _TO_SI.get((_attr_str(node, "units") or "").strip().lower())
     if found is None or found[0] != unit:
         return None  # no or unknown units: better absent than in the wrong unit
-    power = found[1]  # divide for negative powers: 55 / 1e6 is 5.5e-05 exactly, 55 * 1e-6 is not
-    return float(value) * 10.0**power if power >= 0 else float(value) / 10.0**-power
+    # 15 digits drop the scaling's last-bit noise (55 um -> 5.5e-05 m, not 5.4999999999999995e-05)
+    return float(f"{float(value) * 10.0 ** found[1]:.15g}")
 
 
 def _align(arr: da.Array, dims: tuple[str, ...], sizes: dict, name: str) -> tuple:
