@@ -78,12 +78,7 @@ def make_demo(directory: str | os.PathLike, *, seed: int = 0) -> Path:
         entries += write(directory / name, np.random.default_rng([seed, index]))
     for e in entries:
         add_source(
-            catalog,
-            e.name,
-            [os.fspath(p) for p in e.source] if isinstance(e.source, list) else e.source,
-            format=e.format,
-            options=e.options,
-            metadata=e.metadata,
+            catalog, e.name, e.source, format=e.format, options=e.options, metadata=e.metadata
         )
     return catalog
 

@@ -301,6 +301,7 @@ def _write_logs(folder: Path, rng, frame_end: pd.DatetimeIndex, drift: np.ndarra
     rel = np.cumsum(rng.integers(3, 11, 700)) - 1200  # irregular JournalViewer sampling, s
     pulse = np.clip(rel - onset, 0.0, None) / 300.0
     temp = 150.0 + 4.0 * pulse * np.exp(1.0 - pulse) + rng.normal(0.0, 0.02, rel.size)
+    temp = temp.round(4)  # the resolution of JournalViewer exports
     write_temperature_log(
         folder / "temperature.log",
         START + pd.to_timedelta(rel, "s"),
