@@ -56,7 +56,6 @@ class CatalogPage(pn.viewable.Viewer):
             widths={"dims": 190, "shape": 150, "size": 90, "error": 260},
             configuration={"columnDefaults": {"tooltip": True}},
             sizing_mode="stretch_width",
-            name="entries",
         )
         self.title = pn.pane.Markdown("Select an entry to see its quick look.")
         self.plot = pn.Column(sizing_mode="stretch_width", min_height=300)

@@ -28,7 +28,9 @@ PAGES: dict[str, str] = {
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 
 
-def _page_factory(target: str) -> Callable[[AppState], Any]:
+def _page_factory(target: str | Callable[[AppState], Any]) -> Callable[[AppState], Any]:
+    if callable(target):
+        return target
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)
 
@@ -37,7 +39,7 @@ def build_app(
     catalog: str | os.PathLike | CatalogContext | Any | None = None,
     *,
     trusted: bool = False,
-    pages: Mapping[str, str] | None = None,
+    pages: Mapping[str, str | Callable[[AppState], Any]] | None = None,
 ) -> pn.template.BootstrapTemplate:
     """Build the app for one browser session.
 
@@ -49,7 +51,8 @@ def build_app(
     trusted : bool
         Allow catalogs with code-running Intake templates (see `open_catalog`).
     pages : mapping, optional
-        Tab title -> ``"module:callable"``; defaults to `PAGES`.
+        Tab title -> ``"module:callable"`` or a callable taking the `AppState`;
+        defaults to `PAGES`.
 
     Returns
     -------

@@ -1,0 +1,63 @@
+"""A small catalog with one entry per quick-look kind, and one broken entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from beamcat.catalog.build import add_source
+from beamcat.catalog.spice import write_spice_l2
+from beamcat.catalog.templog import write_temperature_log
+
+
+@dataclass
+class SmallCatalog:
+    path: Path
+    frames: np.ndarray  # (frame, y, x) uint16 of entry "stack"
+    temperatures: np.ndarray  # (time,) degC of entry "temp"
+    radiance: np.ndarray  # (time, wavelength, y, x) of entry "spectra", with NaN
+    broken: Path  # the file behind entry "broken" (garbage bytes)
+
+
+def make_small_catalog(folder: Path) -> SmallCatalog:
+    """Write a TIFF stack, a temperature log, a SPICE file and a garbage TIFF; catalog them."""
+    rng = np.random.default_rng(7)
+    frames = rng.integers(100, 1000, size=(6, 40, 60), dtype=np.uint16)
+    frames[:, 5, 7] = 60000  # a hot pixel
+    tifffile.imwrite(folder / "stack.tif", frames, photometric="minisblack")
+
+    temperatures = 20 + np.linspace(0, 5, 30)
+    times = pd.date_range("2024-12-13T14:00:00", periods=30, freq="10s")
+    write_temperature_log(folder / "temp.csv", times, temperatures)
+
+    radiance = rng.normal(1.0, 0.1, size=(1, 12, 16, 3)).astype("float32")
+    radiance[:, 0] = np.nan  # an all-NaN wavelength bin, as at a window edge
+    radiance[:, :, 4] = np.nan  # an all-NaN row along the slit
+    window = {"name": "Ne VIII 770", "data": radiance, "wavelength_start": 76.9}
+    write_spice_l2(folder / "spice.fits", [window | {"wavelength_step": 0.0095}])
+
+    broken = folder / "broken.tif"
+    broken.write_bytes(b"II*\x00" + b"\xff" * 20)
+
+    cat = folder / "catalog.yaml"
+    add_source(
+        cat,
+        "stack",
+        folder / "stack.tif",
+        format="tiff",
+        metadata={"instrument": "IMAT", "sample": "catalyst bed", "run": "42", "description": "x"},
+    )
+    add_source(cat, "temp", folder / "temp.csv", format="temperature-log")
+    add_source(cat, "spectra", folder / "spice.fits", format="spice")
+    add_source(cat, "broken", broken, format="tiff")
+    return SmallCatalog(cat, frames, temperatures, radiance, broken)
+
+
+@pytest.fixture
+def small_catalog(tmp_path) -> SmallCatalog:
+    return make_small_catalog(tmp_path)
