@@ -52,7 +52,8 @@ _EXPECTED = "a Hiden RGA CSV export (header block, then a 'Time,ms,<species (mas
 _START_FORMAT = "%d/%m/%Y %H:%M:%S"
 _SPECIES = re.compile(r"^(?P<name>.*?)\s*\(\s*(?P<mass>\d+(?:\.\d+)?)\s*\)$")
 _PRESSURE_UNITS = {"torr": "Torr", "mbar": "mbar", "pa": "Pa", "amps": "A"}
-#: Hiden's default partial-pressure unit, used when an export does not name one
+#: partial-pressure unit assumed when an export does not name one (an assumption: the
+#: ISIS example states none, and its author plotted 'Arb. units')
 DEFAULT_UNITS = "Torr"
 _SCAN_COLUMNS = "Scan ID,Mode,Input,Scanned,Start,Stop,Increment,Dwell,Settle,RS,RelSEM"
 #: the environment block of the example export (HAL 8 RC RGA 201), written by default
@@ -91,8 +92,9 @@ def open_massspec_csv(
     units : str, optional
         Partial-pressure unit. By default the unit the header block names
         (Torr, mbar, Pa or amps); exports that name none (like the ISIS
-        example) are taken to be in Torr, Hiden's default, and the variables
-        say so in ``attrs["comment"]``.
+        example) are taken to be in Torr (an assumption: Hiden software
+        offers Torr, mbar and Pa), and the variables say so in
+        ``attrs["comment"]``.
     elapsed_column : {"ms", "Time"}, optional
         Which column gives the time since the start: ``"ms"`` (milliseconds,
         the default when present) or ``"Time"`` (``HH:MM:SS``, whole
@@ -144,54 +146,12 @@ def _read_export(
             f"{path}: no data header row: expected a row starting 'Time,ms,' followed by "
             "species columns such as 'Hydrogen (2)' (Hiden RGA CSV export)"
         )
-    start_i = next(
-        (
-            i
-            for i, r in enumerate(rows[:header_i])
-            if _cell(r, 0) == "Date" and _cell(r, 2) == "Time"
-        ),
-        None,
-    )
-    if start_i is None:
-        raise FormatError(
-            f"{path}: no start-time row before the data header (line {header_i + 1}): "
-            "expected a row 'Date,dd/mm/YYYY,Time,HH:MM:SS'"
-        )
-    start_text = f"{_cell(rows[start_i], 1)} {_cell(rows[start_i], 3)}"
-    try:
-        start = pd.to_datetime(start_text, format=_START_FORMAT)
-    except ValueError:
-        raise row_error(
-            path, start_i + 1, f"start {start_text!r} is not 'dd/mm/YYYY HH:MM:SS'"
-        ) from None
-
-    names = rows[header_i]
-    while names and not names[-1]:  # exports pad every row with empty columns
-        names.pop()
+    start = _start_time(path, rows, header_i)
+    names, columns, line_numbers = _data_table(path, rows, header_i)
     has_ms = _cell(names, 1).lower() == "ms"
     first_species = 2 if has_ms else 1
-    for j, name in enumerate(names):
-        if not name:
-            raise row_error(path, header_i + 1, f"column {j + 1} of the data header is empty")
     if len(names) <= first_species:
         raise row_error(path, header_i + 1, "the data header names no species column")
-
-    table, line_numbers = [], []
-    for i in range(header_i + 1, len(rows)):
-        row = rows[i]
-        if not any(row):
-            continue
-        extra = [c for c in row[len(names) :] if c]
-        if extra:
-            raise row_error(
-                path, i + 1, f"value {extra[0]!r} beyond the {len(names)} named columns"
-            )
-        table.append(row[: len(names)] + [""] * (len(names) - len(row)))
-        line_numbers.append(i + 1)
-    if not table:
-        raise row_error(path, header_i + 1, "no data rows after the data header")
-    columns = list(zip(*table, strict=True))
-    line_numbers = np.asarray(line_numbers)
 
     column = elapsed_column or ("ms" if has_ms else "Time")
     if column == "ms":
@@ -207,7 +167,7 @@ def _read_export(
     var_attrs = {"units": units or stated or DEFAULT_UNITS}
     if units is None and stated is None:
         var_attrs["comment"] = (
-            f"the export does not name its pressure unit; {DEFAULT_UNITS} (Hiden's default) assumed"
+            f"the export does not name its pressure unit; {DEFAULT_UNITS} assumed (pass units=)"
         )
     detectors = _scan_detectors(block)
     species = [_species(name) for name in names[first_species:]]
@@ -241,6 +201,50 @@ def _read_export(
         **_header_attrs(block),
     )
     return ds
+
+
+def _start_time(path: Path, rows: list[list[str]], header_i: int) -> pd.Timestamp:
+    """The local start from the 'Date,dd/mm/YYYY,Time,HH:MM:SS' row of the header block."""
+    for i, row in enumerate(rows[:header_i]):
+        if _cell(row, 0) == "Date" and _cell(row, 2) == "Time":
+            text = f"{_cell(row, 1)} {_cell(row, 3)}"
+            try:
+                return pd.to_datetime(text, format=_START_FORMAT)
+            except ValueError:
+                raise row_error(
+                    path, i + 1, f"start {text!r} is not 'dd/mm/YYYY HH:MM:SS'"
+                ) from None
+    raise FormatError(
+        f"{path}: no start-time row before the data header (line {header_i + 1}): "
+        "expected a row 'Date,dd/mm/YYYY,Time,HH:MM:SS'"
+    )
+
+
+def _data_table(
+    path: Path, rows: list[list[str]], header_i: int
+) -> tuple[list[str], list[tuple[str, ...]], np.ndarray]:
+    """Column titles, columns of cells and the line number of each data row."""
+    names = rows[header_i]
+    while names and not names[-1]:  # exports pad every row with empty columns
+        names.pop()
+    for j, name in enumerate(names):
+        if not name:
+            raise row_error(path, header_i + 1, f"column {j + 1} of the data header is empty")
+    table, line_numbers = [], []
+    for i in range(header_i + 1, len(rows)):
+        row = rows[i]
+        if not any(row):
+            continue
+        extra = [c for c in row[len(names) :] if c]
+        if extra:
+            raise row_error(
+                path, i + 1, f"value {extra[0]!r} beyond the {len(names)} named columns"
+            )
+        table.append(row[: len(names)] + [""] * (len(names) - len(row)))
+        line_numbers.append(i + 1)
+    if not table:
+        raise row_error(path, header_i + 1, "no data rows after the data header")
+    return names, list(zip(*table, strict=True)), np.asarray(line_numbers)
 
 
 def _cell(row: list[str], j: int) -> str:
