@@ -270,7 +270,7 @@ def replay(
     detector = _detector(recording, stream)
     motors = _motors(recording, detector)
     header = _header_attrs(detector)
-    frame_of = {id(m): i for i, m in enumerate(detector.frames)}
+    frame_of = {(m.file, m.item): i for i, m in enumerate(detector.frames)}
     events: dict[int, list[_Message]] = {}
     for m in recording.messages:
         if m.stream == detector.stream or m.typ == _SARDANA:
@@ -291,7 +291,7 @@ def replay(
             if kind != "image":
                 yield StreamEvent(number, when, kind, header=header)
                 continue
-            i = frame_of[id(det)]
+            i = frame_of[det.file, det.item]
             yield StreamEvent(
                 number,
                 when,
@@ -346,6 +346,10 @@ def _scan(path: Path, number: int) -> tuple[list[_Message], bytes | None]:
             count += 1
         size = f.tell()
         index = items.export_index(f)
+    if not gz and size > path.stat().st_size:  # a plain file seeks past its end without a word
+        raise FormatError(
+            f"{path}: item {count - 1} is truncated (a byte string runs past the end)"
+        )
     if index is not None:
         try:
             items.check_gzip_complete(path, size)
@@ -416,6 +420,11 @@ def _detector(recording: _Recording, stream: str | None) -> _Detector:
         raise FormatError(
             f"{files}: stream {stream!r} has no series header (htype 'header'); "
             "expected one before its first image"
+        )
+    if len(starts) > 1:  # ingesters record one file per scan; frame numbers would repeat
+        raise FormatError(
+            f"{files}: stream {stream!r} holds {len(starts)} series (headers at "
+            f"{', '.join(recording.where(m) for m in starts)}); open each series' files alone"
         )
     frames = [m for m in messages if m.header.get("htype") == "image"]
     if not frames:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import pickle
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -278,6 +279,23 @@ def test_a_frame_reads_only_its_chunk(tmp_path, monkeypatch):
     assert sorted(read) == [6, 7, 8]
 
 
+def test_pickled_dataset_still_reads(tmp_path):
+    # what a dask.distributed worker gets: the graph with the index, gzip seek points included
+    frames, paths = _write(tmp_path, motor={"m": [0.0, 1.0, 2.0]}, frames_per_point=4)
+    ds = pickle.loads(pickle.dumps(open_cbor_stream(paths, chunks=4)))
+    np.testing.assert_array_equal(ds.counts.values, frames)
+
+
+def test_naive_recorded_times_read_in_timezone(tmp_path):
+    header = b'{"htype": "header", "msg_number": 0, "filename": "x.h5"}'
+    naive = cbor2.CBORTag(0, "2024-11-21T12:21:03.5")  # Stockholm local time, UTC+1 in November
+    items = [(0, [header]), (1, [_image_header([1, 2]), b"\x01\x00\x02\x00"])]
+    path = tmp_path / "naive.cbors"
+    path.write_bytes(b"".join(_message(e, "zyla", "STINS", parts, naive) for e, parts in items))
+    ds = open_cbor_stream(path, timezone="Europe/Stockholm")
+    assert ds.time.values[0] == np.datetime64("2024-11-21T11:21:03.5", "ns")
+
+
 def test_gzip_without_indexed_gzip(tmp_path, monkeypatch):
     frames, paths = _write(tmp_path, gzip=True)
     monkeypatch.setattr(_cbor_items, "indexed_gzip", None)
@@ -372,6 +390,20 @@ def test_empty_file(tmp_path):
         open_cbor_stream(path)
 
 
+def test_two_series_in_one_stream(tmp_path):
+    _, paths = _write(tmp_path, gzip=False)
+    parts = _split_items(paths[0])
+    twice = tmp_path / "twice.cbors"
+    twice.write_bytes(b"".join(parts[:3]) + parts[0])
+    with pytest.raises(FormatError, match="event 0 of stream 'balor' recorded twice"):
+        open_cbor_stream(twice)
+    _, streams, when = cbor2.loads(parts[0]).value  # the series header, moved to event 3
+    again = cbor2.CBORTag(55799, cbor2.CBORTag(42877, [3, streams, when]))
+    twice.write_bytes(b"".join(parts[:3]) + cbor2.dumps(again))
+    with pytest.raises(FormatError, match=r"holds 2 series .*item 3 \(event 3\)"):
+        open_cbor_stream(twice)
+
+
 def test_stream_without_header_item(tmp_path):
     _, paths = _write(tmp_path, gzip=False)
     headless = tmp_path / "headless.cbors"
@@ -380,9 +412,9 @@ def test_stream_without_header_item(tmp_path):
         open_cbor_stream(headless)
 
 
-def _message(event, stream, typ, parts):
+def _message(event, stream, typ, parts, when=START):
     data = cbor2.CBORTag(42878, [typ, parts])
-    return cbor2.dumps(cbor2.CBORTag(55799, cbor2.CBORTag(42877, [event, {stream: data}, START])))
+    return cbor2.dumps(cbor2.CBORTag(55799, cbor2.CBORTag(42877, [event, {stream: data}, when])))
 
 
 def _image_header(shape, compression="none") -> bytes:
