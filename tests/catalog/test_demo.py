@@ -377,6 +377,14 @@ def test_ensure_demo_leaves_nothing_when_interrupted(cache, monkeypatch):
     assert demo.ensure_demo().exists() and len(calls) == 1
 
 
+def test_ensure_demo_replaces_a_cache_folder_without_catalog(cache, monkeypatch):
+    (cache / "radiography").mkdir(parents=True)  # e.g. someone deleted catalog.yaml
+    calls = []
+    monkeypatch.setattr(demo, "make_demo", _fake_make_demo(calls))
+    assert demo.ensure_demo().exists() and len(calls) == 1
+    assert not (cache / "radiography").exists()
+
+
 def test_open_catalog_without_path_opens_the_cached_demo(cache, demo_dir, monkeypatch):
     cache.parent.mkdir(parents=True)
     os.symlink(demo_dir, cache)  # a finished demo in the cache: opened, not regenerated
