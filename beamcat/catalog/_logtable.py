@@ -119,6 +119,14 @@ def from_utc(times: Sequence | np.ndarray | pd.DatetimeIndex, timezone: str) -> 
     return index.tz_convert(timezone).tz_localize(None)
 
 
+def per_time(values, n: int, what: str, dtype) -> np.ndarray:
+    """A writer's column as a 1-d array of `n` values (one per time), else OptionError."""
+    out = np.asarray(values)
+    if out.shape != (n,):
+        raise OptionError(f"{what}: expected {n} values (one per time), got shape {out.shape}")
+    return out.astype(dtype)
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to a temporary file beside `path`, then rename it into place."""
     path = Path(path)

@@ -29,6 +29,7 @@ from beamcat.catalog._logtable import (
     open_logs,
     parse_numbers,
     parse_times,
+    per_time,
     read_lines,
     row_error,
     strptime_parser,
@@ -221,24 +222,17 @@ def write_imat_log(
     """
     local = from_utc(times, timezone).round("s")
     n = len(local)
-    columns = {}
-    for key, values, default in (
-        ("counts", counts, np.arange(n)),
-        ("monbefore", monbefore, np.zeros(n, dtype=np.int64)),
-        ("monafter", monafter, np.zeros(n, dtype=np.int64)),
-    ):
-        values = default if values is None else np.asarray(values)
-        if values.shape != (n,):
-            raise OptionError(
-                f"{key}: expected {n} values (one per time), got shape {values.shape}"
-            )
-        columns[key] = values.astype(np.int64)
+    columns = [
+        per_time(np.arange(n) if counts is None else counts, n, "counts", np.int64),
+        per_time(np.zeros(n) if monbefore is None else monbefore, n, "monbefore", np.int64),
+        per_time(np.zeros(n) if monafter is None else monafter, n, "monafter", np.int64),
+    ]
     if "," in image_type or "stopping" in image_type.lower():
         raise OptionError(f"image_type={image_type!r}: expected a name without ',' or 'Stopping'")
     rows = [HEADER] if header else []
     rows += [
         f"{_ctime(t)},{image_type},{c},Monitor 3 before: {b},Monitor 3 after: {a}"
-        for t, c, b, a in zip(local, *columns.values(), strict=True)
+        for t, c, b, a in zip(local, *columns, strict=True)
     ]
     return write_atomic(path, "".join(r + "\n" for r in rows))
 

@@ -41,6 +41,7 @@ from beamcat.catalog._logtable import (
     from_utc,
     open_logs,
     parse_numbers,
+    per_time,
     read_lines,
     row_error,
     write_atomic,
@@ -427,12 +428,7 @@ def write_massspec_csv(
         raise OptionError("elapsed_s: expected seconds >= 0 since start")
     columns = []
     for species, (mass, values) in pressures.items():
-        values = np.asarray(values, dtype=np.float64)
-        if values.shape != elapsed.shape:
-            raise OptionError(
-                f"pressures[{species!r}]: expected {elapsed.size} values (one per elapsed time), "
-                f"got shape {values.shape}"
-            )
+        values = per_time(values, elapsed.size, f"pressures[{species!r}]", np.float64)
         columns.append((f"{species} ({mass:g})", values))
 
     environment = DEMO_ENVIRONMENT if environment is None else environment

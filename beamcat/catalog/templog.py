@@ -30,6 +30,7 @@ from beamcat.catalog._logtable import (
     open_logs,
     parse_numbers,
     parse_times,
+    per_time,
     read_lines,
     row_error,
     strptime_parser,
@@ -201,11 +202,7 @@ def write_temperature_log(
     ... )
     """
     local = from_utc(times, timezone).round("s")
-    values = np.asarray(temperatures, dtype=np.float64)
-    if values.shape != (len(local),):
-        raise OptionError(
-            f"temperatures: expected {len(local)} values (one per time), got shape {values.shape}"
-        )
+    values = per_time(temperatures, len(local), "temperatures", np.float64)
     if not np.all(np.isfinite(values)):
         raise OptionError("temperatures: the format has no missing-value marker; got NaN or inf")
     origin = local[0] if run_start is None else from_utc([run_start], timezone)[0]

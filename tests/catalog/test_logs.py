@@ -450,6 +450,11 @@ def test_imat_errors(tmp_path):
     path.write_text("TIME STAMP,IMAGE TYPE,IMAGE COUNTER,BEFORE,AFTER\n")
     with pytest.raises(FormatError, match=rf"{path}: no frame rows"):
         open_imat_log(path)
+    times = pd.date_range("2024-12-13", periods=3, freq="1s")
+    with pytest.raises(OptionError, match=r"monbefore: expected 3 values \(one per time\)"):
+        write_imat_log(path, times, monbefore=[1])
+    with pytest.raises(OptionError, match="temperatures: expected 3 values"):
+        write_temperature_log(path, times, [20.0, 21.0])
 
 
 def test_garbage_text_is_a_format_error(tmp_path):
