@@ -255,6 +255,26 @@ def test_compressed_payloads_round_trip(tmp_path, compression):
     assert paths[0].stat().st_size < frames.nbytes / 4
 
 
+def test_bslz4_is_the_hdf5_bitshuffle_chunk_format(tmp_path):
+    """Dectris bslz4 = a bitshuffle-LZ4 HDF5 chunk (12-byte header); h5py's filter writes one."""
+    bitshuffle_h5 = pytest.importorskip("bitshuffle.h5")
+    h5py = pytest.importorskip("h5py")
+    frame = (np.arange(48 * 40).reshape(48, 40) % 7).astype(np.uint16)
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        opts = (0, bitshuffle_h5.H5_COMPRESS_LZ4)
+        f.create_dataset(
+            "x",
+            data=frame,
+            chunks=frame.shape,
+            compression=bitshuffle_h5.H5FILTER,
+            compression_opts=opts,
+        )
+        _, chunk = f["x"].id.read_direct_chunk((0, 0))
+    header = {"shape": [48, 40], "type": "uint16", "compression": "bslz4"}
+    np.testing.assert_array_equal(_cbor_items.decode_frame(chunk, header), frame)
+    assert _cbor_items.encode_frame(frame, "bslz4") == chunk
+
+
 @pytest.mark.parametrize("chunks", [1, 3, 4, 10, 25])
 def test_any_chunking_gives_the_same_frames(tmp_path, chunks):
     frames, paths = _write(tmp_path)
