@@ -41,7 +41,8 @@ BLOB_MIN = 64 * 2**10
 #: image payload encodings `decode_frame` reads
 COMPRESSIONS = ("none", "bslz4", "lz4")
 _MAX_DEPTH = 32
-_SELF_DESCRIBED = 55799  # the "this is CBOR" tag each recorded item starts with
+#: CBOR tags of a recording: "this is CBOR" (each item), dranspose message, stream data
+SELF_DESCRIBED_TAG, MESSAGE_TAG, STREAM_TAG = 55799, 42877, 42878
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -239,7 +240,7 @@ def _simple(f: IO[bytes], info: int) -> Any:
 
 
 def _tagged(tag: int, value: Any) -> Any:
-    if tag == _SELF_DESCRIBED:
+    if tag == SELF_DESCRIBED_TAG:
         return value
     if tag == 0 and isinstance(value, str):
         try:

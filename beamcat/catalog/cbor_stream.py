@@ -56,8 +56,6 @@ __all__ = ["StreamEvent", "open_cbor_stream", "replay", "write_recording"]
 SUFFIXES = (".cbors", ".cbors.gz", ".cbor", ".cbor.gz")
 #: detector name (a part of the stream name) -> pixel pitch in m (drp-femtomax worker)
 PIXEL_SIZES = {"pilatus": 172e-6, "balor": 12e-6, "zyla": 6.5e-6}
-_MESSAGE_TAG = 42877
-_STREAM_TAG = 42878
 _STINS = "STINS"
 _SARDANA = "sardana"
 
@@ -177,7 +175,8 @@ def open_cbor_stream(
         ``frame`` (the detector's frame number), ``event_number``, ``time``
         (UTC), ``step`` (scan point of each frame, -1 when none) and one per
         sardana reference motor (position of each frame's point, NaN when
-        none). attrs: ``energy`` (eV), ``exposure`` (s), ``threshold``,
+        none; a point's frames are those up to its RecordData's event, see the
+        module docstring). attrs: ``energy`` (eV), ``exposure`` (s), ``threshold``,
         ``filename``, ``detector``, ``pixel_size`` (m, from the detector name),
         ``scan_title``, ``scan_number``, ``motors``.
 
@@ -204,7 +203,8 @@ def open_cbor_stream(
         chunks = max(1, limit // max(1, store.frame_nbytes))
     if not isinstance(chunks, int) or chunks < 1:
         raise OptionError(f"chunks={chunks!r}: expected a positive number of frames per chunk")
-    token = tokenize([(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files], stream)
+    stats = [(str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files]
+    token = tokenize(stats, stream, chunks)
     counts = da.from_array(
         store,
         chunks=(chunks, -1, -1),
@@ -364,7 +364,7 @@ def _scan(path: Path, number: int) -> tuple[list[_Message], bytes | None]:
 
 def _messages(f, item, file: int, count: int) -> list[_Message]:
     """Check one item's layout and split it into its streams' messages."""
-    if not (isinstance(item, items.Tag) and item.tag == _MESSAGE_TAG):
+    if not (isinstance(item, items.Tag) and item.tag == items.MESSAGE_TAG):
         raise FormatError(f"found {_describe(item)}, expected a dranspose message (tag 42877)")
     value = item.value
     if not (isinstance(value, list) and len(value) in (2, 3)):
@@ -377,7 +377,7 @@ def _messages(f, item, file: int, count: int) -> list[_Message]:
         raise FormatError(f"created_at is {_describe(created)}, expected a date-time")
     out = []
     for name, data in streams.items():
-        if not (isinstance(data, items.Tag) and data.tag == _STREAM_TAG):
+        if not (isinstance(data, items.Tag) and data.tag == items.STREAM_TAG):
             raise FormatError(f"stream {name!r} is {_describe(data)}, expected tag 42878")
         if not (isinstance(data.value, list) and len(data.value) == 2):
             raise FormatError(f"stream {name!r} is not (typ, frames)")

@@ -23,10 +23,8 @@ import cbor2
 import numpy as np
 import pandas as pd
 
-from beamcat.catalog._cbor_items import encode_frame
+from beamcat.catalog._cbor_items import MESSAGE_TAG, SELF_DESCRIBED_TAG, STREAM_TAG, encode_frame
 from beamcat.errors import OptionError
-
-_SELF_DESCRIBED = 55799
 
 
 def write_recording(
@@ -201,9 +199,9 @@ def _json(value: dict, separator: str = ",") -> bytes:
 
 def _item(event: int, stream: str, typ: str, parts: list[bytes], when: datetime) -> bytes:
     """One recorded message, tagged as the ingesters tag it."""
-    data = cbor2.CBORTag(42878, [typ, parts])
-    message = cbor2.CBORTag(42877, [event, {stream: data}, when.astimezone(UTC)])
-    return cbor2.dumps(cbor2.CBORTag(_SELF_DESCRIBED, message))
+    data = cbor2.CBORTag(STREAM_TAG, [typ, parts])
+    message = cbor2.CBORTag(MESSAGE_TAG, [event, {stream: data}, when.astimezone(UTC)])
+    return cbor2.dumps(cbor2.CBORTag(SELF_DESCRIBED_TAG, message))
 
 
 class _atomic:
