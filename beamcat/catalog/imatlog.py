@@ -118,7 +118,10 @@ def _read_log(path: Path, *, timezone: str) -> xr.Dataset:
             continue
         if len(fields) not in (5, 6):
             raise row_error(
-                path, i, f"{len(fields)} fields: expected 5 (time,type,count,monbefore,monafter)"
+                path,
+                i,
+                f"{len(fields)} fields: expected 5 (time,type,count,monbefore,monafter), "
+                "or 6 with the angle",
             )
         if rows and len(fields) != len(rows[0]):
             raise row_error(path, i, f"{len(fields)} fields where earlier rows have {len(rows[0])}")

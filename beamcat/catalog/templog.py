@@ -99,8 +99,7 @@ def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> 
     prop = None
     rows, line_numbers = [], []
     for i, line in enumerate(lines, start=1):
-        body, _, comment = line.partition("#")
-        fields = body.split()
+        fields = line.partition("#")[0].split()  # rows may end in '# 12345'
         if not rows:  # before the data: comments, and the first row found by its content
             match = _PROPERTY.match(line.strip())
             if match and prop is None:
