@@ -6,7 +6,7 @@ with 60 uint16 frames of 256 x 256 and ``scan_0007sardana-ingester-*.cbors``
 with the motor ``theta`` at 10 positions, 6 frames each.
 
 Each frame is ``background (100 ADU) + read noise (sigma 3 ADU) + photons + hot
-pixels``. A photon deposits ~1200 ADU (8 keV) over the 3 x 3 pixels around its
+pixels``. A photon deposits ~1250 ADU (8 keV) over the 3 x 3 pixels around its
 impact (charge sharing: a Gaussian cloud of sigma `CHARGE_SIGMA` px integrated
 over the pixels and truncated to the 3 x 3 box). Photons in one frame are at
 least `MIN_SEPARATION` px apart (Chebyshev), except the planted two-photon
@@ -46,8 +46,9 @@ from beamcat.catalog.demo._common import Entry, write_truth
 SHAPE = (256, 256)
 BACKGROUND = 100.0
 READ_NOISE = 3.0
-PHOTON_ADU = 1200.0
-PHOTON_ADU_SPREAD = 25.0  # sd of the deposit from photon to photon
+# FemtoMAX's photonize sums (pixel - 108 ADU) over the box (~60 ADU less), and keeps sums > 1100
+PHOTON_ADU = 1250.0
+PHOTON_ADU_SPREAD = 20.0  # sd of the deposit from photon to photon
 CHARGE_SIGMA = 0.45  # px
 MIN_SEPARATION = 5  # px between impacts of distinct photons
 ENERGY = 8048.0  # eV
