@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,11 @@ from beamcat.catalog.build import METADATA_KEYS
 #: table columns, in order (``source`` is hidden but kept for the attrs view)
 COLUMNS = ("name", "format", "dims", "shape", "size", "error", *METADATA_KEYS, "source")
 _PENDING = "…"
+_ATTRS_CSS = """
+table {table-layout: fixed; width: 100%; border-collapse: collapse; font-size: 0.85em}
+th, td {text-align: left; vertical-align: top; padding: 2px 6px; border-bottom: 1px solid #ddd}
+td {overflow-wrap: anywhere}
+"""
 
 
 class CatalogPage(pn.viewable.Viewer):
@@ -59,10 +65,10 @@ class CatalogPage(pn.viewable.Viewer):
         )
         self.title = pn.pane.Markdown("Select an entry to see its quick look.")
         self.plot = pn.Column(sizing_mode="stretch_width", min_height=300)
-        self.attrs = pn.pane.Markdown(
+        self.attrs = pn.pane.HTML(
             width=380,
             css_classes=["beamcat-attrs"],
-            stylesheets=["table {table-layout: fixed; width: 100%} td {overflow-wrap: anywhere}"],
+            stylesheets=[_ATTRS_CSS],
         )
         attrs_box = pn.Column(self.attrs, scroll=True, width=400, max_height=520)
         self.quicklook = pn.Column(
@@ -125,15 +131,15 @@ class CatalogPage(pn.viewable.Viewer):
             self.plot.objects = [pn.pane.Alert(plot, alert_type="danger")]
         else:
             self.plot.objects = [pn.pane.HoloViews(plot, sizing_mode="stretch_width")]
-        self.attrs.object = attrs_markdown(attrs)
+        self.attrs.object = attrs_html(attrs)
 
 
-def attrs_markdown(attrs: dict[str, Any], *, max_chars: int = 200) -> str:
-    """A two-column Markdown table of attrs, long values cut to `max_chars`."""
-    lines = ["| attribute | value |", "|---|---|"]
+def attrs_html(attrs: dict[str, Any], *, max_chars: int = 200) -> str:
+    """A two-column HTML table of attrs, escaped, long values cut to `max_chars`."""
+    rows = []
     for key, value in attrs.items():
-        text = str(value).replace("|", "\\|").replace("\n", " ")
+        text = str(value)
         if len(text) > max_chars:
             text = text[: max_chars - 1] + "…"
-        lines.append(f"| {key} | {text} |")
-    return "\n".join(lines)
+        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(text)}</td></tr>")
+    return f"<table><tr><th>attribute</th><th>value</th></tr>{''.join(rows)}</table>"

@@ -27,7 +27,9 @@ def _show(app, name):
     table.selection = [table.value["name"].tolist().index(name)]
     plots = [p.object for p in _select(app, pn.pane.HoloViews)]
     alerts = [a.object for a in _select(app, pn.pane.Alert)]
-    attrs = next(m.object for m in _select(app, pn.pane.Markdown) if "| attribute |" in m.object)
+    attrs = next(
+        h.object for h in _select(app, pn.pane.HTML) if "<th>attribute</th>" in (h.object or "")
+    )
     return plots, alerts, attrs
 
 
@@ -72,9 +74,9 @@ def test_selecting_an_image_entry_shows_its_mean_frame_and_attrs(app, small_cata
     np.testing.assert_allclose(values, expected, rtol=1e-12)
     lo, hi = image.vdims[0].range
     assert hi < 1000  # the 60000-count hot pixel does not set the colour scale
-    assert "| instrument | IMAT |" in attrs
-    assert "| units | counts |" in attrs
-    assert f"| source | {small_catalog.path.parent / 'stack.tif'} |" in attrs
+    assert "<tr><th>instrument</th><td>IMAT</td></tr>" in attrs
+    assert "<tr><th>units</th><td>counts</td></tr>" in attrs
+    assert f"<th>source</th><td>{small_catalog.path.parent / 'stack.tif'}</td>" in attrs
 
 
 def test_selecting_a_log_shows_its_curve(app, small_catalog):
@@ -91,7 +93,7 @@ def test_selecting_spice_shows_the_nan_aware_mean_spectrum(app, small_catalog):
         expected = np.nanmean(small_catalog.radiance[0].astype("float64"), axis=(1, 2))
     # float32 data summed by the reader in float32: ~1e-7 relative
     np.testing.assert_allclose(curve.dimension_values(1), expected, rtol=1e-5)
-    assert "| units | W/m2/sr/nm |" in attrs
+    assert "<tr><th>units</th><td>W/m2/sr/nm</td></tr>" in attrs
 
 
 def test_a_broken_entry_shows_an_alert_and_the_page_keeps_working(app, small_catalog):
