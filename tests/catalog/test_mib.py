@@ -489,8 +489,9 @@ def test_dataset_chunks_bounded(sparse_mib):
     ds = open_mib(path, flyback=False)
     chunk = ds.counts.data.chunksize
     nbytes = np.prod(chunk) * 2
-    assert 64 * 2**20 <= nbytes <= 256 * 2**20
+    assert 8 * 2**20 <= nbytes <= 32 * 2**20  # "auto" aims at 16 MiB
     assert chunk[1] == 128  # whole scan lines
+    assert open_mib(path, flyback=False, chunks="128MiB").counts.data.chunksize[0] == 8
 
 
 @pytest.fixture(scope="module")

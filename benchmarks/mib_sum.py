@@ -1,0 +1,127 @@
+"""Benchmark: sum every frame of a ~2 GB 12-bit MIB scan, beamcat vs LiberTEM.
+
+Generates (once, cached under ``.bench/`` or ``--data-dir``) a 128 x 128 scan of
+256 x 256 frames, non-RAW U16 (12-bit counts), 2.15 GB, with a NumPy
+reference of every frame's sum computed while writing. Then, in the same run:
+
+- beamcat: ``open_mib(path)`` + ``counts.sum(("y", "x")).compute()`` on the
+  threaded dask scheduler with ``--workers`` threads;
+- LiberTEM: ``ctx.load("mib", path=...)`` + ``ctx.run_udf(SumSigUDF())`` with
+  the ``inline`` executor (1 thread) and the ``threads`` executor
+  (``--workers`` threads); context start-up is not timed.
+
+Each tool runs ``--repeat`` times and the best time is reported: after the first
+run the file is in the page cache when it fits in memory, so the best is a warm
+cache figure. Every result is checked against the NumPy reference.
+
+Run: ``.venv/bin/python benchmarks/mib_sum.py`` (needs ``pip install libertem``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dask
+import numpy as np
+
+from beamcat.catalog.mib import open_mib, write_mib
+
+ROOT = Path(__file__).resolve().parents[1]
+SCAN = (128, 128)
+FRAME = (256, 256)
+BLOCK = 512  # frames generated at once: 64 MiB of uint16
+
+
+def _blocks(reference: np.ndarray) -> Iterator[np.ndarray]:
+    """Sparse-ish 12-bit frames (Poisson counts plus a few saturated hot pixels)."""
+    rng = np.random.default_rng(2024)
+    n = reference.size
+    for start in range(0, n, BLOCK):
+        k = min(BLOCK, n - start)
+        block = rng.poisson(0.8, size=(k, *FRAME)).astype(np.uint16)
+        block[:, 39, 52] = 4095
+        reference[start : start + k] = block.sum(axis=(1, 2), dtype=np.int64)
+        yield block
+
+
+def ensure_data(folder: Path) -> tuple[Path, np.ndarray]:
+    """The benchmark MIB file and its per-frame sums, generated on first use."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "scan_128x128_256x256_u16.mib"
+    ref_path = folder / "scan_128x128_256x256_u16.sums.npy"
+    if not (path.exists() and ref_path.exists()):
+        print(f"generating {path} ...", flush=True)
+        reference = np.zeros(SCAN[0] * SCAN[1], dtype=np.int64)
+        write_mib(path, _blocks(reference), depth=12, exposure=0.001, scan_shape=SCAN)
+        np.save(ref_path, reference.reshape(SCAN))
+    return path, np.load(ref_path)
+
+
+def run_beamcat(path: Path, workers: int) -> np.ndarray:
+    ds = open_mib(path)
+    with dask.config.set(scheduler="threads", num_workers=workers):
+        return ds.counts.sum(("y", "x")).values
+
+
+def libertem_runner(executor: str, workers: int) -> tuple[Callable[[Path], np.ndarray], object]:
+    from libertem.api import Context
+    from libertem.udf.sumsigudf import SumSigUDF
+
+    ctx = (
+        Context.make_with(executor, cpus=workers)
+        if executor != "inline"
+        else (Context.make_with("inline"))
+    )
+
+    def run(path: Path) -> np.ndarray:
+        ds = ctx.load("mib", path=str(path), nav_shape=SCAN)
+        result = ctx.run_udf(dataset=ds, udf=SumSigUDF())
+        return np.asarray(result["intensity"].data)
+
+    return run, ctx
+
+
+def best_of(run: Callable[[Path], np.ndarray], path: Path, repeat: int) -> tuple[float, np.ndarray]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = run(path)
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-libertem", action="store_true")
+    args = parser.parse_args()
+
+    path, reference = ensure_data(args.data_dir)
+    gb = path.stat().st_size / 1e9
+    rows = []
+    seconds, sums = best_of(lambda p: run_beamcat(p, args.workers), path, args.repeat)
+    rows.append((f"beamcat open_mib + dask sum ({args.workers} threads)", seconds, sums))
+    if not args.no_libertem:
+        for executor in ("inline", "threads"):
+            run, ctx = libertem_runner(executor, args.workers)
+            threads = 1 if executor == "inline" else args.workers
+            seconds, sums = best_of(run, path, args.repeat)
+            rows.append((f"LiberTEM SumSigUDF, {executor} ({threads} thread(s))", seconds, sums))
+            ctx.close()
+
+    print(f"\nfile: {path} ({gb:.2f} GB, {SCAN[0]}x{SCAN[1]} frames of {FRAME[0]}x{FRAME[1]} U16)")
+    print(f"best of {args.repeat} runs each (warm page cache after the first run)\n")
+    print(f"| {'tool':<48} | {'seconds':>8} | {'GB/s':>6} | matches NumPy |")
+    print(f"|{'-' * 50}|{'-' * 10}|{'-' * 8}|---------------|")
+    for name, seconds, sums in rows:
+        ok = np.array_equal(np.asarray(sums).reshape(SCAN).astype(np.int64), reference)
+        print(f"| {name:<48} | {seconds:8.2f} | {gb / seconds:6.2f} | {ok!s:<13} |")
+
+
+if __name__ == "__main__":
+    main()
