@@ -101,14 +101,20 @@ class BeamcatReader(BaseReader):
     def _read(self, data, **options):
         from beamcat.catalog.formats import open_dataset
 
+        options = {k: _local(v) for k, v in options.items()}
         return open_dataset(_local(data.url), format=data.format, **options)
 
 
-def _local(url):
-    """Intake expands ``{CATALOG_DIR}`` to a ``file://`` URL; beamcat's openers take paths."""
-    if isinstance(url, list | tuple):
-        return [_local(u) for u in url]
-    return url.removeprefix("file://")
+def _local(value):
+    """Intake expands ``{CATALOG_DIR}`` to a ``file://`` URL; beamcat's openers take paths.
+
+    Applies to the source and to path-valued options such as ``frame_log``.
+    """
+    if isinstance(value, list | tuple):
+        return [_local(v) for v in value]
+    if isinstance(value, str):
+        return value.removeprefix("file://")
+    return value
 
 
 DATATYPES: dict[str, type[BeamcatData]] = {
