@@ -161,7 +161,8 @@ def add_source(
 ) -> None:
     """Add (or replace) an entry in a catalog file, creating the file if needed.
 
-    Sources inside the catalog's folder are stored relative to it
+    Sources inside the catalog's folder, and options naming existing files
+    there (such as ``frame_log``), are stored relative to it
     (``{CATALOG_DIR}/...``), so a catalog and its data can move together.
     The file is rewritten atomically.
 
@@ -189,12 +190,22 @@ def add_source(
     cat = load_catalog(catalog, trusted=trusted) if catalog.exists() else Catalog()
     if name in cat:
         cat.delete(name)
+    if format is None:
+        from beamcat.catalog.formats import sniff_format
+
+        format = sniff_format(source)
+    folder = catalog.parent
+    options = {k: _relative_to(v, folder) if _is_path(v) else v for k, v in (options or {}).items()}
     reader = make_reader(
-        _relative_to(source, catalog.parent), format=format, options=options, metadata=metadata
+        _relative_to(source, folder), format=format, options=options, metadata=metadata
     )
     token = cat.add_entry(reader)
     cat.give_name(token, name)
     save_catalog(cat, catalog)
+
+
+def _is_path(value) -> bool:
+    return isinstance(value, os.PathLike) or (isinstance(value, str) and Path(value).exists())
 
 
 def _relative_to(source, folder: Path):

@@ -37,7 +37,6 @@ def test_add_source_round_trips_through_intake(tmp_path, stack):
 
 
 def test_entry_reads_the_same_as_open_dataset(tmp_path, stack):
-    pytest.importorskip("beamcat.catalog.tiff")
     import beamcat
 
     catalog = tmp_path / "data" / "catalog.yaml"
@@ -151,3 +150,16 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     assert err.startswith("beamcat: error:") and "matches no file" in err
     assert main(["catalog", "add", "x", str(tmp_path), "--option", "novalue"]) == 1
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_path_options_move_with_the_catalog(tmp_path, stack):
+    from beamcat.catalog.logs import write_imat_log
+
+    times = np.datetime64("2024-12-13T11:00:00") + np.arange(3) * np.timedelta64(10, "s")
+    write_imat_log(stack.parent / "log.csv", times, [1, 2, 3])
+    catalog = tmp_path / "data" / "catalog.yaml"
+    add_source(catalog, "run1", stack, options={"frame_log": stack.parent / "log.csv"})
+    assert "{CATALOG_DIR}/log.csv" in catalog.read_text()
+    (tmp_path / "data").rename(tmp_path / "moved")
+    ds = open_catalog(tmp_path / "moved" / "catalog.yaml")["run1"].read()
+    np.testing.assert_array_equal(ds["time"].values, times.astype("datetime64[ns]"))
