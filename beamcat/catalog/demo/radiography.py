@@ -238,7 +238,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
             folder / "run_0042",
             "tiff",
             {**meta, "description": "operando time series, He -> H2/Ar switch at frame ~10"},
-            tz,
+            {**tz, "frame_log": folder / "IMAT00042_log.csv"},
         ),
         Entry(
             "imat_frame_log",
