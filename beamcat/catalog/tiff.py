@@ -2,9 +2,11 @@
 
 Opening reads the first file's TIFF header and only ``os.stat`` of the others, so a
 10,000-file stack opens in well under a second. A file whose size differs from the
-first one's gets its header read at open time (compressed stacks do); every other
-file is checked by the dask task that reads it, which raises `FormatError` naming
-the file when its shape or dtype differs from the first file's.
+first one's gets its header read at open time (compressed stacks do). Every other
+file is checked when a dask task reads it: if its bytes outside the pixel block
+equal the first file's, its TIFF structure (tags, so shape, dtype and offsets) is
+the same and its pixels are read directly; otherwise tifffile parses it and a shape
+or dtype differing from the first file's raises `FormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -363,8 +365,8 @@ def _tag_times(files, headers, timezone: str, *, required: bool) -> np.ndarray |
         if stamp is None:
             if required:
                 raise FormatError(
-                    f"{path}: no DateTime (306) or EPICS timestamp tag on its single page; "
-                    "times='tags' needs one per file"
+                    f"{path}: no DateTime (306) or EPICS timestamp tag on a single page; "
+                    "times='tags' needs one per file, each file one frame"
                 )
             return None
         stamps.append(stamp)

@@ -12,7 +12,7 @@ import beamcat
 from beamcat.catalog._attrs import to_utc
 from beamcat.catalog.imatlog import HEADER
 from beamcat.catalog.tiff import open_tiff
-from beamcat.errors import FormatError, SourceNotFoundError
+from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 # PROVENANCE.md gives means to 0.1 and min/max exactly
 PSI = {
@@ -216,9 +216,12 @@ def test_frame_log_count_mismatch(tmp_path):
 
 def test_datetime_tags(tmp_path):
     stamps = ["2023:05:01 10:00:00", "2023:05:01 10:00:05", "2023:05:01 10:00:10"]
+    frames = _frames(3)
     for i, stamp in enumerate(stamps):
-        tifffile.imwrite(tmp_path / f"f{i}.tif", _frames(1)[0], datetime=stamp)
+        tifffile.imwrite(tmp_path / f"f{i}.tif", frames[i], datetime=stamp)
     ds = open_tiff(tmp_path, timezone="Europe/London")
+    # headers differ from the first file's (DateTime), so these frames go through tifffile
+    np.testing.assert_array_equal(ds.counts.values, frames)
     # London is UTC+1 in May
     expected = pd.to_datetime(stamps, format="%Y:%m:%d %H:%M:%S").to_numpy() - np.timedelta64(
         1, "h"
@@ -236,6 +239,16 @@ def test_datetime_tags_missing(tmp_path):
 
 
 # --- bad input ---------------------------------------------------------------------------------
+
+
+def test_bad_options(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", _frames(4), photometric="minisblack")
+    with pytest.raises(OptionError, match="chunks=0"):
+        open_tiff(tmp_path / "stack.tif", chunks=0)
+    with pytest.raises(OptionError, match="times='files'"):
+        open_tiff(tmp_path / "stack.tif", times="files")
+    with pytest.raises(FormatError, match=r"stack\.tif.*each file one frame"):
+        open_tiff(tmp_path / "stack.tif", times="tags")
 
 
 def test_glob_matching_nothing(tmp_path):
