@@ -8,7 +8,6 @@ converted with vectorised pandas calls. Writers write atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from beamcat.catalog._atomic import atomic_open
 from beamcat.catalog._attrs import provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.errors import FormatError, OptionError
@@ -130,11 +130,8 @@ def per_time(values, n: int, what: str, dtype) -> np.ndarray:
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to a temporary file beside `path`, then rename it into place."""
     path = Path(path)
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False
-    ) as f:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
-    os.replace(f.name, path)
     return path
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from beamcat.catalog._atomic import atomic_open
 from beamcat.errors import CatalogError, UntrustedCatalogError
 
 #: Intake templates that import, unpickle or read the environment
@@ -226,14 +226,8 @@ def save_catalog(cat, path: str | os.PathLike) -> None:
     data = cat.to_dict()
     for key in ("CATALOG_DIR", "CATALOG_PATH", "STORAGE_OPTIONS"):
         data.get("user_parameters", {}).pop(key, None)  # set anew on every load
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
 
 
 def describe_entries(cat) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ point's last frame and a RecordEnd at n+1.
 
 from __future__ import annotations
 
+import contextlib
 import gzip as gzip_module
 import json
 import math
@@ -23,6 +24,7 @@ import cbor2
 import numpy as np
 import pandas as pd
 
+from beamcat.catalog._atomic import atomic_open
 from beamcat.catalog._cbor_items import MESSAGE_TAG, SELF_DESCRIBED_TAG, STREAM_TAG, encode_frame
 from beamcat.errors import OptionError
 
@@ -204,29 +206,14 @@ def _item(event: int, stream: str, typ: str, parts: list[bytes], when: datetime)
     return cbor2.dumps(cbor2.CBORTag(SELF_DESCRIBED_TAG, message))
 
 
-class _atomic:
-    """Write to a temporary name beside `path`, renamed into place on success."""
-
-    def __init__(self, path: Path, compress: bool):
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self.compress = compress
-
-    def __enter__(self):
-        raw = open(self.tmp, "wb")
-        self.file = (
-            gzip_module.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0)
-            if self.compress
-            else raw
-        )
-        self.raw = raw
-        return self.file
-
-    def __exit__(self, kind, exc, tb):
-        if self.file is not self.raw:
-            self.file.close()
-        self.raw.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+@contextlib.contextmanager
+def _atomic(path: Path, compress: bool):
+    """A stream file written atomically, gzipped (reproducibly: mtime 0) when asked."""
+    with atomic_open(path, "wb") as raw:
+        if not compress:
+            yield raw
+            return
+        with gzip_module.GzipFile(
+            filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0
+        ) as f:
+            yield f

@@ -23,6 +23,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
+from beamcat.catalog._atomic import atomic_path
 from beamcat.catalog._attrs import provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.fits import FITS_SUFFIXES, hdu_dask_array, hdu_shape, header_attrs, open_hdus
@@ -377,9 +378,8 @@ def write_spice_l2(
         array=times,
     )
     table = fits.BinTableHDU.from_columns([column], name="VARIABLE_KEYWORDS")
-    tmp = path.with_name(f".{path.name}.tmp")
-    fits.HDUList([*hdus, table]).writeto(tmp, overwrite=True, checksum=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fits.HDUList([*hdus, table]).writeto(tmp, checksum=True)
     return path
 
 
