@@ -5,7 +5,7 @@ Generates (once, cached under ``.bench/`` or ``--data-dir``) a 128 x 128 scan of
 reference of every frame's sum computed while writing. Then, in the same run:
 
 - beamcat: ``open_mib(path)`` + ``counts.sum(("y", "x")).compute()`` on the
-  threaded dask scheduler with ``--workers`` threads;
+  threaded dask scheduler with 1 and ``--workers`` threads;
 - LiberTEM: ``ctx.load("mib", path=...)`` + ``ctx.run_udf(SumSigUDF())`` with
   the ``inline`` executor (1 thread) and the ``threads`` executor
   (``--workers`` threads); context start-up is not timed.
@@ -104,8 +104,9 @@ def main() -> None:
     path, reference = ensure_data(args.data_dir)
     gb = path.stat().st_size / 1e9
     rows = []
-    seconds, sums = best_of(lambda p: run_beamcat(p, args.workers), path, args.repeat)
-    rows.append((f"beamcat open_mib + dask sum ({args.workers} threads)", seconds, sums))
+    for workers in sorted({1, args.workers}):
+        seconds, sums = best_of(lambda p, w=workers: run_beamcat(p, w), path, args.repeat)
+        rows.append((f"beamcat open_mib + dask sum ({workers} thread(s))", seconds, sums))
     if not args.no_libertem:
         for executor in ("inline", "threads"):
             run, ctx = libertem_runner(executor, args.workers)
