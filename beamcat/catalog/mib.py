@@ -430,7 +430,7 @@ def open_mib(
     Parameters
     ----------
     source : path, glob, folder or list of MIB files
-        Several files are concatenated along frames in natural order (Merlin's
+        A ``.hdr`` path stands for its ``.mib``. Several files are concatenated along frames in natural order (Merlin's
         one-file-per-frame mode); all must share one frame layout.
     scan_shape : (ny, nx), optional
         Frames recorded per scan line (`nx`) and lines (`ny`); see `scan_index`
@@ -468,7 +468,10 @@ def open_mib(
     >>> ds = open_mib("scan.mib")  # doctest: +SKIP
     >>> ds.counts.sum(("y", "x")).compute()  # doctest: +SKIP
     """
-    files = expand_source(source, suffixes=(".mib",))
+    files = [  # a .hdr sidecar names its acquisition, as in LiberTEM
+        f.with_suffix(".mib") if f.suffix.lower() == ".hdr" else f
+        for f in expand_source(source, suffixes=(".mib",))
+    ]
     sidecar = files[0].with_suffix(".hdr")
     hdr = read_hdr(sidecar) if sidecar.is_file() else {}
     parsed: list[FrameHeaders] = [

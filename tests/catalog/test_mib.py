@@ -545,6 +545,12 @@ def test_several_files_concatenate(tmp_path):
         open_mib([tmp_path / "run_1.mib", tmp_path / "other.mib"])
 
 
+def test_hdr_path_opens_its_mib(shared_data):
+    ds = open_mib(shared_data / QUAD / "Single_9_Frame_CounterDepth_6_Rows_256.hdr")
+    assert ds.counts.shape == (9, 256, 256)
+    assert ds.attrs["source"].endswith("Single_9_Frame_CounterDepth_6_Rows_256.mib")
+
+
 def test_open_dataset_sniffs_mib(shared_data):
     ds = beamcat.open_dataset(shared_data / QUAD / "Single_1_Frame_CounterDepth_6_Rows_256.mib")
     assert ds.attrs["format"] == "mib"
