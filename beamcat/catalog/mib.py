@@ -430,8 +430,9 @@ def open_mib(
     Parameters
     ----------
     source : path, glob, folder or list of MIB files
-        A ``.hdr`` path stands for its ``.mib``. Several files are concatenated along frames in natural order (Merlin's
-        one-file-per-frame mode); all must share one frame layout.
+        A ``.hdr`` path stands for its ``.mib``. Several files are concatenated
+        along frames in natural order (Merlin's one-file-per-frame mode); all
+        must share one frame layout.
     scan_shape : (ny, nx), optional
         Frames recorded per scan line (`nx`) and lines (`ny`); see `scan_index`
         for what happens when not given.
