@@ -29,6 +29,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.utils import parse_bytes
 
+from beamcat.catalog._atomic import atomic_open
 from beamcat.catalog._attrs import provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.mib_header import (
@@ -633,49 +634,44 @@ def write_mib(
         raise OptionError(f"{path}: exposure must be >= 0 s")
     start = np.datetime64("now", "ns") if timestamps is None else None
     stamps = None if timestamps is None else np.asarray(timestamps, dtype="datetime64[ns]")
-    part = path.with_name(path.name + ".part")
     written, elapsed, frame_layout = 0, 0.0, None
-    try:
-        with open(part, "wb") as f:
-            for block in _blocks(frames):
-                if frame_layout is None:
-                    frame_layout = _frame_layout(block.shape[1:], depth, raw, layout)
-                    dtype = np.dtype(
-                        [
-                            ("h", f"S{frame_layout.header_size}"),
-                            ("d", np.uint8, frame_layout.payload_size),
-                        ]
-                    )
-                if block.shape[1:] != frame_layout.shape:
-                    raise OptionError(
-                        f"{path}: frame {written} has shape {block.shape[1:]}, "
-                        f"expected {frame_layout.shape} like frame 0"
-                    )
-                if block.size and (block.min() < 0 or block.max() >= 1 << depth):
-                    raise OptionError(
-                        f"{path}: frames {written}..{written + len(block) - 1} hold values "
-                        f"outside 0..{(1 << depth) - 1} of a {depth}-bit counter"
-                    )
-                records = np.empty(len(block), dtype=dtype)
-                for i in range(len(block)):
-                    n = written + i
-                    t_exp = _per_frame(exposures, n, path)
-                    if stamps is None:
-                        when = start + np.timedelta64(int(round(elapsed * 1e9)), "ns")
-                    else:
-                        when = _per_frame(stamps, n, path)
-                    records["h"][i] = format_frame_header(
-                        frame_layout, sequence=n + 1, time=when, exposure=t_exp
-                    )
-                    elapsed += t_exp
-                records["d"] = encode_frames(block, frame_layout)
-                records.tofile(f)
-                written += len(block)
+    with atomic_open(path, "wb") as f:
+        for block in _blocks(frames):
+            if frame_layout is None:
+                frame_layout = _frame_layout(block.shape[1:], depth, raw, layout)
+                dtype = np.dtype(
+                    [
+                        ("h", f"S{frame_layout.header_size}"),
+                        ("d", np.uint8, frame_layout.payload_size),
+                    ]
+                )
+            if block.shape[1:] != frame_layout.shape:
+                raise OptionError(
+                    f"{path}: frame {written} has shape {block.shape[1:]}, "
+                    f"expected {frame_layout.shape} like frame 0"
+                )
+            if block.size and (block.min() < 0 or block.max() >= 1 << depth):
+                raise OptionError(
+                    f"{path}: frames {written}..{written + len(block) - 1} hold values "
+                    f"outside 0..{(1 << depth) - 1} of a {depth}-bit counter"
+                )
+            records = np.empty(len(block), dtype=dtype)
+            for i in range(len(block)):
+                n = written + i
+                t_exp = _per_frame(exposures, n, path)
+                if stamps is None:
+                    when = start + np.timedelta64(int(round(elapsed * 1e9)), "ns")
+                else:
+                    when = _per_frame(stamps, n, path)
+                records["h"][i] = format_frame_header(
+                    frame_layout, sequence=n + 1, time=when, exposure=t_exp
+                )
+                elapsed += t_exp
+            records["d"] = encode_frames(block, frame_layout)
+            records.tofile(f)
+            written += len(block)
         if frame_layout is None:
             raise OptionError(f"{path}: no frames to write")
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
     if hdr:
         first = start if stamps is None else stamps[0]
         text = format_hdr(
@@ -686,9 +682,8 @@ def write_mib(
             scan_shape=scan_shape,
         )
         sidecar = path.with_suffix(".hdr")
-        tmp = sidecar.with_name(sidecar.name + ".part")
-        tmp.write_text(text, encoding="ascii")
-        os.replace(tmp, sidecar)
+        with atomic_open(sidecar, "w", encoding="ascii") as f:
+            f.write(text)
     return path
 
 
