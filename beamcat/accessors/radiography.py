@@ -1,0 +1,152 @@
+"""``ds.radiography`` / ``da.radiography``: calibration, outlier removal and difference images.
+
+Each method picks the variable (``var``, default ``ds.attrs["signal"]``) and
+calls its twin in `beamcat.analyses.calibration`; nothing is computed.
+
+Examples
+--------
+>>> import beamcat.accessors.radiography  # doctest: +SKIP
+>>> t = run.radiography.calibrate(dark, flat, air_roi=(10, 10, 60, 60))  # doctest: +SKIP
+>>> t.radiography.difference(reference=slice(0, 5)).display  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import xarray as xr
+
+from beamcat.analyses import calibration
+from beamcat.errors import OptionError
+
+
+def _signal(ds: xr.Dataset, var: str | None) -> xr.DataArray:
+    """The variable `var` of `ds` (default: ``attrs["signal"]``) with the Dataset's provenance."""
+    name = var if var is not None else ds.attrs.get("signal")
+    if name is None:
+        raise OptionError(
+            f"{ds.attrs.get('source', 'dataset')}: no attrs['signal']; pass var= one of "
+            f"{sorted(map(str, ds.data_vars))}"
+        )
+    if name not in ds.data_vars:
+        raise OptionError(
+            f"{ds.attrs.get('source', 'dataset')}: no variable {name!r}; "
+            f"variables are {sorted(map(str, ds.data_vars))}"
+        )
+    da = ds[name]
+    # the source (for messages) and earlier steps' history live on the Dataset
+    carried = {k: ds.attrs[k] for k in ("source", "history") if k in ds.attrs}
+    return da.assign_attrs({**carried, **da.attrs})
+
+
+def _frames(obj: xr.Dataset | xr.DataArray, name: str) -> xr.DataArray:
+    """A dark/flat argument as a DataArray: a Dataset gives its signal variable."""
+    if isinstance(obj, xr.Dataset):
+        return _signal(obj, None)
+    if isinstance(obj, xr.DataArray):
+        return obj
+    raise OptionError(f"{name}: expected an xarray Dataset or DataArray, got {type(obj).__name__}")
+
+
+def _as_dataset(ds: xr.Dataset, result: xr.DataArray | xr.Dataset) -> xr.Dataset:
+    """`result` as a Dataset keeping `ds`'s attrs (pixel_size, source ...), with its signal."""
+    if isinstance(result, xr.DataArray):
+        history = result.attrs["history"]
+        result = result.to_dataset().assign_attrs(signal=str(result.name), history=history)
+    return result.assign_attrs({**ds.attrs, **result.attrs})
+
+
+class _Radiography:
+    """Methods shared by the Dataset and DataArray accessors."""
+
+    def __init__(self, obj: xr.Dataset | xr.DataArray):
+        self._obj = obj
+
+    def _data(self, var: str | None) -> xr.DataArray:
+        raise NotImplementedError
+
+    def _wrap(self, result):
+        raise NotImplementedError
+
+    def calibrate(
+        self,
+        dark: xr.Dataset | xr.DataArray,
+        flat: xr.Dataset | xr.DataArray,
+        *,
+        air_roi: Sequence[int] | None = None,
+        outliers: Mapping | None = None,
+        eps: float = 1e-6,
+        invalid: Literal["nan", "clip"] = "nan",
+        var: str | None = None,
+    ):
+        """Transmission ``(I - D) / (F - D)``: see `beamcat.analyses.calibration.calibrate`.
+
+        `dark` and `flat` are masters (y, x) (`flat` dark-subtracted, as made by
+        `flat_master`) or frames (frame, y, x), as DataArrays or Datasets (their
+        signal variable), e.g. catalog entries read with ``.read()``.
+        """
+        return self._wrap(
+            calibration.calibrate(
+                self._data(var),
+                _frames(dark, "dark"),
+                _frames(flat, "flat"),
+                air_roi=air_roi,
+                outliers=outliers,
+                eps=eps,
+                invalid=invalid,
+            )
+        )
+
+    def remove_outliers(
+        self,
+        *,
+        radius: int = 3,
+        bright: float = 1000.0,
+        dark: float = 1000.0,
+        var: str | None = None,
+    ):
+        """Outliers replaced by their local median: see `calibration.remove_outliers`."""
+        return self._wrap(
+            calibration.remove_outliers(self._data(var), radius=radius, bright=bright, dark=dark)
+        )
+
+    def difference(
+        self,
+        *,
+        reference: int | np.datetime64 | str | slice = 0,
+        stretch: tuple[float, float] = (2.0, 95.0),
+        var: str | None = None,
+    ) -> xr.Dataset:
+        """Difference to a reference frame + display stretch: see `calibration.difference`."""
+        return self._wrap(
+            calibration.difference(self._data(var), reference=reference, stretch=stretch)
+        )
+
+
+@xr.register_dataset_accessor("radiography")
+class RadiographyDatasetAccessor(_Radiography):
+    """``ds.radiography``: methods act on ``var`` (default ``ds.attrs["signal"]``).
+
+    Results are Datasets that keep ``ds``'s attrs, with ``signal`` naming the result.
+    """
+
+    def _data(self, var):
+        return _signal(self._obj, var)
+
+    def _wrap(self, result):
+        return _as_dataset(self._obj, result)
+
+
+@xr.register_dataarray_accessor("radiography")
+class RadiographyDataArrayAccessor(_Radiography):
+    """``da.radiography``: methods return DataArrays (`difference` a Dataset)."""
+
+    def _data(self, var):
+        if var is not None:
+            raise OptionError("var= selects a variable of a Dataset; this is a DataArray")
+        return self._obj
+
+    def _wrap(self, result):
+        return result
