@@ -100,23 +100,30 @@ def _whole_frames(frames: xr.DataArray) -> xr.DataArray:
     """`frames` with each (y, x) frame in one dask chunk (per-frame kernels need it)."""
     if frames.chunks is None:
         return frames
-    return frames.chunk(dict.fromkeys(PIXEL_DIMS, -1))
+    # rechunk the data only: DataArray.chunk would make coordinates (time) dask-backed too
+    whole = {frames.get_axis_num(d): -1 for d in PIXEL_DIMS}
+    return frames.copy(data=frames.data.rechunk(whole))
 
 
-def _image(obj: xr.DataArray, name: str, shape: tuple[int, int]) -> xr.DataArray:
+def _check_shape(obj: xr.DataArray, name: str, shape: tuple[int, int], against: str) -> None:
+    _check_pixel_dims(obj, name)
+    if obj.shape[-2:] != tuple(shape):
+        ny, nx = obj.shape[-2:]
+        raise OptionError(
+            f"{_describe(obj, name)}: shape (y: {ny}, x: {nx}) does not match {against} "
+            f"(y: {shape[0]}, x: {shape[1]})"
+        )
+
+
+def _image(obj: xr.DataArray, name: str, shape: tuple[int, int], against: str) -> xr.DataArray:
     """A (y, x) master stripped of coordinates, checked against the frames' `shape`.
 
     Coordinates are dropped so that a master never aligns (and silently crops)
     against the frames' pixel coordinates: masters are matched pixel by pixel.
     """
-    _check_pixel_dims(obj, name)
+    _check_shape(obj, name, shape, against)
     if obj.dims != PIXEL_DIMS:
         raise OptionError(f"{_describe(obj, name)}: expected dims (y, x), got {obj.dims}")
-    if obj.shape != shape:
-        raise OptionError(
-            f"{_describe(obj, name)}: shape (y: {obj.shape[0]}, x: {obj.shape[1]}) does not "
-            f"match the frames (y: {shape[0]}, x: {shape[1]})"
-        )
     return xr.DataArray(obj.data, dims=PIXEL_DIMS)
 
 
@@ -220,7 +227,7 @@ def flat_master(
         When the dark's (y, x) shape differs from the flats'.
     """
     dim = _frame_dim(flat, "flat")
-    dark = _master(dark, "dark", outliers, flat.shape[-2:])
+    dark = _master(dark, "dark", outliers, flat.shape[-2:], "the flats")
     if outliers is not None:
         flat = remove_outliers(flat, **outliers)
     master = _reduce_frames(flat, dim, method, "flat") - dark
@@ -251,13 +258,13 @@ def _reduce_frames(frames: xr.DataArray, dim: str, method: str, name: str) -> xr
 
 
 def _master(
-    obj: xr.DataArray, name: str, outliers: Mapping | None, shape: tuple[int, int]
+    obj: xr.DataArray, name: str, outliers: Mapping | None, shape: tuple[int, int], against: str
 ) -> xr.DataArray:
     """`obj` as a bare (y, x) image: itself if a master, else the mean master of its frames."""
-    _check_pixel_dims(obj, name)
+    _check_shape(obj, name, shape, against)
     if obj.ndim == 3:
         obj = dark_master(obj, outliers=outliers).assign_attrs(source=obj.attrs.get("source"))
-    return _image(obj, name, tuple(shape))
+    return _image(obj, name, shape, against)
 
 
 # --------------------------------------------------------------------------- outliers
@@ -449,7 +456,8 @@ def calibrate(
     ----------
     frames : DataArray (frame, y, x)
         Raw frames ``I`` in counts; a ``time`` coordinate along ``frame`` (from
-        the frame log or the TIFF tags) becomes the output's leading dim.
+        the frame log or the TIFF tags) becomes the output's leading dim (its
+        index: a dask-backed ``time`` coordinate is loaded for that).
     dark : DataArray (y, x) or (frame, y, x)
         Master dark ``D`` (`dark_master`), or dark frames whose mean is taken.
     flat : DataArray (y, x) or (frame, y, x)
@@ -497,13 +505,13 @@ def calibrate(
     if invalid not in ("nan", "clip"):
         raise OptionError(f"calibrate: invalid must be 'nan' or 'clip', got {invalid!r}")
     shape = frames.shape[-2:]
-    dark_image = _master(dark, "dark", outliers, shape)
-    _check_pixel_dims(flat, "flat")
+    _check_shape(flat, "flat", shape, "the frames")
+    dark_image = _master(dark, "dark", outliers, shape, "the frames")
     if flat.ndim == 3:
         flat = flat_master(flat, dark_image, outliers=outliers).assign_attrs(
             source=flat.attrs.get("source")
         )
-    flat_image = _image(flat, "flat", shape)
+    flat_image = _image(flat, "flat", shape, "the frames")
     if outliers is not None:
         frames = remove_outliers(frames, **outliers)
 
