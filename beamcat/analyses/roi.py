@@ -258,7 +258,7 @@ def _stats(data, rois: list[Rect | np.ndarray]):
         new_axis=[nd, nd + 1],
         dtype=np.float64,
         meta=np.empty((0,) * (nd + 2), np.float64),
-        name="roi-stats",
+        token="roi-stats",  # a prefix: keys stay unique per input and ROI set
     )
     if parts.shape[-4:-2] == (1, 1):  # one block across the image: nothing to combine
         return parts[..., 0, 0, :, 0], parts[..., 0, 0, :, 1], parts[..., 0, 0, :, 2]

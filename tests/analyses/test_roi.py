@@ -298,6 +298,16 @@ def test_building_results_computes_nothing(stack, raise_if_dask_computes):
             assert isinstance(ds[name].data, da.Array), name
 
 
+def test_results_computed_together_keep_their_own_numbers(stack):
+    # two reductions of one input in one dask.compute must not share graph keys
+    frames = _frames(stack, chunks=(4, 48, 64))
+    rois, grid = dask.compute(roi_means(frames, {"a": (1, 1, 3, 3)}), grid_means(frames, 2, 2))
+    np.testing.assert_allclose(rois["mean"].values[0], _twin(stack, (1, 1, 3, 3))[0], rtol=RTOL)
+    np.testing.assert_allclose(
+        grid["mean"].values[0, 0], _twin(stack, (0, 0, 32, 24))[0], rtol=RTOL
+    )
+
+
 def test_one_small_task_per_chunk_whatever_the_grid_size():
     # a 2000-frame 1024^2 stack never materialised: the graph alone is inspected
     frames = _frames(da.zeros((2000, 1024, 1024), np.uint16, chunks=(8, 1024, 1024)))
