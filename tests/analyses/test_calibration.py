@@ -363,7 +363,7 @@ def _pipeline(run, dark, flat):
     f = flat_master(flat, d, outliers={})
     t = calibrate(run, d, f, air_roi=(2, 3, 5, 4), outliers={"bright": 300.0, "dark": 300.0})
     diff = difference(t, reference=slice(0, 2))
-    return {"dark": d, "flat": f, "transmission": t, **diff.data_vars}
+    return {"dark": d, "mean_dark": dark_master(dark), "flat": f, "transmission": t, **diff}
 
 
 def test_nothing_computes_and_results_stay_lazy(small, raise_if_dask_computes):
@@ -372,7 +372,6 @@ def test_nothing_computes_and_results_stay_lazy(small, raise_if_dask_computes):
     with raise_if_dask_computes():
         results = _pipeline(run, dark, flat)
         results["clean"] = remove_outliers(run)
-        results["mean_dark"] = dark_master(dark)
         results["time_ref"] = difference(
             results["transmission"], reference=run["time"].values[1]
         ).display
