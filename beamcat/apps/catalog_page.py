@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import html
+import math
 from typing import Any
 
 import pandas as pd
 import panel as pn
+from bokeh.models.widgets.tables import NumberFormatter
 
 from beamcat.apps.quicklook import plot_quicklook, quicklook
 from beamcat.apps.state import AppState, error_message
@@ -37,47 +39,60 @@ class CatalogPage(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
         context = state.context
-        rows = [
-            {
-                "name": name,
-                "format": row["format"],
-                **dict.fromkeys(("dims", "shape", "size"), _PENDING),
-                **{key: str(row["metadata"].get(key, "")) for key in METADATA_KEYS},
-                "error": "",
-                "source": str(row["source"]),
-            }
-            for name, row in context.rows.items()
-        ]
+        self._rows = pd.DataFrame(
+            [
+                {
+                    "name": name,
+                    "format": row["format"],
+                    **dict.fromkeys(("dims", "shape"), _PENDING),
+                    "size": math.nan,
+                    "error": "",
+                    **{key: str(row["metadata"].get(key, "")) for key in METADATA_KEYS},
+                    "source": str(row["source"]),
+                }
+                for name, row in context.rows.items()
+            ],
+            columns=list(COLUMNS),
+        )
+        # filtered here rather than by Tabulator header filters, whose row indices Panel
+        # does not map back for selections
+        self.search = pn.widgets.TextInput(
+            placeholder="Filter entries: name, format, instrument, sample, run …",
+            sizing_mode="stretch_width",
+        )
         self.table = pn.widgets.Tabulator(
-            pd.DataFrame(rows, columns=list(COLUMNS)),
+            self._rows,
             selectable=1,
             disabled=True,
             show_index=False,
             hidden_columns=["source"],
-            header_filters={c: {"type": "input", "func": "like"} for c in ("name", "format")},
-            pagination="local",
-            page_size=15,
+            height=300,  # scrolls, so the quick look below stays in view
             layout="fit_data_fill",
             # dims/shape/size arrive after the first render: size their columns up front
             widths={"dims": 190, "shape": 150, "size": 90, "error": 260},
+            formatters={"size": NumberFormatter(format="0.0 b", nan_format="")},  # KiB, MiB
             configuration={"columnDefaults": {"tooltip": True}},
             sizing_mode="stretch_width",
         )
         self.title = pn.pane.Markdown("Select an entry to see its quick look.")
-        self.plot = pn.Column(sizing_mode="stretch_width", min_height=300)
+        # images are at most 480 px wide plus axes and colour bar (plot_quicklook)
+        self.plot = pn.Column(sizing_mode="stretch_width", min_height=300, min_width=680)
         self.attrs = pn.pane.HTML(
-            width=380,
+            width=360,
             css_classes=["beamcat-attrs"],
             stylesheets=[_ATTRS_CSS],
         )
-        attrs_box = pn.Column(self.attrs, scroll=True, width=400, max_height=520)
+        attrs_box = pn.Column(self.attrs, scroll=True, width=380, height=480)
         self.quicklook = pn.Column(
             self.title,
             pn.Row(self.plot, attrs_box, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
             css_classes=["beamcat-quicklook"],
         )
-        self._layout = pn.Column(self.table, self.quicklook, sizing_mode="stretch_width")
+        self._layout = pn.Column(
+            self.search, self.table, self.quicklook, sizing_mode="stretch_width"
+        )
+        self.search.param.watch(self._show_rows, "value_input")
         self.table.param.watch(self._on_selection, "selection")
         state.param.watch(self._show_entry, "entry")
         pn.state.onload(self._fill_summaries)
@@ -87,7 +102,8 @@ class CatalogPage(pn.viewable.Viewer):
 
     def select(self, name: str) -> None:
         """Select an entry by name (table row and ``state.entry``)."""
-        self.table.selection = [self.state.context.names.index(name)]
+        self.state.entry = name
+        self._show_rows()
 
     async def _fill_summaries(self) -> None:
         """Open every entry (headers only) off the event loop and fill dims/shape/size."""
@@ -97,7 +113,20 @@ class CatalogPage(pn.viewable.Viewer):
             rows = await asyncio.to_thread(lambda: [context.summary(n) for n in context.names])
         finally:
             self.table.loading = False
-        self.table.value = pd.DataFrame(rows, columns=list(COLUMNS))
+        self._rows = pd.DataFrame(rows, columns=list(COLUMNS))
+        self._show_rows()
+
+    def _show_rows(self, *_) -> None:
+        """Show the rows matching the filter text, keeping the selected entry selected."""
+        text = (self.search.value_input or "").strip().lower()
+        rows = self._rows
+        if text:
+            searched = rows[[c for c in COLUMNS if c not in ("size", "source")]]
+            cells = searched.astype(str).agg(" | ".join, axis=1).str.lower()
+            rows = rows[cells.str.contains(text, regex=False)]
+        self.table.value = rows.reset_index(drop=True)
+        shown = self.table.value["name"].tolist()
+        self.table.selection = [shown.index(self.state.entry)] if self.state.entry in shown else []
 
     def _on_selection(self, event) -> None:
         if event.new:
@@ -130,7 +159,8 @@ class CatalogPage(pn.viewable.Viewer):
         if isinstance(plot, str):
             self.plot.objects = [pn.pane.Alert(plot, alert_type="danger")]
         else:
-            self.plot.objects = [pn.pane.HoloViews(plot, sizing_mode="stretch_width")]
+            # sized by the plot itself, so images keep their aspect and colour bar
+            self.plot.objects = [pn.pane.HoloViews(plot)]
         self.attrs.object = attrs_html(attrs)
 
 

@@ -13,6 +13,8 @@ import math
 import warnings
 from dataclasses import dataclass, field
 
+import holoviews as hv
+import hvplot.xarray  # noqa: F401  registers .hvplot
 import numpy as np
 import xarray as xr
 
@@ -119,7 +121,8 @@ def preview_image(
     -------
     DataArray (y, x), float64, NumPy-backed
         ``attrs["preview"]`` says what was taken, ``attrs["clim"]`` holds
-        robust colour limits.
+        robust colour limits and ``attrs["logz"]`` whether a log colour scale
+        shows it better (diffraction patterns, sparse spots).
     """
     var = var or signal_name(ds)
     da = ds[var]
@@ -153,12 +156,29 @@ def preview_image(
         image = image.astype("float64").compute()
     # integer detectors flag gaps and dead pixels with negative values: keep them out of clim
     ignore_negative = np.issubdtype(da.dtype, np.integer)
+    clim = robust_limits(image.values, ignore_negative=ignore_negative)
+    logz = _needs_log_colour(image.values, clim)
+    if logz:
+        clim = robust_limits(image.values[image.values > 0], percentiles=(1, 99.9))
     image.attrs = {
         **da.attrs,
         "preview": f"{var}: " + (", ".join(said) or "image"),
-        "clim": robust_limits(image.values, ignore_negative=ignore_negative),
+        "clim": clim,
+        "logz": logz,
     }
     return image
+
+
+def _needs_log_colour(values: np.ndarray, clim: tuple[float, float], ratio: float = 30) -> bool:
+    """Whether a non-negative image is mostly far below its bright part (diffraction, spots).
+
+    True when the median of the values inside `clim` is below ``clim[1] / ratio``:
+    a linear scale would then show a bright disc on black.
+    """
+    inside = values[np.isfinite(values) & (values >= 0)]
+    if clim[0] < 0 or inside.size == 0 or not (inside > 0).any():
+        return False
+    return bool(np.median(inside) < clim[1] / ratio)
 
 
 def robust_limits(
@@ -252,26 +272,33 @@ def _shown_attrs(ds: xr.Dataset) -> dict:
     return {**first, **{k: v for k, v in merged.items() if k not in first}}
 
 
-def plot_quicklook(ql: QuickLook, *, height: int = 420):
+def plot_quicklook(ql: QuickLook, *, height: int = 420, max_width: int = 480):
     """A HoloViews plot of a `QuickLook`: image, curves vs time, or spectra.
+
+    Parameters
+    ----------
+    ql : QuickLook
+    height : int
+        Plot height in screen pixels (images: at most this high).
+    max_width : int
+        Images: at most this wide (square pixels, so wide detectors get less height).
 
     Returns
     -------
     holoviews.Element or Layout
     """
-    import holoviews as hv
-    import hvplot.xarray  # noqa: F401  registers .hvplot
-
     if ql.kind == "image":
         image = ql.data[0]
+        wide = image.sizes["x"] * height > image.sizes["y"] * max_width
         return image.hvplot.image(
             x="x",
             y="y",
             clim=image.attrs["clim"],
+            logz=image.attrs["logz"],
             cmap="gray",
             flip_yaxis=True,
             data_aspect=1,
-            frame_height=height,
+            **({"frame_width": max_width} if wide else {"frame_height": height}),
             colorbar=True,
             title=ql.title,
         )

@@ -59,7 +59,7 @@ def build_app(
     panel.template.BootstrapTemplate
         ``.main[0]`` is the `pn.Tabs` of pages; ``.servable()`` or `serve` it.
     """
-    pn.extension("tabulator", sizing_mode="stretch_width")
+    pn.extension("tabulator")
     context = (
         catalog if isinstance(catalog, CatalogContext) else CatalogContext(catalog, trusted=trusted)
     )
@@ -111,6 +111,8 @@ def serve(
         Allow catalogs with code-running Intake templates.
     """
     context = CatalogContext(catalog, trusted=trusted)
+    for target in PAGES.values():  # import pages (and plotting) now, not in the first session
+        _page_factory(target)
     origin = ["*"] if address in _WILDCARD_ADDRESSES else [f"{address}:{port}", f"localhost:{port}"]
     pn.serve(
         lambda: build_app(context),

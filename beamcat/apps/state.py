@@ -8,6 +8,7 @@ per browser session and carries the selected entry, so that pages added later
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from pathlib import Path
@@ -65,7 +66,7 @@ class CatalogContext:
         return cached
 
     def summary(self, name: str) -> dict[str, Any]:
-        """One table row: name, format, dims, shape, size and metadata, or the open error.
+        """One table row: name, format, dims, shape, size (bytes) and metadata, or the error.
 
         Opening reads headers only, so this is cheap after the first call.
         """
@@ -80,11 +81,11 @@ class CatalogContext:
             out |= {
                 "dims": ", ".join(map(str, sig.dims)),
                 "shape": " x ".join(map(str, sig.shape)),
-                "size": human_bytes(sig.nbytes),
+                "size": float(sig.nbytes),
                 "error": "",
             }
         except Exception as err:
-            out |= {"dims": "", "shape": "", "size": "", "error": error_message(err)}
+            out |= {"dims": "", "shape": "", "size": math.nan, "error": error_message(err)}
         out |= {key: str(meta.get(key, "")) for key in METADATA_KEYS}
         out["source"] = str(row["source"])
         return out
@@ -98,14 +99,6 @@ class AppState(param.Parameterized):
     def __init__(self, context: CatalogContext, **params):
         super().__init__(**params)
         self.context = context
-
-
-def human_bytes(n: int | float) -> str:
-    """``1536 -> "1.5 KiB"``."""
-    if n < 1024:
-        return f"{n:.0f} B"
-    exponent = min((int(n).bit_length() - 1) // 10, 4)
-    return f"{n / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
 
 
 def error_message(err: Exception) -> str:

@@ -9,7 +9,6 @@ import pytest
 
 from beamcat.apps import serve as serve_module
 from beamcat.apps.serve import build_app, main, serve
-from beamcat.apps.state import human_bytes
 from beamcat.errors import SourceNotFoundError
 
 
@@ -39,14 +38,20 @@ def test_table_rows_come_from_lazily_opened_entries(small_catalog, raise_if_dask
     rows = _select(app, pn.widgets.Tabulator)[0].value.set_index("name")
     assert list(rows.index) == ["broken", "spectra", "stack", "temp"]
     columns = ["format", "dims", "shape", "size"]
-    assert rows.loc["stack", columns].tolist() == ["tiff", "frame, y, x", "6 x 40 x 60", "28.1 KiB"]
+    # size: bytes of the signal, shape x itemsize
+    assert rows.loc["stack", columns].tolist() == [
+        "tiff",
+        "frame, y, x",
+        "6 x 40 x 60",
+        6 * 40 * 60 * 2,
+    ]
     assert rows.loc["spectra", columns].tolist() == [
         "spice",
         "time, wavelength, y, x",
         "1 x 12 x 16 x 3",
-        "2.2 KiB",  # 2304 float32 bytes
+        1 * 12 * 16 * 3 * 4,  # float32
     ]
-    assert rows.loc["temp", columns].tolist() == ["temperature-log", "time", "30", "240 B"]
+    assert rows.loc["temp", columns].tolist() == ["temperature-log", "time", "30", 30 * 8]
     meta = ["instrument", "sample", "run", "description"]
     assert rows.loc["stack", meta].tolist() == ["IMAT", "catalyst bed", "42", "x"]
     # the broken entry shows its error in its row and leaves the others intact
@@ -55,11 +60,18 @@ def test_table_rows_come_from_lazily_opened_entries(small_catalog, raise_if_dask
     assert (rows.drop("broken")["error"] == "").all()
 
 
-@pytest.mark.parametrize(
-    ("n", "text"), [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (3 * 2**30, "3.0 GiB")]
-)
-def test_human_bytes(n, text):
-    assert human_bytes(n) == text
+def test_filter_text_narrows_the_rows_and_selection_follows(app):
+    page_search = _select(app, pn.widgets.TextInput)[0]
+    table = _select(app, pn.widgets.Tabulator)[0]
+    page_search.value_input = "TIFF"  # case-insensitive, any text column
+    assert table.value["name"].tolist() == ["broken", "stack"]
+    plots, _, _ = _show(app, "stack")
+    assert isinstance(plots[0], hv.Image)
+    page_search.value_input = "catalyst"  # metadata (sample) of "stack" only
+    assert table.value["name"].tolist() == ["stack"]
+    assert table.selection == [0]  # the selected entry stays selected
+    page_search.value_input = ""
+    assert len(table.value) == 4 and table.selection == [2]
 
 
 def test_selecting_an_image_entry_shows_its_mean_frame_and_attrs(app, small_catalog):

@@ -95,6 +95,18 @@ def test_integer_preview_clim_leaves_negative_flags_out():
     assert clim == tuple(np.percentile(frame[frame >= 0], (1, 99.5)))  # not pulled to -2
 
 
+def test_diffraction_patterns_get_a_log_colour_scale():
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    pattern = np.where(r < 4, 5000, np.where(abs(r - 20) < 1, 20, 0))  # disc, faint ring
+    image = preview_image(_image_ds(pattern[None].astype(np.uint16)))
+    assert image.attrs["logz"]
+    positive = pattern[pattern > 0]
+    assert image.attrs["clim"] == tuple(np.percentile(positive, (1, 99.9)))  # 20 .. 5000
+    flat = preview_image(_image_ds(np.full((1, 8, 8), 100.0) + np.eye(8)))
+    assert not flat.attrs["logz"]
+
+
 def test_spectrum_is_nan_aware_mean_of_the_first_exposure(raise_if_dask_computes):
     rng = np.random.default_rng(4)
     cube = rng.normal(size=(3, 10, 6, 4))
