@@ -17,6 +17,7 @@ from typing import Any
 import param
 import xarray as xr
 
+from beamcat.apps.quicklook import signal_name
 from beamcat.catalog.build import METADATA_KEYS, describe_entries, open_catalog
 from beamcat.errors import BeamcatError, CatalogError
 
@@ -75,9 +76,7 @@ class CatalogContext:
         out: dict[str, Any] = {"name": name, "format": row["format"]}
         try:
             ds = self.open(name)
-            sig = ds[ds.attrs["signal"]] if ds.attrs.get("signal") in ds else None
-            if sig is None:
-                sig = next(iter(ds.data_vars.values()))
+            sig = ds[signal_name(ds)]
             out |= {
                 "dims": ", ".join(map(str, sig.dims)),
                 "shape": " x ".join(map(str, sig.shape)),
