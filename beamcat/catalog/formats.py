@@ -28,6 +28,7 @@ OPENERS: dict[str, str] = {
     "massspec-csv": "beamcat.catalog.logs:open_massspec_csv",
     "temperature-log": "beamcat.catalog.logs:open_temperature_log",
     "imat-log": "beamcat.catalog.logs:open_imat_log",
+    "zarr": "beamcat.catalog.zarr_store:open_zarr_store",
 }
 
 _BY_SUFFIX = {
@@ -43,6 +44,7 @@ _BY_SUFFIX = {
     ".cbor": "cbor-stream",
     ".cbors.gz": "cbor-stream",
     ".cbor.gz": "cbor-stream",
+    ".zarr": "zarr",
 }
 _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
 
@@ -60,6 +62,8 @@ def get_opener(format: str) -> Callable[..., xr.Dataset]:
 
 def sniff_format(source: str | os.PathLike | Iterable[str | os.PathLike]) -> str:
     """Guess the format of a source from its first file's name and first bytes."""
+    if isinstance(source, str | os.PathLike) and Path(source).suffix.lower() == ".zarr":
+        return "zarr"  # a store is a folder: its own name tells, not its files'
     first = expand_source(source)[0]
     name = first.name.lower()
     for suffix in sorted(_BY_SUFFIX, key=len, reverse=True):
@@ -127,7 +131,7 @@ def open_dataset(
         What to open.
     format : str, optional
         One of ``tiff, fits, spice, mib, hdf5, cbor-stream, massspec-csv,
-        temperature-log, imat-log``; sniffed from the name and first bytes when
+        temperature-log, imat-log, zarr``; sniffed from the name and first bytes when
         not given.
     **options
         Passed to the format's opener (``scan_shape=`` for MIB, ``path=`` for

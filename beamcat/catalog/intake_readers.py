@@ -91,6 +91,14 @@ class IMATFrameLog(BeamcatData):
     structure = {"table", "timeseries"}
 
 
+class ZarrStore(BeamcatData):
+    """A Zarr store folder of derived results (`beamcat.analyses.tables.to_zarr`)."""
+
+    format = "zarr"
+    filepattern = "zarr/?$"
+    structure = {"array", "hierarchy"}
+
+
 class BeamcatReader(BaseReader):
     """Open a beamcat source as a labelled, lazily backed xarray.Dataset."""
 
@@ -129,6 +137,7 @@ DATATYPES: dict[str, type[BeamcatData]] = {
         MassSpecCSV,
         TemperatureLog,
         IMATFrameLog,
+        ZarrStore,
     )
 }
 
