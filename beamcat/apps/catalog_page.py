@@ -100,11 +100,6 @@ class CatalogPage(pn.viewable.Viewer):
     def __panel__(self):
         return self._layout
 
-    def select(self, name: str) -> None:
-        """Select an entry by name (table row and ``state.entry``)."""
-        self.state.entry = name
-        self._show_rows()
-
     async def _fill_summaries(self) -> None:
         """Open every entry (headers only) off the event loop and fill dims/shape/size."""
         context = self.state.context
@@ -125,8 +120,11 @@ class CatalogPage(pn.viewable.Viewer):
             cells = searched.astype(str).agg(" | ".join, axis=1).str.lower()
             rows = rows[cells.str.contains(text, regex=False)]
         self.table.value = rows.reset_index(drop=True)
+        self._select_row(self.state.entry)
+
+    def _select_row(self, name: str | None) -> None:
         shown = self.table.value["name"].tolist()
-        self.table.selection = [shown.index(self.state.entry)] if self.state.entry in shown else []
+        self.table.selection = [shown.index(name)] if name in shown else []
 
     def _on_selection(self, event) -> None:
         if event.new:
@@ -134,6 +132,7 @@ class CatalogPage(pn.viewable.Viewer):
 
     async def _show_entry(self, event) -> None:
         name = event.new
+        self._select_row(name)  # when another page chose the entry
         if name is None:
             return
         self.title.object = f"### {name}"

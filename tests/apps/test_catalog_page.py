@@ -117,19 +117,24 @@ def test_a_broken_entry_shows_an_alert_and_the_page_keeps_working(app, small_cat
 
 
 def test_pages_share_the_selected_entry(small_catalog):
-    seen = []
+    seen, states = [], []
 
     def echo_page(state):
+        states.append(state)
         state.param.watch(lambda e: seen.append(e.new), "entry")
         return pn.pane.Markdown("echo")
 
     app = build_app(
         small_catalog.path, pages={"Catalog": serve_module.PAGES["Catalog"], "Echo": echo_page}
     )
-    tabs = app.main[0]
-    assert tabs._names == ["Catalog", "Echo"]
+    assert app.main[0]._names == ["Catalog", "Echo"]
     _show(app, "temp")
     assert seen == ["temp"]
+    # a page that sets the entry moves the catalog page's selection and quick look
+    states[0].entry = "stack"
+    table = _select(app, pn.widgets.Tabulator)[0]
+    assert table.selection == [table.value["name"].tolist().index("stack")]
+    assert isinstance(_select(app, pn.pane.HoloViews)[0].object, hv.Image)
 
 
 def test_serve_opens_the_catalog_once_and_builds_a_session_app(monkeypatch, small_catalog):
