@@ -75,6 +75,7 @@ def build_app(
             pn.bind(lambda entry: f"**Selected entry**  \n{entry or '—'}", state.param.entry)
         ),
     ]
+    # Bootstrap, not Fast: the Fast design loads its font from Google Fonts (fails offline)
     return pn.template.BootstrapTemplate(
         title=f"beamcat — {catalog_label(context)}",
         sidebar=sidebar,
