@@ -202,29 +202,26 @@ def _plan(rois: Sequence[Rect | np.ndarray], ys: slice, xs: slice) -> _Plan:
     return _Plan(boxes, np.concatenate(buffers), offsets)
 
 
-def _block_stats(block: np.ndarray, plans: dict, block_info: dict | None = None) -> np.ndarray:
-    """Chunk step: ``(..., ny, nx)`` block -> ``(..., 1, 1, k, 3)`` count, mean, M2."""
-    where = block_info[0]["chunk-location"][-2:] if block_info else (0, 0)
-    plan = plans[tuple(where)]
+def _block_stats(block: np.ndarray, plan: _Plan) -> np.ndarray:
+    """Chunk step: ``(..., ny, nx)`` block -> ``(..., k, 3)`` count, mean, M2 per ROI."""
     lead = block.shape[:-2]
     frames = block.reshape((-1, *block.shape[-2:]))
     out = np.empty((frames.shape[0], plan.boxes.shape[0], _STATS))
     _roi_stats_stack(frames, plan.boxes, plan.masks, plan.offsets, out)
-    return out.reshape((*lead, 1, 1, *out.shape[1:]))
+    return out.reshape((*lead, *out.shape[1:]))
 
 
 def _merge(parts):
-    """Combine step (Chan et al.): ``(..., nby, nbx, k, 3)`` partials -> count, mean, M2 (..., k).
+    """Combine step (Chan et al.): ``(..., tiles, k, 3)`` partials -> count, mean, M2 (..., k).
 
-    The partials of the spatial blocks merge exactly: N = sum n, mean = sum(n m) / N,
+    The partials of the spatial tiles merge exactly: N = sum n, mean = sum(n m) / N,
     M2 = sum M2 + sum n (m - mean)^2.
     """
-    axes = (-3, -2)
     n, mean, m2 = parts[..., 0], parts[..., 1], parts[..., 2]
-    total = n.sum(axis=axes)
-    grand = (n * mean).sum(axis=axes) / np.maximum(total, 1)
-    spread = (n * (mean - np.expand_dims(grand, axes)) ** 2).sum(axis=axes)
-    return total, grand, m2.sum(axis=axes) + spread
+    total = n.sum(axis=-2)
+    grand = (n * mean).sum(axis=-2) / np.maximum(total, 1)
+    spread = (n * (mean - grand[..., None, :]) ** 2).sum(axis=-2)
+    return total, grand, m2.sum(axis=-2) + spread
 
 
 def _finalize(count, mean, m2) -> tuple:
@@ -235,34 +232,38 @@ def _finalize(count, mean, m2) -> tuple:
 
 
 def _stats(data, rois: list[Rect | np.ndarray]):
-    """count, mean, M2 arrays ``(..., k)`` over the last two axes of `data` (NumPy or dask)."""
-    ny, nx = data.shape[-2:]
+    """count, mean, M2 arrays ``(..., k)`` over the last two axes of `data` (NumPy or dask).
+
+    A dask input chunked along ``y``/``x`` is reduced tile by tile, and tiles that
+    hold no ROI pixel are left out of the graph: they (and whatever computes
+    them, such as a calibration) are never computed.
+    """
     if not isinstance(data, da.Array):
-        plans = {(0, 0): _plan(rois, slice(0, ny), slice(0, nx))}
-        parts = _block_stats(np.asarray(data), plans)
-        return _merge(parts)
+        plan = _plan(rois, slice(0, data.shape[-2]), slice(0, data.shape[-1]))
+        parts = _block_stats(np.asarray(data), plan)
+        return parts[..., 0], parts[..., 1], parts[..., 2]
     ybounds = np.cumsum((0, *data.chunks[-2]))
     xbounds = np.cumsum((0, *data.chunks[-1]))
-    plans = {
-        (i, j): _plan(rois, slice(ybounds[i], ybounds[i + 1]), slice(xbounds[j], xbounds[j + 1]))
-        for i in range(len(data.chunks[-2]))
-        for j in range(len(data.chunks[-1]))
-    }
-    nd = data.ndim
-    parts = da.map_blocks(
-        _block_stats,
-        data,
-        plans=plans,
-        chunks=(*data.chunks[:-2], (1,) * len(ybounds[1:]), (1,) * len(xbounds[1:]))
-        + ((len(rois),), (_STATS,)),
-        new_axis=[nd, nd + 1],
-        dtype=np.float64,
-        meta=np.empty((0,) * (nd + 2), np.float64),
-        token="roi-stats",  # a prefix: keys stay unique per input and ROI set
-    )
-    if parts.shape[-4:-2] == (1, 1):  # one block across the image: nothing to combine
-        return parts[..., 0, 0, :, 0], parts[..., 0, 0, :, 1], parts[..., 0, 0, :, 2]
-    return _merge(parts.rechunk({nd - 2: -1, nd - 1: -1}))
+    partials = []
+    for i, j in np.ndindex(len(ybounds) - 1, len(xbounds) - 1):
+        plan = _plan(rois, slice(ybounds[i], ybounds[i + 1]), slice(xbounds[j], xbounds[j + 1]))
+        if (plan.boxes[:, 1] > plan.boxes[:, 0]).any():
+            tile = data.blocks[(slice(None),) * (data.ndim - 2) + (i, j)]
+            partials.append(
+                da.map_blocks(
+                    _block_stats,
+                    tile,
+                    plan=plan,
+                    chunks=(*data.chunks[:-2], (len(rois),), (_STATS,)),
+                    dtype=np.float64,
+                    meta=np.empty((0,) * data.ndim, np.float64),
+                    token="roi-stats",  # a prefix: keys stay unique per input and ROI set
+                )
+            )
+    if len(partials) == 1:  # every ROI in one tile: nothing to combine
+        parts = partials[0]
+        return parts[..., 0], parts[..., 1], parts[..., 2]
+    return _merge(da.stack(partials, axis=-3).rechunk({data.ndim - 2: -1}))
 
 
 def _history(attrs: Mapping, line: str) -> str:

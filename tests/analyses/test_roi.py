@@ -308,6 +308,21 @@ def test_results_computed_together_keep_their_own_numbers(stack):
     )
 
 
+def test_tiles_without_roi_pixels_are_never_computed(stack):
+    # frames tiled 24 x 32: a tile outside every ROI raises if dask ever computes it
+    def tile(block, block_info=None):
+        (f0, f1), (y0, y1), (x0, x1) = block_info[0]["array-location"]
+        if (y0, x0) == (24, 32):
+            raise AssertionError("tile (24, 32) has no ROI pixel and must not be computed")
+        return block
+
+    frames = _frames(da.from_array(stack, chunks=(4, 24, 32)).map_blocks(tile, dtype=stack.dtype))
+    out = roi_means(frames, {"a": (30, 20, 4, 3), "b": (0, 0, 5, 5)}).compute()
+    np.testing.assert_allclose(out["mean"].values[0], _twin(stack, (30, 20, 4, 3))[0], rtol=RTOL)
+    with pytest.raises(AssertionError, match="must not be computed"):
+        roi_means(frames, {"c": (60, 40, 2, 2)}).compute()
+
+
 def test_one_small_task_per_chunk_whatever_the_grid_size():
     # a 2000-frame 1024^2 stack never materialised: the graph alone is inspected
     frames = _frames(da.zeros((2000, 1024, 1024), np.uint16, chunks=(8, 1024, 1024)))
