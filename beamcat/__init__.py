@@ -1,5 +1,6 @@
 """beamcat: one catalog for facility detector data and the analyses that run on it."""
 
+import beamcat.accessors  # noqa: F401  (registers ds.radiography, ds.roi, ...)
 from beamcat.catalog.formats import open_dataset
 from beamcat.errors import BeamcatError, BeamcatWarning
 

@@ -1,0 +1,9 @@
+"""Thin xarray accessors; importing this package registers them all.
+
+Each module registers one accessor name (``ds.radiography``, ``ds.roi``,
+``da.timeseries`` ...) whose methods delegate to `beamcat.analyses`.
+"""
+
+from beamcat.accessors import radiography, roi, timeseries
+
+__all__ = ["radiography", "roi", "timeseries"]
