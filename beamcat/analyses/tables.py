@@ -25,6 +25,9 @@ from beamcat.catalog._atomic import atomic_directory, atomic_open, temp_beside
 from beamcat.catalog._attrs import to_utc
 from beamcat.errors import OptionError
 
+#: variable-length strings (NumPy 2), which Zarr v3 stores without loading dask chunks first
+_VLEN_STR = np.dtypes.StringDType() if hasattr(np.dtypes, "StringDType") else object
+
 
 def to_original_csv(
     means: xr.Dataset | xr.DataArray,
@@ -167,9 +170,11 @@ def to_zarr(ds: xr.Dataset | xr.DataArray, path: str | os.PathLike, *, overwrite
     onto it when complete, so `path` never holds a partial store. Dask-backed
     variables are computed chunk by chunk as they are written (memory bounded
     by a few chunks); irregular chunks are made regular (Zarr needs a fixed
-    chunk shape). Attrs are made JSON-serialisable (numpy scalars and arrays,
-    times, tuples). Register the store with ``add_source(catalog, name, path,
-    format="zarr")`` and open it with ``beamcat.open_dataset(path)``.
+    chunk shape). Fixed-width strings are stored as variable-length strings
+    (they come back as NumPy ``StringDType``). Attrs are made JSON-serialisable
+    (numpy scalars and arrays, times, tuples). Register the store with
+    ``add_source(catalog, name, path, format="zarr")`` and open it with
+    ``beamcat.open_dataset(path)``.
 
     Parameters
     ----------
@@ -203,10 +208,7 @@ def to_zarr(ds: xr.Dataset | xr.DataArray, path: str | os.PathLike, *, overwrite
         ds = ds.to_dataset(name=name).assign_attrs(signal=str(name), **ds.attrs)
     if path.exists() and not overwrite:
         raise OptionError(f"{path}: already exists; pass overwrite=True to replace it")
-    ds = _regular_chunks(ds.drop_encoding())
-    ds = ds.assign_attrs(_jsonable(ds.attrs))
-    for name in ds.variables:
-        ds[name].attrs = _jsonable(ds[name].attrs)
+    ds = _storable(ds)
     old = temp_beside(path)
     with atomic_directory(path) as tmp:
         ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, compute=True)
@@ -214,6 +216,18 @@ def to_zarr(ds: xr.Dataset | xr.DataArray, path: str | os.PathLike, *, overwrite
             os.rename(path, old)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _storable(ds: xr.Dataset) -> xr.Dataset:
+    """A copy Zarr v3 can store: regular chunks, variable-length strings, JSON attrs."""
+    ds = _regular_chunks(ds.drop_encoding().copy())  # own Variables: attrs are set below
+    # fixed-width unicode has no Zarr v3 data type yet (zarr warns); variable-length has
+    strings = {k: v.astype(_VLEN_STR) for k, v in ds.variables.items() if v.dtype.kind == "U"}
+    ds = ds.assign_coords({k: v for k, v in strings.items() if k in ds.coords})
+    ds = ds.assign({k: v for k, v in strings.items() if k in ds.data_vars})
+    for v in ds.variables.values():
+        v.attrs = _jsonable(v.attrs)
+    return ds.assign_attrs(_jsonable(ds.attrs))
 
 
 def _regular_chunks(ds: xr.Dataset) -> xr.Dataset:
@@ -235,13 +249,7 @@ def _jsonable(value):
     """Attrs as JSON values: numpy scalars/arrays -> Python, times -> ISO strings."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return (
-            [_jsonable(v) for v in value.tolist()]
-            if value.dtype.kind not in "mM"
-            else [str(v) for v in value]
-        )
-    if isinstance(value, list | tuple | set):
+    if isinstance(value, np.ndarray | list | tuple | set):  # element by element: times stay np
         return [_jsonable(v) for v in value]
     if isinstance(value, np.datetime64 | np.timedelta64):
         return str(value)
@@ -249,6 +257,6 @@ def _jsonable(value):
         return value.item()
     if isinstance(value, dt.datetime | dt.date | pd.Timestamp):
         return value.isoformat()
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, str | int | float):  # bool is an int
         return value
     return str(value)

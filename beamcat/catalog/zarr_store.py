@@ -18,7 +18,7 @@ def open_zarr_store(
     source: str | os.PathLike,
     *,
     group: str | None = None,
-    chunks: dict | str | None = "auto",
+    chunks: dict | str | None = None,
 ) -> xr.Dataset:
     """Open a Zarr (v2 or v3) store folder as a lazily backed Dataset.
 
@@ -28,9 +28,9 @@ def open_zarr_store(
         The store folder (``results.zarr``).
     group : str, optional
         A group inside the store.
-    chunks : dict, "auto" or None
-        Dask chunks (`xarray.open_zarr`); "auto" keeps the stored chunks
-        where they are not too small.
+    chunks : dict or "auto", optional
+        Dask chunks (`xarray.open_zarr`); default the stored chunks, "auto"
+        lets dask merge small ones (not for string variables).
 
     Returns
     -------
@@ -61,7 +61,9 @@ def open_zarr_store(
     if not ((path / "zarr.json").is_file() or (path / ".zgroup").is_file()):
         raise FormatError(f"{path}: not a Zarr store (expected zarr.json or .zgroup inside)")
     try:
-        ds = xr.open_zarr(path, group=group, chunks=chunks, consolidated=False)
+        ds = xr.open_zarr(
+            path, group=group, chunks={} if chunks is None else chunks, consolidated=False
+        )
     except (FileNotFoundError, KeyError) as err:
         raise FormatError(f"{path}: no group {group!r} in the store ({err})") from None
     except (ValueError, json.JSONDecodeError) as err:
