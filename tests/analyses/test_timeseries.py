@@ -10,6 +10,7 @@ import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import beamcat
 from beamcat.analyses.timeseries import (
     AVOGADRO,
     AVOGADRO_ORIGINAL,
@@ -18,6 +19,8 @@ from beamcat.analyses.timeseries import (
     reduced_transmission,
     savgol,
 )
+from beamcat.catalog.demo import radiography as demo_radiography
+from beamcat.catalog.demo import read_truth
 from beamcat.errors import BeamcatWarning, OptionError
 
 RNG = np.random.default_rng(3)
@@ -217,3 +220,54 @@ def test_beer_lambert_chunking_property(roi_chunk, time_chunk):
         avogadro=AVOGADRO_ORIGINAL,
     )
     np.testing.assert_allclose(out.values, expected, rtol=1e-14)
+
+
+# ------------------------------------------------------------------- demo ground truth
+
+
+@pytest.fixture(scope="module")
+def radiography(tmp_path_factory):
+    """The demo's radiography sample alone (2 s, not the whole demo's 11 s) and its truth."""
+    folder = tmp_path_factory.mktemp("demo") / "radiography"
+    demo_radiography.write(folder, np.random.default_rng([0, 0]))
+    return folder, read_truth(folder)
+
+
+def test_beer_lambert_gives_the_demo_concentration(radiography):
+    _, (truth, arrays) = radiography
+    conc = beer_lambert(
+        xr.DataArray(arrays["transmission_relative"], dims=("time", "region")),
+        thickness_cm=truth["thickness_cm"],
+        cross_section_barn=truth["cross_section_barn"],
+        avogadro=truth["avogadro"],
+    )
+    # the truth is T = exp(-c * L * sigma * N_A / 1000), inverted here: rounding only
+    np.testing.assert_allclose(conc.values, arrays["concentration"], rtol=1e-9, atol=1e-12)
+
+
+def test_demo_run_to_concentration_within_one_percent(radiography):
+    """Calibrate -> ROI means -> normalise to the first frame -> Beer-Lambert, vs the truth."""
+    from beamcat.analyses.calibration import calibrate, dark_master, flat_master
+    from beamcat.analyses.roi import roi_means
+
+    folder, (truth, arrays) = radiography
+    tz = truth["timezone"]
+    run = beamcat.open_dataset(
+        folder / "run_0042", frame_log=folder / "IMAT00042_log.csv", timezone=tz
+    )
+    dark = dark_master(beamcat.open_dataset(folder / "dark", timezone=tz).counts)
+    flat = flat_master(beamcat.open_dataset(folder / "flat", timezone=tz).counts, dark)
+    rois = {name: tuple(truth["rois"][name]) for name in ("bed_top", "bed_middle", "bed_bottom")}
+    trans = calibrate(run.counts, dark, flat, air_roi=truth["rois"][truth["air_region"]])
+    means = roi_means(trans, rois)["mean"]
+    conc = beer_lambert(
+        normalise(means),
+        thickness_cm=truth["thickness_cm"],
+        cross_section_barn=truth["cross_section_barn"],
+        avogadro=truth["avogadro"],
+    ).transpose("time", "roi")
+    expected = arrays["concentration"][:, [truth["regions"].index(r) for r in rois]]
+    # per-frame Poisson noise of a ~1560-pixel ROI mean is ~0.2 % in T, i.e. ~0.015 mmol/cm3
+    # after Beer-Lambert; the bound is 1 % of the largest concentration (3.0 mmol/cm3)
+    peak = expected.max()
+    np.testing.assert_allclose(conc.values, expected, rtol=0, atol=0.01 * peak)
