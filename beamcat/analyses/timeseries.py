@@ -276,7 +276,7 @@ def beer_lambert(
     >>> t = xr.DataArray([1.0, np.exp(-0.1)])
     >>> c = beer_lambert(t, thickness_cm=1.3, cross_section_barn=2 * 82.574)
     >>> [round(v, 4) for v in c.values.tolist()]
-    [0.0, 0.7737]
+    [0.0, 0.7735]
     """
     for name, value in (
         ("thickness_cm", thickness_cm),
@@ -295,7 +295,7 @@ def beer_lambert(
                 stacklevel=2,
             )
     scale = 1000.0 / thickness_cm / (cross_section_barn * _BARN_CM2) / avogadro
-    out = -np.log(transmission.where(transmission > 0)) * scale
+    out = (0.0 - np.log(transmission.where(transmission > 0))) * scale  # T = 1 -> +0.0
     out.attrs = add_history(
         {**transmission.attrs, "units": "mmol/cm3", "long_name": "concentration"},
         f"beer_lambert(thickness_cm={thickness_cm}, cross_section_barn={cross_section_barn}, "
