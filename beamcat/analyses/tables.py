@@ -33,7 +33,7 @@ def to_original_csv(
     means: xr.Dataset | xr.DataArray,
     path: str | os.PathLike,
     *,
-    origin=None,
+    origin: str | np.datetime64 | pd.Timestamp | None = None,
     labels: Literal["original", "names"] = "original",
     standards: Sequence[str] | xr.Dataset | xr.DataArray = (),
     timezone: str | None = None,

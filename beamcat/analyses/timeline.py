@@ -95,7 +95,8 @@ def timeline(
     items = _named(sources, names)
     series = {name: _on_time(obj, name, duplicates) for name, obj in items}
     ranges = {name: (obj["time"].values[0], obj["time"].values[-1]) for name, obj in series.items()}
-    if require_overlap and origin != "each":
+    each = isinstance(origin, str) and origin == "each"
+    if require_overlap and not each:
         _check_overlap(ranges)
     out = {}
     for name, obj in series.items():

@@ -163,6 +163,9 @@ def test_several_runs_share_a_log_axis():
         timeline(run1, run2, names=["run1", "run2"])
     both = timeline(run1, run2, require_overlap=False, origin="2024-12-13T10:00:00")
     assert list(both) == ["run_10", "run_10_2"]  # names from the sources' file stems
+    for same in (np.datetime64("2024-12-13T10:00"), pd.Timestamp("2024-12-13T11:00+01:00")):
+        again = timeline(run1, run2, require_overlap=False, origin=same)
+        np.testing.assert_array_equal(again["run_10_2"].elapsed, both["run_10_2"].elapsed)
     overlaid = timeline(run1, run2, names=["a", "b"], origin="each")
     np.testing.assert_array_equal(overlaid["a"].elapsed, overlaid["b"].elapsed)
 
