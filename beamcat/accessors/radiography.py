@@ -18,33 +18,15 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
+from beamcat.accessors._signal import pick
 from beamcat.analyses import calibration
 from beamcat.errors import OptionError
-
-
-def _signal(ds: xr.Dataset, var: str | None) -> xr.DataArray:
-    """The variable `var` of `ds` (default: ``attrs["signal"]``) with the Dataset's provenance."""
-    name = var if var is not None else ds.attrs.get("signal")
-    if name is None:
-        raise OptionError(
-            f"{ds.attrs.get('source', 'dataset')}: no attrs['signal']; pass var= one of "
-            f"{sorted(map(str, ds.data_vars))}"
-        )
-    if name not in ds.data_vars:
-        raise OptionError(
-            f"{ds.attrs.get('source', 'dataset')}: no variable {name!r}; "
-            f"variables are {sorted(map(str, ds.data_vars))}"
-        )
-    da = ds[name]
-    # the source (for messages) and earlier steps' history live on the Dataset
-    carried = {k: ds.attrs[k] for k in ("source", "history") if k in ds.attrs}
-    return da.assign_attrs({**carried, **da.attrs})
 
 
 def _frames(obj: xr.Dataset | xr.DataArray, name: str) -> xr.DataArray:
     """A dark/flat argument as a DataArray: a Dataset gives its signal variable."""
     if isinstance(obj, xr.Dataset):
-        return _signal(obj, None)
+        return pick(obj, None)
     if isinstance(obj, xr.DataArray):
         return obj
     raise OptionError(f"{name}: expected an xarray Dataset or DataArray, got {type(obj).__name__}")
@@ -133,7 +115,7 @@ class RadiographyDatasetAccessor(_Radiography):
     """
 
     def _data(self, var):
-        return _signal(self._obj, var)
+        return pick(self._obj, var)
 
     def _wrap(self, result):
         return _as_dataset(self._obj, result)

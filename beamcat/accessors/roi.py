@@ -7,8 +7,8 @@ from typing import Literal
 
 import xarray as xr
 
+from beamcat.accessors._signal import pick
 from beamcat.analyses.roi import Roi, grid_means, roi_means
-from beamcat.errors import OptionError
 
 
 class RoiAccessor:
@@ -24,24 +24,11 @@ class RoiAccessor:
     def __init__(self, obj: xr.Dataset | xr.DataArray):
         self._obj = obj
 
-    def _frames(self, var: str | None) -> xr.DataArray:
-        if isinstance(self._obj, xr.DataArray):
-            if var is not None:
-                raise OptionError(f"var={var!r}: a DataArray has no variables to pick")
-            return self._obj
-        name = var or self._obj.attrs.get("signal")
-        if name not in self._obj.data_vars:
-            raise OptionError(
-                f"var={name!r}: expected one of {list(self._obj.data_vars)} "
-                "(the Dataset names no signal in attrs['signal'])"
-            )
-        return self._obj[name].assign_attrs({**self._obj.attrs, **self._obj[name].attrs})
-
     def means(
         self, rois: Mapping[str, Roi] | Sequence[Roi], *, var: str | None = None
     ) -> xr.Dataset:
         """`beamcat.analyses.roi.roi_means` of the signal: Dataset(mean, std, count) (roi, ...)."""
-        return roi_means(self._frames(var), rois)
+        return roi_means(pick(self._obj, var), rois)
 
     def grid(
         self,
@@ -53,7 +40,7 @@ class RoiAccessor:
         var: str | None = None,
     ) -> xr.Dataset:
         """`beamcat.analyses.roi.grid_means` of the signal: Dataset over (row, col, ...)."""
-        return grid_means(self._frames(var), rows, cols, region=region, edges=edges)
+        return grid_means(pick(self._obj, var), rows, cols, region=region, edges=edges)
 
 
 xr.register_dataset_accessor("roi")(RoiAccessor)

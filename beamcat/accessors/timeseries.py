@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import xarray as xr
 
+from beamcat.accessors._signal import pick
 from beamcat.analyses import timeseries
-from beamcat.errors import OptionError
 
 
 class TimeseriesAccessor:
@@ -23,34 +23,19 @@ class TimeseriesAccessor:
     def __init__(self, obj: xr.Dataset | xr.DataArray):
         self._obj = obj
 
-    def _data(self, var: str | None) -> xr.DataArray:
-        obj = self._obj
-        if isinstance(obj, xr.DataArray):
-            if var is not None:
-                raise OptionError(f"var={var!r}: a DataArray has no variables to pick")
-            return obj
-        var = var or obj.attrs.get("signal")
-        if var is None and len(obj.data_vars) == 1:
-            var = next(iter(obj.data_vars))
-        if var not in obj.data_vars:
-            raise OptionError(
-                f"var={var!r}: expected one of {list(obj.data_vars)} (no attrs['signal'])"
-            )
-        return obj[var].assign_attrs({**obj.attrs, **obj[var].attrs})
-
     def savgol(
         self, *, window: int = 21, order: int = 3, dim: str = "time", var: str | None = None
     ) -> xr.DataArray:
         """Savitzky-Golay smoothing along `dim`; see `beamcat.analyses.timeseries.savgol`."""
-        return timeseries.savgol(self._data(var), window=window, order=order, dim=dim)
+        return timeseries.savgol(pick(self._obj, var), window=window, order=order, dim=dim)
 
     def normalise(self, *, dim: str = "time", reference=0, var: str | None = None) -> xr.DataArray:
         """Divide by a reference sample or window; see `beamcat.analyses.timeseries.normalise`."""
-        return timeseries.normalise(self._data(var), dim=dim, reference=reference)
+        return timeseries.normalise(pick(self._obj, var), dim=dim, reference=reference)
 
     def reduced_transmission(self, *, var: str | None = None) -> xr.DataArray:
         """``(1 - T) * 100`` in %; see `beamcat.analyses.timeseries.reduced_transmission`."""
-        return timeseries.reduced_transmission(self._data(var))
+        return timeseries.reduced_transmission(pick(self._obj, var))
 
     def beer_lambert(
         self,
@@ -62,7 +47,7 @@ class TimeseriesAccessor:
     ) -> xr.DataArray:
         """Concentration in mmol/cm3; see `beamcat.analyses.timeseries.beer_lambert`."""
         return timeseries.beer_lambert(
-            self._data(var),
+            pick(self._obj, var),
             thickness_cm=thickness_cm,
             cross_section_barn=cross_section_barn,
             avogadro=avogadro,

@@ -56,7 +56,9 @@ def test_grid_on_dataarray(ds, raise_if_dask_computes):
 
 def test_missing_signal_and_var_on_dataarray(ds):
     ds.attrs.pop("signal")
-    with pytest.raises(OptionError, match=r"var=None: expected one of \['counts', 'other'\]"):
+    with pytest.raises(
+        OptionError, match=r"no attrs\['signal'\]; pass var= one of \['counts', 'other'\]"
+    ):
         ds.roi.means(ROIS)
     with pytest.raises(OptionError, match="a DataArray has no variables"):
         ds.counts.roi.means(ROIS, var="counts")

@@ -65,12 +65,12 @@ def test_chained_like_the_original_heat_map():
 
 def test_variable_choice_errors():
     ds = _means()
-    with pytest.raises(OptionError, match="var='counts'"):
+    with pytest.raises(OptionError, match="no variable 'counts'"):
         ds.timeseries.savgol(var="counts")
     with pytest.raises(OptionError, match="a DataArray has no variables"):
         ds["mean"].timeseries.normalise(var="mean")
     no_signal = ds.drop_attrs()
-    with pytest.raises(OptionError, match=r"expected one of \['mean', 'std'\]"):
+    with pytest.raises(OptionError, match=r"pass var= one of \['mean', 'std'\]"):
         no_signal.timeseries.reduced_transmission()
     np.testing.assert_array_equal(  # one variable needs no signal
         no_signal[["std"]].timeseries.reduced_transmission(), (1 - ds["std"]) * 100
