@@ -23,6 +23,7 @@ from beamcat.apps.state import AppState, CatalogContext, catalog_label
 #: tab title -> "module:callable(state) -> viewable"
 PAGES: dict[str, str] = {
     "Catalog": "beamcat.apps.catalog_page:CatalogPage",
+    "Radiography": "beamcat.apps.radiography_page:RadiographyPage",
 }
 
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")

@@ -13,7 +13,7 @@ from beamcat.errors import SourceNotFoundError
 
 
 def _select(app, kind):
-    return app.main[0].select(kind)
+    return app.main[0][0].select(kind)  # the Catalog tab (other pages have plots and alerts too)
 
 
 @pytest.fixture
