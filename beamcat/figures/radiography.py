@@ -234,6 +234,14 @@ def _colour(colours: Sequence[str] | None, i: int) -> str:
     return palette[i % len(palette)]
 
 
+def _holoviews():
+    """HoloViews with its bokeh plotting extension loaded (options need a backend)."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401
+
+    return hv
+
+
 # --------------------------------------------------------------------------- ROI image
 
 
@@ -328,7 +336,7 @@ def roi_image_hv(reference: xr.DataArray, rois, *, colours: Sequence[str] | None
     holoviews.Overlay
         ``Image * Rectangles * Labels``; rectangles carry the ROI name as a value.
     """
-    import holoviews as hv
+    hv = _holoviews()
 
     _check_image(reference, "reference")
     image = _hv_image(reference)
@@ -351,7 +359,7 @@ def roi_image_hv(reference: xr.DataArray, rois, *, colours: Sequence[str] | None
 
 
 def _hv_image(image: xr.DataArray):
-    import holoviews as hv
+    hv = _holoviews()
 
     ny, nx = image.shape
     values = np.asarray(image.values, dtype=np.float32)
@@ -676,7 +684,7 @@ def double_plot_hv(
         y axis) above the ROI overlay; or the ROI overlay alone. Curves are
         labelled by ROI (runs of one ROI share its colour) and species.
     """
-    import holoviews as hv
+    hv = _holoviews()
 
     _check_time_axis(time_axis, tuple(_TIME_UNITS))
     aligned = _double_plot_data(
@@ -958,7 +966,7 @@ def grid_heatmap_hv(
         Keyed by elapsed time in `time_unit`; each frame is ``Image * Rectangles``
         with the cell value as the rectangles' colour.
     """
-    import holoviews as hv
+    hv = _holoviews()
 
     _check_time_axis(time_unit, tuple(_TIME_UNITS))
     _check_image(reference, "reference")
@@ -1167,7 +1175,7 @@ def difference_hv(
     holoviews.DynamicMap
         Keyed by elapsed time in `time_unit`.
     """
-    import holoviews as hv
+    hv = _holoviews()
 
     _check_time_axis(time_unit, tuple(_TIME_UNITS))
     _check_image(display, "display", dims=("time", "y", "x"))
