@@ -9,6 +9,7 @@ import xarray as xr
 
 from beamcat.accessors._signal import pick
 from beamcat.analyses.roi import Roi, grid_means, roi_means
+from beamcat.analyses.steps import step_means
 
 
 class RoiAccessor:
@@ -18,6 +19,7 @@ class RoiAccessor:
     --------
     >>> ds = beamcat.open_dataset("run_0042/")  # doctest: +SKIP
     >>> ds.roi.means({"bed": (134, 75, 52, 30)}).mean  # (roi, frame)  # doctest: +SKIP
+    >>> ds.roi.step_means({"peak": (700, 400, 40, 40)}).mean  # (roi, step)  # doctest: +SKIP
     >>> ds.roi.grid(8, 8, region=(120, 60, 80, 140)).mean  # (row, col, frame)  # doctest: +SKIP
     """
 
@@ -29,6 +31,16 @@ class RoiAccessor:
     ) -> xr.Dataset:
         """`beamcat.analyses.roi.roi_means` of the signal: Dataset(mean, std, count) (roi, ...)."""
         return roi_means(pick(self._obj, var), rois)
+
+    def step_means(
+        self,
+        rois: Mapping[str, Roi] | Sequence[Roi],
+        *,
+        motor: str | Sequence[str] | None = None,
+        var: str | None = None,
+    ) -> xr.Dataset:
+        """`roi_means` then `beamcat.analyses.steps.step_means`: Dataset over (roi, step)."""
+        return step_means(roi_means(pick(self._obj, var), rois), motor=motor)
 
     def grid(
         self,

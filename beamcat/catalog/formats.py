@@ -29,6 +29,7 @@ OPENERS: dict[str, str] = {
     "temperature-log": "beamcat.catalog.logs:open_temperature_log",
     "imat-log": "beamcat.catalog.logs:open_imat_log",
     "zarr": "beamcat.catalog.zarr_store:open_zarr_store",
+    "photon-list": "beamcat.catalog.photon_list:open_photon_list",
 }
 
 _BY_SUFFIX = {
@@ -68,6 +69,8 @@ def sniff_format(source: str | os.PathLike | Iterable[str | os.PathLike]) -> str
     name = first.name.lower()
     for suffix in sorted(_BY_SUFFIX, key=len, reverse=True):
         if name.endswith(suffix):
+            if _BY_SUFFIX[suffix] == "hdf5" and _is_photon_list(first):
+                return "photon-list"
             return _BY_SUFFIX[suffix]
     if name.endswith(_FITS_SUFFIXES):
         return "spice" if _is_spice(first) else "fits"
@@ -101,6 +104,13 @@ def _is_spice(path: Path, *, max_blocks: int = 64) -> bool:
     return False
 
 
+def _is_photon_list(path: Path) -> bool:
+    """HDF5 photon lists (``hits/hits_xye``) share the suffix of detector HDF5 files."""
+    from beamcat.catalog.photon_list import is_photon_list  # imports h5py: only for .h5 files
+
+    return is_photon_list(path)
+
+
 def _sniff_text(path: Path) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         head = f.read(4096)
@@ -131,8 +141,8 @@ def open_dataset(
         What to open.
     format : str, optional
         One of ``tiff, fits, spice, mib, hdf5, cbor-stream, massspec-csv,
-        temperature-log, imat-log, zarr``; sniffed from the name and first bytes when
-        not given.
+        temperature-log, imat-log, zarr, photon-list``; sniffed from the name and
+        first bytes when not given.
     **options
         Passed to the format's opener (``scan_shape=`` for MIB, ``path=`` for
         HDF5, ``timezone=`` for logs ...).

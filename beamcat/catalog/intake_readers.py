@@ -99,6 +99,14 @@ class ZarrStore(BeamcatData):
     structure = {"array", "hierarchy"}
 
 
+class PhotonList(BeamcatData):
+    """An HDF5 photon list in drp-femtomax's layout (``hits/hits_xye``) -> (event,)."""
+
+    format = "photon-list"
+    filepattern = r"_integrated\.h5$"
+    structure = {"table"}
+
+
 class BeamcatReader(BaseReader):
     """Open a beamcat source as a labelled, lazily backed xarray.Dataset."""
 
@@ -138,6 +146,7 @@ DATATYPES: dict[str, type[BeamcatData]] = {
         TemperatureLog,
         IMATFrameLog,
         ZarrStore,
+        PhotonList,
     )
 }
 
