@@ -1,6 +1,7 @@
 """The ``beamcat`` command: demo data, catalogs and the app.
 
-Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``;
+Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``,
+``radiography RUN --dark D --flat F --rois FILE --out DIR``;
 ``beamcat COMMAND --help`` tells the options.
 """
 
@@ -89,6 +90,37 @@ def _cmd_serve(args) -> None:
     serve(_catalog_path(args.catalog), port=args.port, show=args.show, trusted=args.trust)
 
 
+def _cmd_radiography(args) -> None:
+    from beamcat.apps import radiography_job as job
+
+    written = job.run_radiography(
+        _open(args.catalog, args.trust),
+        args.run,
+        dark=args.dark,
+        flat=args.flat,
+        rois=Path(args.rois),
+        out=Path(args.out),
+        grid=job.parse_grid(args.grid),
+        grid_region=job.parse_numbers(args.grid_region, 4, "--grid-region"),
+        air_roi=job.parse_numbers(args.air, 4, "--air"),
+        beer_lambert=job.parse_numbers(args.beer_lambert, 2, "--beer-lambert"),
+        difference=job.parse_frames(args.difference, "--difference"),
+        reference=job.parse_frames(args.reference, "--reference"),
+        massspec=args.massspec,
+        temperature=args.temperature,
+        species=args.species.split(",") if args.species else None,
+        smooth=job.parse_numbers(args.smooth, 2, "--smooth"),
+        pixel_size=args.pixel_size,
+        formats=args.format.split(","),
+        dpi=args.dpi,
+        animation=None if args.animation == "none" else args.animation,
+        frame_step=args.frame_step,
+        progress=not args.no_progress,
+    )
+    for kind, paths in written.items():
+        print(f"{kind}: {paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="beamcat", description=__doc__.splitlines()[0])
@@ -124,6 +156,34 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--show", action="store_true", help="open a browser tab")
     srv.add_argument("--trust", action="store_true", help="allow code-running templates")
     srv.set_defaults(func=_cmd_serve)
+
+    rad = sub.add_parser("radiography", help="calibrate runs, write ROI/grid tables and figures")
+    rad.add_argument("run", nargs="+", help="catalog entry of the run (several: one double plot)")
+    rad.add_argument("--dark", required=True, metavar="ENTRY")
+    rad.add_argument("--flat", required=True, metavar="ENTRY")
+    rad.add_argument("--rois", required=True, metavar="FILE", help="ROI set, JSON or CSV")
+    rad.add_argument("--out", required=True, metavar="DIR")
+    rad.add_argument("--catalog", help="catalog file (demo when omitted)")
+    rad.add_argument("--grid", metavar="ROWSxCOLS", help="grid heat maps, e.g. 8x8")
+    rad.add_argument("--grid-region", metavar="X,Y,W,H", help="gridded region (whole image)")
+    rad.add_argument("--air", metavar="X,Y,W,H", help="open-beam region for drift normalisation")
+    rad.add_argument("--beer-lambert", metavar="THICKNESS_CM,SIGMA_BARN")
+    rad.add_argument(
+        "--difference", nargs="?", const="0", metavar="N|N:M", help="reference frame(s)"
+    )
+    rad.add_argument("--reference", default="0", metavar="N|N:M", help="frame(s) to normalise to")
+    rad.add_argument("--massspec", metavar="ENTRY")
+    rad.add_argument("--temperature", metavar="ENTRY")
+    rad.add_argument("--species", metavar="A,B", help="mass-spec species to plot (all)")
+    rad.add_argument("--smooth", metavar="WINDOW,ORDER", help="Savitzky-Golay for the plots")
+    rad.add_argument("--pixel-size", type=float, metavar="METRES", help="for scale bars")
+    rad.add_argument("--format", default="png", metavar="png,pdf,svg")
+    rad.add_argument("--dpi", type=float, default=200)
+    rad.add_argument("--animation", choices=("gif", "mp4", "none"), default="gif")
+    rad.add_argument("--frame-step", type=int, default=1, metavar="N", help="draw every N-th frame")
+    rad.add_argument("--no-progress", action="store_true")
+    rad.add_argument("--trust", action="store_true", help="allow code-running templates")
+    rad.set_defaults(func=_cmd_radiography)
     return parser
 
 
