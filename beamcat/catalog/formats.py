@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
@@ -131,6 +132,7 @@ def open_dataset(
     source: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     format: str | None = None,
+    attrs: Mapping[str, Any] | None = None,
     **options,
 ) -> xr.Dataset:
     """Open any supported source as a labelled, lazily backed Dataset.
@@ -143,6 +145,10 @@ def open_dataset(
         One of ``tiff, fits, spice, mib, hdf5, cbor-stream, massspec-csv,
         temperature-log, imat-log, zarr, photon-list``; sniffed from the name and
         first bytes when not given.
+    attrs : dict, optional
+        Attributes to set on the Dataset, for what the file does not record
+        (``{"pixel_size": 55e-6, "energy": 8048}``); a catalog entry can carry
+        them as an option.
     **options
         Passed to the format's opener (``scan_shape=`` for MIB, ``path=`` for
         HDF5, ``timezone=`` for logs ...).
@@ -162,4 +168,5 @@ def open_dataset(
     """
     if format is None:
         format = sniff_format(source)
-    return get_opener(format)(source, **options)
+    ds = get_opener(format)(source, **options)
+    return ds.assign_attrs(attrs) if attrs else ds

@@ -163,3 +163,11 @@ def test_path_options_move_with_the_catalog(tmp_path, stack):
     (tmp_path / "data").rename(tmp_path / "moved")
     ds = open_catalog(tmp_path / "moved" / "catalog.yaml")["run1"].read()
     np.testing.assert_array_equal(ds["time"].values, times.astype("datetime64[ns]"))
+
+
+def test_catalog_entries_can_set_attrs_the_files_lack(tmp_path, stack):
+    catalog = tmp_path / "c.yaml"
+    add_source(catalog, "run1", stack, options={"attrs": {"pixel_size": 5.5e-5, "energy": 8048}})
+    ds = open_catalog(catalog)["run1"].read()
+    assert ds.attrs["pixel_size"] == 5.5e-5 and ds.attrs["energy"] == 8048
+    assert ds.attrs["format"] == "tiff"  # the reader's own attrs stay

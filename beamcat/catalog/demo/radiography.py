@@ -228,17 +228,23 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
     )
     meta = {"instrument": "IMAT (ISIS)", "sample": "Pd/Al2O3 catalyst bed in a tube", "run": "42"}
     tz = {"timezone": TIMEZONE}
+    # the camera's TIFFs do not record the pixel size: the catalog does
+    camera = {**tz, "attrs": {"pixel_size": PIXEL_SIZE}}
     return [
-        Entry("imat_dark", folder / "dark", "tiff", {**meta, "description": "dark frames"}, tz),
+        Entry("imat_dark", folder / "dark", "tiff", {**meta, "description": "dark frames"}, camera),
         Entry(
-            "imat_flat", folder / "flat", "tiff", {**meta, "description": "open-beam frames"}, tz
+            "imat_flat",
+            folder / "flat",
+            "tiff",
+            {**meta, "description": "open-beam frames"},
+            camera,
         ),
         Entry(
             "imat_run",
             folder / "run_0042",
             "tiff",
             {**meta, "description": "operando time series, He -> H2/Ar switch at frame ~10"},
-            {**tz, "frame_log": folder / "IMAT00042_log.csv"},
+            {**camera, "frame_log": folder / "IMAT00042_log.csv"},
         ),
         Entry(
             "imat_frame_log",
