@@ -429,17 +429,13 @@ class RadiographyPage(pn.viewable.Viewer):
             label="Difference to frame", value=0, start=0, width=150
         )
 
-        # plots: the image overlay is built once so the box-edit tool stays attached
-        self._image_pipe = hv.streams.Pipe(data=None)
+        # plots: boxes, labels and grid follow their pipes; the image overlay is rebuilt per
+        # calibration (a DynamicMap image would keep the first image's axis ranges)
         self._grid_pipe = hv.streams.Pipe(data=None)
-        image = hv.DynamicMap(self._image_element, streams=[self._image_pipe])
-        grid = hv.DynamicMap(self._grid_element, streams=[self._grid_pipe])
-        labels = hv.DynamicMap(self._labels_element, streams=[self._boxes_pipe])
+        self._grid = hv.DynamicMap(self._grid_element, streams=[self._grid_pipe])
+        self._labels = hv.DynamicMap(self._labels_element, streams=[self._boxes_pipe])
         self.image_pane = pn.pane.HoloViews(
-            (image * grid * self.boxes * labels).opts(
-                active_tools=["box_edit", "wheel_zoom"], title="Reference image"
-            ),
-            css_classes=["beamcat-reference-image"],
+            self._image_overlay(None), css_classes=["beamcat-reference-image"]
         )
         self.curves_pane = pn.pane.HoloViews(
             hv.Curve([]), sizing_mode="stretch_width", css_classes=["beamcat-curves"]
@@ -631,12 +627,11 @@ class RadiographyPage(pn.viewable.Viewer):
         if not same_run:  # ROI means depend on the run, dark, flat and air ROI
             self._series_cache, self._grid_cache = {}, {}
         n = calibrated.transmission.sizes[calibrated.dim]
-        with pn.io.hold():
-            self.frame.end = max(n - 1, 1)
-            self.frame.value = min(self.frame.value, n - 1)
-            self.diff_reference.end = n - 1
-            self._image_pipe.send(calibrated.reference)
-            self._boxes_pipe.send(self._box_rows())
+        self.frame.end = max(n - 1, 1)
+        self.frame.value = min(self.frame.value, n - 1)
+        self.diff_reference.end = n - 1
+        self.image_pane.object = self._image_overlay(calibrated.reference)
+        self._boxes_pipe.send(self._box_rows())
         await asyncio.gather(self._update_series(), self._update_grid(), self._update_difference())
 
     # ------------------------------------------------------------------ ROIs
@@ -948,11 +943,16 @@ class RadiographyPage(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ elements
 
-    def _image_element(self, data: xr.DataArray | None):
-        if data is None:
-            return hv.Image(np.full((1, 1), np.nan), bounds=(0, 0, 1, 1), kdims=["x", "y"])
-        lo, hi = robust_limits(data.values)
-        return _image(data, clim=(lo, hi))
+    def _image_overlay(self, reference: xr.DataArray | None) -> hv.Overlay:
+        """The reference image with the grid, the ROI boxes (box-edit tool) and their names."""
+        if reference is None:
+            image = _image(xr.DataArray(np.zeros((64, 64))), clim=(0.0, 1.0))
+        else:
+            image = _image(reference, clim=robust_limits(reference.values))
+        title = reference.attrs["preview"] if reference is not None else "Reference image"
+        return (image * self._grid * self.boxes * self._labels).opts(
+            active_tools=["box_edit", "wheel_zoom"], title=title
+        )
 
     def _grid_element(self, data: xr.DataArray | None):
         if data is None:  # invisible placeholder: the overlay keeps its layers
