@@ -80,6 +80,43 @@ def _frame_values(means: xr.Dataset | xr.DataArray) -> xr.DataArray:
     return means[name].assign_attrs({**means.attrs, **means[name].attrs})
 
 
+def _along(values: xr.DataArray, dim: str) -> dict:
+    """The coordinates along `dim` alone, but ``step``."""
+    return {k: c for k, c in values.coords.items() if c.dims == (dim,) and k != "step"}
+
+
+def _labels(values: xr.DataArray, dim: str, motor) -> np.ndarray:
+    """Each frame's step: the ``step`` coordinate, or the frame index when it has no points."""
+    step = values.coords.get("step")
+    if step is not None and step.dims != (dim,):
+        raise OptionError(f"the 'step' coordinate lies along {step.dims}, expected ({dim!r},)")
+    if step is not None and (step.values >= 0).any():
+        return step.values
+    if motor is not None:
+        raise OptionError(
+            f"motor={motor!r}: no 'step' coordinate with scan points to group the frames by; "
+            "open the recording with its motor stream"
+        )
+    return np.arange(values.sizes[dim])
+
+
+def _lazy_step_stats(data, inverse: np.ndarray, n_steps: int):
+    """`_step_stats` of NumPy data, or one dask task per chunk of the leading dims."""
+    if not isinstance(data, da.Array):
+        return _step_stats(np.asarray(data), inverse, n_steps)
+    data = data.rechunk({data.ndim - 1: -1})
+    return da.map_blocks(
+        _step_stats,
+        data,
+        inverse=inverse,
+        n_steps=n_steps,
+        chunks=(*data.chunks[:-1], (n_steps,), (2,)),
+        new_axis=data.ndim,
+        dtype=np.float64,
+        meta=np.empty((0,) * (data.ndim + 1), np.float64),
+    )
+
+
 def step_means(
     means: xr.Dataset | xr.DataArray,
     *,
@@ -143,49 +180,25 @@ def step_means(
             f"{where}: expected per-frame means along {dim!r}, got {dict(values.sizes)}"
         )
     motors = [motor] if isinstance(motor, str) else list(motor or [])
-    along = {k: c for k, c in values.coords.items() if c.dims == (dim,) and k != "step"}
     for name in motors:
-        if name not in along:
+        if name not in _along(values, dim):
             raise OptionError(
-                f"motor={name!r}: not a coordinate along {dim!r}; coordinates are {sorted(along)}"
+                f"motor={name!r}: not a coordinate along {dim!r}; "
+                f"coordinates are {sorted(_along(values, dim))}"
             )
-    labels = values.coords["step"].values if "step" in values.coords else None
-    if labels is not None and values.coords["step"].dims != (dim,):
-        raise OptionError(f"the 'step' coordinate must lie along {dim!r}")
-    if labels is None or not (labels >= 0).any():
-        if motors:
-            raise OptionError(
-                f"motor={motor!r}: no 'step' coordinate with scan points to group the frames by; "
-                "open the recording with its motor stream"
-            )
-        labels = np.arange(values.sizes[dim])
+    labels = _labels(values, dim, motor)
     keep = np.nonzero(labels >= 0)[0]
     if keep.size < labels.size:
         values = values.isel({dim: keep})
         labels = labels[keep]
     steps, inverse, first, counts = _steps(labels)
-
     other = [d for d in values.dims if d != dim]
     values = values.transpose(*other, dim)
-    data = values.data
-    if isinstance(data, da.Array):
-        data = data.rechunk({data.ndim - 1: -1})
-        stats = da.map_blocks(
-            _step_stats,
-            data,
-            inverse=inverse,
-            n_steps=len(steps),
-            chunks=(*data.chunks[:-1], (len(steps),), (2,)),
-            new_axis=data.ndim,
-            dtype=np.float64,
-            meta=np.empty((0,) * (data.ndim + 1), np.float64),
-        )
-    else:
-        stats = _step_stats(np.asarray(data), inverse, len(steps))
+    stats = _lazy_step_stats(values.data, inverse, len(steps))
 
     coords = {k: c for k, c in values.coords.items() if dim not in c.dims}
     coords["step"] = ("step", steps, {"long_name": "scan point"})
-    for name, coord in along.items():
+    for name, coord in _along(values, dim).items():
         value = _per_step(coord.values, inverse, first)
         if value is None and name in motors:
             value = np.bincount(inverse, coord.values.astype(np.float64)) / counts
