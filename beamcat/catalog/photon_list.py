@@ -75,19 +75,42 @@ def _roi_bounds(roi, path: Path) -> tuple[list[int], list[int]]:
     return [int(x), int(x + w)], [int(y), int(y + h)]
 
 
-def _check_events(events, path: Path) -> None:
-    if not isinstance(events, xr.Dataset) or "event" not in events.dims:
+def _event_blocks(events, path: Path) -> tuple[list[str], Iterator[dict[str, np.ndarray]]]:
+    """The variables to write and an iterator over blocks of events (one dask chunk each).
+
+    `events` is an event Dataset, or a lazy event table: an object with ``table``,
+    a structured (dask) array over events whose fields are the variables, and
+    ``attrs`` (`beamcat.analyses.photon.PhotonEvents`, whose chunks have unknown
+    lengths, which an xarray Dataset cannot hold).
+    """
+    is_dataset = isinstance(events, xr.Dataset) and "event" in events.dims
+    if is_dataset:
+        fields = set(events.variables)
+    elif getattr(getattr(events, "table", None), "dtype", np.dtype(float)).names:
+        fields = set(events.table.dtype.names)
+    else:
         raise OptionError(f"{path}: expected an event Dataset (dim 'event'), got {type(events)}")
-    missing = [v for v in _REQUIRED if v not in events.variables]
+    missing = [v for v in _REQUIRED if v not in fields]
     if missing:
         raise OptionError(
             f"{path}: the events lack {missing}; expected variables {list(_REQUIRED)} along 'event'"
         )
+    names = [*_REQUIRED, *(["pileup"] if "pileup" in fields else [])]
+    if is_dataset:
+        events = events.unify_chunks()
+        return names, _blocks([events[n].data for n in names], names)
+    return names, _table_blocks(events.table, names)
 
 
-def _blocks(events: xr.Dataset, names: list[str]) -> Iterator[dict[str, np.ndarray]]:
-    """The event variables block by block (one dask chunk of events at a time)."""
-    arrays = [events[n].data for n in names]
+def _table_blocks(table, names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    """The fields `names` of a structured event table, one dask chunk at a time."""
+    for block in table.blocks if isinstance(table, da.Array) else [table]:
+        part = np.asarray(dask.compute(block)[0])
+        yield {n: part[n] for n in names}
+
+
+def _blocks(arrays: list, names: list[str]) -> Iterator[dict[str, np.ndarray]]:
+    """Aligned event variables block by block (one dask chunk of events at a time)."""
     numblocks = {a.numblocks[0] if isinstance(a, da.Array) else None for a in arrays}
     if len(numblocks) == 1 and None not in numblocks:
         for i in range(numblocks.pop()):
@@ -111,13 +134,16 @@ def write_photon_list(
 
     Parameters
     ----------
-    events : Dataset (event)
+    events : Dataset (event) or PhotonEvents
         ``frame`` (detector frame number, >= 0), ``y``, ``x`` (full-frame pixel
         coordinates), ``energy``, optionally ``pileup`` (bool), e.g. from
-        `beamcat.analyses.photon.detect`. Dask-backed events are computed and
-        written one chunk at a time.
+        `beamcat.analyses.photon.detect`; or its lazy result on dask-backed
+        frames (an object with a structured ``table`` of these fields and
+        ``attrs``). Dask-backed events are computed and written one chunk at a
+        time, so memory holds one chunk's events.
     path : path
-        The file to write (the original names it ``<raw root>_integrated.h5``).
+        The file to write (the original names it ``<raw root>_integrated.h5``);
+        missing folders are created.
     raw_file : path, optional
         The raw data file the photons come from, linked as ``/raw_data``
         (an HDF5 ExternalLink to its ``/``; it need not exist now). Default
@@ -160,11 +186,10 @@ def write_photon_list(
     array([10.2,  3.5])
     """
     path = Path(path)
-    _check_events(events, path)
+    names, blocks = _event_blocks(events, path)
     if path.exists() and not overwrite:
         raise OptionError(f"{path}: already exists; pass overwrite=True to replace it")
-    events = events.unify_chunks()
-    names = [*_REQUIRED, *(["pileup"] if "pileup" in events.variables else [])]
+    path.parent.mkdir(parents=True, exist_ok=True)
     raw_file = raw_file if raw_file is not None else events.attrs.get("filename")
     roi = roi if roi is not None else events.attrs.get("roi")
     shape = events.attrs.get("frame_shape")
@@ -203,7 +228,7 @@ def write_photon_list(
         pileup = None
         if "pileup" in names:
             pileup = hits.create_dataset("hits_pileup", (0,), maxshape=(None,), dtype=np.uint8)
-        for block in _blocks(events, names):
+        for block in blocks:
             _append(block, xye, frames, pileup, path)
         if raw_file is not None:
             f["raw_data"] = h5py.ExternalLink(os.fspath(raw_file), "/")
