@@ -149,7 +149,7 @@ class Calibrated(NamedTuple):
     Attributes
     ----------
     key : tuple
-        ``(run, dark, flat, air)``: what the transmission was made from.
+        ``(run, dark, flat, air ROI, reference frames)``: what it was made from.
     transmission : DataArray (time, y, x) or (frame, y, x)
         Lazy `calibrate` output.
     reference : DataArray (y, x)
