@@ -262,7 +262,8 @@ class Accumulator:
             raise OptionError(
                 f"Accumulator.add: expected one frame (y, x), got shape {frame.shape}"
             )
-        values = _masked(frame, self._mask_negative).astype(sum_dtype(frame.dtype))
+        values = _masked(frame, self._mask_negative)
+        dtype = sum_dtype(frame.dtype)
         crop = None if crop is None else tuple(int(c) for c in crop)
         with self._lock:
             self._last = frame
@@ -275,14 +276,14 @@ class Accumulator:
                 and self.pixel_size == pixel_size
             )
             if compatible:
-                dtype = np.result_type(self._sum, values)  # float frames after integer ones
+                dtype = np.result_type(self._sum, dtype)  # float frames after integer ones
                 if self._sum.dtype != dtype:
                     self._sum = self._sum.astype(dtype)
-                self._sum += values
+                np.add(self._sum, values, out=self._sum)  # in place, no converted copy
                 self._count += 1
             else:
                 self.resets += self._sum is not None
-                self._sum, self._count, self._crop = values, 1, crop
+                self._sum, self._count, self._crop = values.astype(dtype), 1, crop
                 self.pixel_size = pixel_size
             return True
 

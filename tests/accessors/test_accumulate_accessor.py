@@ -65,3 +65,10 @@ def test_roi_step_means_is_roi_means_then_step_means(ds, raise_if_dask_computes)
     per_frame = ds.counts.values[:, 1:3, 1:4].mean(axis=(1, 2))
     np.testing.assert_allclose(out["mean"].values[0], [per_frame[:3].mean(), per_frame[3:].mean()])
     assert out["theta"].values.tolist() == [1.0, 2.0]
+
+
+def test_roi_step_means_rejects_a_roi_outside_the_frame(ds):
+    with pytest.raises(
+        OptionError, match=r"reaches outside the image of shape \(y, x\) = \(5, 7\)"
+    ):
+        ds.roi.step_means({"far": (5, 3, 4, 4)})
