@@ -18,10 +18,10 @@ which hits there are:
     from pixel to the hottest pixel of its 3 x 3 window (same tie rule) until it
     reaches a maximum. The energy is the sum of ``s`` (not threshold-clipped;
     negative noise included, so it is unbiased) over the 3 x 3 box around the
-    maximum, and the position its centre of gravity with the same ``s`` as
-    weights (no clipping either: the weights are the charge the energy sums;
-    energies of kept events are above ``energy_min > 0``, so the denominator is
-    positive). Hot pixels -- single bright pixels, no charge sharing -- are
+    maximum, and the position its centre of gravity with weights ``max(s, 0)``:
+    clipped so that negative pixels (read noise, a Pilatus' -1/-2 gap markers)
+    cannot pull it out of the box; the hottest pixel is above threshold >= 0, so
+    the weights never sum to 0. Hot pixels -- single bright pixels, no charge sharing -- are
     rejected by shape: an event whose hottest pixel holds more than
     `hot_pixel_fraction` of the box energy is dropped (a charge-shared photon
     puts at most ~55 % into one pixel; a hot pixel ~100 %). Weak hot pixels fall
@@ -47,9 +47,10 @@ same way); positions are in full-frame coordinates.
 
 Density check: the single-photon hypothesis fails when hits overlap. Each frame
 chunk warns (`BeamcatWarning`, with the numbers) when more than
-`MAX_OVER_THRESHOLD` of the analysed pixels are above threshold (at ~9 pixels per
-photon, 2 % means a photon within 2 px of another for ~5 % of photons) or when
-more than `MAX_PILEUP` of the events have ``energy > energy_max``.
+`MAX_OVER_THRESHOLD` (5 %) of the analysed pixels are above threshold (at ~8
+pixels per photon that is one photon in ~160 pixels, and one photon in ~7 has
+another within 2 px, where their 3 x 3 boxes touch) or when more than
+`MAX_PILEUP` (2 %) of the events have ``energy > energy_max``.
 
 Laziness: on dask-backed frames `detect` returns a `PhotonEvents` (nothing
 computed): one kernel call per frame chunk gives a structured event table of
@@ -98,7 +99,7 @@ __all__ = [
 Method = Literal["maxima", "original"]
 METHODS = ("maxima", "original")
 #: the density limits of the warning (fractions, see the module docstring)
-MAX_OVER_THRESHOLD = 0.02
+MAX_OVER_THRESHOLD = 0.05
 MAX_PILEUP = 0.02
 
 EVENT_DTYPE = np.dtype(
@@ -220,18 +221,20 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
         r, c = hits[h] // nx, hits[h] % nx
         if original and (r == 0 or c == 0):
             continue  # empty window: E = 0, never above energy_min (> 0)
-        e = sy = sx = 0.0
+        e = sw = sy = sx = 0.0
         for yy in range(max(r - 1, 0), min(r + 2, ny)):
             for xx in range(max(c - 1, 0), min(c + 2, nx)):
                 v = _signal(frame, background, yy, xx, original)
                 if original:
                     v = v - threshold if v > threshold else (v if v != v else 0.0)
+                w = v if original or v > 0 else 0.0
                 e += v
-                sy += v * yy
-                sx += v * xx
+                sw += w
+                sy += w * yy
+                sx += w * xx
         if e > energy_min:
             keep[h] = True
-            out[0, h], out[1, h], out[2, h] = e, sy / e, sx / e
+            out[0, h], out[1, h], out[2, h] = e, sy / sw, sx / sw
             out[3, h] = _signal(frame, background, r, c, original)
     hits, out = hits[keep], out[:, keep]
     return hits // nx, hits % nx, out[0], out[1], out[2], out[3], pixels[keep], n_over
@@ -271,19 +274,20 @@ def detect_frame_reference(
     over = s > threshold
     seeds = over.copy()
     if original:
-        weights = np.where(over, s - threshold, np.where(np.isnan(s), s, 0.0))
+        values = weights = np.where(over, s - threshold, np.where(np.isnan(s), s, 0.0))
         seeds[0, :] = seeds[:, 0] = False
         roots = _window_argmax_map(s)
     else:
-        s = np.nan_to_num(s, nan=0.0, posinf=np.inf, neginf=-np.inf)
-        weights = s
+        values = s = np.nan_to_num(s, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        weights = s.clip(min=0)
         roots = _window_argmax_map(s).ravel()
         while not np.array_equal(roots[roots], roots):
             roots = roots[roots]
     hits, pixels = np.unique(roots.ravel()[seeds.ravel()], return_counts=True)
     box = np.ones((3, 3))
     rows, cols = np.indices(s.shape)
-    energy = correlate(weights, box, mode="constant")
+    energy = correlate(values, box, mode="constant")
+    sw = correlate(weights, box, mode="constant")
     sy = correlate(weights * rows, box, mode="constant")
     sx = correlate(weights * cols, box, mode="constant")
     r, c = hits // nx, hits % nx
@@ -292,7 +296,7 @@ def detect_frame_reference(
         e = np.where((r == 0) | (c == 0), 0.0, e)
     keep = e > energy_min
     r, c, e = r[keep], c[keep], e[keep]
-    return r, c, e, sy[r, c] / e, sx[r, c] / e, s[r, c], pixels[keep], int(over.sum())
+    return r, c, e, sy[r, c] / sw[r, c], sx[r, c] / sw[r, c], s[r, c], pixels[keep], int(over.sum())
 
 
 #: kernel -> reference twin, for the tests and the benchmark
@@ -620,7 +624,8 @@ def histogram(
         counts, _ = da.histogram(energy, bins=edges)
     else:
         counts, _ = np.histogram(energy, bins=edges)
-    units = {"units": events["energy"].attrs.get("units")} if isinstance(events, xr.Dataset) else {}
+    lazy = isinstance(events, PhotonEvents)
+    units = {"units": (events.attrs if lazy else events["energy"].attrs).get("units", "counts")}
     return xr.DataArray(
         counts,
         dims="energy",
