@@ -5,14 +5,14 @@ A ROI is a rectangle `Rect` ``(x, y, w, h)`` in the original IMAT scripts' conve
 non-integral numbers are cut as the original's ``roi_to_slice`` does:
 ``im[int(y):int(y+h), int(x):int(x+w)]``) or a boolean mask ``(y, x)``.
 
-`roi_means` and `grid_means` are lazy chunk/combine/finalize reductions over the
-pixel dims: one numba kernel call per dask chunk computes, for every ROI and frame
-of the chunk, the number of finite pixels, their mean and their sum of squared
-deviations (two passes over the ROI, in float64, so uint16 sums and near-constant
-transmissions lose nothing); chunks split along ``y``/``x`` are merged with Chan's
-pairwise formula; the finalize step turns ``M2`` into the population standard
-deviation. Memory is bounded by one chunk of the input, however long the stack, and
-a grid of any size adds one small task per chunk, not one slice per cell.
+`roi_means` and `grid_means` are lazy chunk/combine reductions over the pixel dims:
+one numba kernel call per dask chunk computes, for every ROI and frame of the chunk,
+the number of finite pixels, their mean and their sum of squared deviations (two
+passes over the ROI, in float64, so uint16 sums and near-constant transmissions lose
+nothing); one combine task per chunk of frames merges the chunks split along
+``y``/``x`` with Chan's pairwise formula and turns ``M2`` into the population
+standard deviation. Memory is bounded by one chunk of the input, however long the
+stack, and a grid of any size adds one small task per chunk, not one slice per cell.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 PIXEL_DIMS = ("y", "x")
-_STATS = 3  # count, mean, M2 (sum of squared deviations from the mean)
+_STATS = 3  # count, mean, M2 (sum of squared deviations from the mean); then mean, std, count
 
 
 class Rect(NamedTuple):
@@ -211,8 +211,8 @@ def _block_stats(block: np.ndarray, plan: _Plan) -> np.ndarray:
     return out.reshape((*lead, *out.shape[1:]))
 
 
-def _merge(parts):
-    """Combine step (Chan et al.): ``(..., tiles, k, 3)`` partials -> count, mean, M2 (..., k).
+def _merge(parts: np.ndarray) -> tuple:
+    """Chan et al.: ``(..., tiles, k, 3)`` partials -> count, mean, M2 ``(..., k)``.
 
     The partials of the spatial tiles merge exactly: N = sum n, mean = sum(n m) / N,
     M2 = sum M2 + sum n (m - mean)^2.
@@ -224,15 +224,23 @@ def _merge(parts):
     return total, grand, m2.sum(axis=-2) + spread
 
 
-def _finalize(count, mean, m2) -> tuple:
-    """Finalize step: mean and population std (ddof=0), NaN where no finite pixel."""
+def _combine(*parts: np.ndarray) -> np.ndarray:
+    """Combine step: the tiles' ``(..., k, 3)`` partials -> mean, std (ddof=0), count.
+
+    One task per chunk of frames (a few small arrays: its cost is the task's).
+    Mean and std are NaN where a ROI has no finite pixel.
+    """
+    if len(parts) == 1:  # every ROI in one tile: nothing to merge
+        count, mean, m2 = parts[0][..., 0], parts[0][..., 1], parts[0][..., 2]
+    else:
+        count, mean, m2 = _merge(np.stack(parts, axis=-3))
     empty = count == 0
     std = (m2 / np.maximum(count, 1)) ** 0.5
-    return np.where(empty, np.nan, mean), np.where(empty, np.nan, std)
+    return np.stack([np.where(empty, np.nan, mean), np.where(empty, np.nan, std), count], -1)
 
 
 def _stats(data, rois: list[Rect | np.ndarray]):
-    """count, mean, M2 arrays ``(..., k)`` over the last two axes of `data` (NumPy or dask).
+    """mean, std, count ``(..., k, 3)`` over the last two axes of `data` (NumPy or dask).
 
     A dask input chunked along ``y``/``x`` is reduced tile by tile, and tiles that
     hold no ROI pixel are left out of the graph: they (and whatever computes
@@ -240,8 +248,7 @@ def _stats(data, rois: list[Rect | np.ndarray]):
     """
     if not isinstance(data, da.Array):
         plan = _plan(rois, slice(0, data.shape[-2]), slice(0, data.shape[-1]))
-        parts = _block_stats(np.asarray(data), plan)
-        return parts[..., 0], parts[..., 1], parts[..., 2]
+        return _combine(_block_stats(np.asarray(data), plan))
     ybounds = np.cumsum((0, *data.chunks[-2]))
     xbounds = np.cumsum((0, *data.chunks[-1]))
     partials = []
@@ -260,10 +267,13 @@ def _stats(data, rois: list[Rect | np.ndarray]):
                     token="roi-stats",  # a prefix: keys stay unique per input and ROI set
                 )
             )
-    if len(partials) == 1:  # every ROI in one tile: nothing to combine
-        parts = partials[0]
-        return parts[..., 0], parts[..., 1], parts[..., 2]
-    return _merge(da.stack(partials, axis=-3).rechunk({data.ndim - 2: -1}))
+    return da.map_blocks(
+        _combine,
+        *partials,
+        dtype=np.float64,
+        meta=np.empty((0,) * data.ndim, np.float64),
+        token="roi-combine",
+    )
 
 
 def _history(attrs: Mapping, line: str) -> str:
@@ -279,9 +289,8 @@ def _check_frames(frames: xr.DataArray) -> tuple[int, int]:
 
 def _result(frames: xr.DataArray, dims: tuple, shape: tuple, coords: dict, stats, line: str):
     """Dataset(mean, std, count) over `dims` (ROI dims + leading dims of `frames`)."""
-    count, mean, m2 = stats
+    mean, std, count = stats[..., 0], stats[..., 1], stats[..., 2]
     lead = frames.dims[:-2]
-    mean, std = _finalize(count, mean, m2)  # NumPy functions dispatch to dask lazily
 
     def shaped(a):  # (..., k) -> (roi dims..., ...)
         a = a.reshape((*a.shape[:-1], *shape)) if len(shape) > 1 else a

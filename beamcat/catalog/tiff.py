@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import dask.array as da
 import numpy as np
@@ -66,13 +66,22 @@ class _Header:
     raw_block: tuple[int, int] | None  # (offset, bytes) of a single page's plain pixels
 
 
+class _RawLayout(NamedTuple):
+    """A plain single-page file: pixels at ``offset`` (``nbytes``), `head` and `tail` around."""
+
+    offset: int
+    nbytes: int
+    head: bytes
+    tail: bytes
+
+
 def open_tiff(
     source: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     frame_log: str | os.PathLike | None = None,
     timezone: str = "UTC",
     times: Literal["auto", "tags", "none"] = "auto",
-    chunks: int | None = None,
+    chunks: int | Mapping[str, int] | None = None,
 ) -> xr.Dataset:
     """Open TIFF frames lazily as ``counts (frame, y, x)``.
 
@@ -98,9 +107,14 @@ def open_tiff(
         the same only for stacks of at most `TAG_TIMES_MAX_FILES` single-page files,
         since it opens every file, and leaves ``time`` out when a file lacks a
         time. ``"none"`` never reads them.
-    chunks : int, optional
-        Frames per dask chunk; by default about 64 MiB per chunk. A chunk may span
-        several files, so a stack of small files gives a small graph.
+    chunks : int or mapping, optional
+        Frames per dask chunk, or chunk sizes by dim such as ``{"y": 512, "x": 512}``;
+        by default whole frames, about 64 MiB per chunk (a chunk may span several
+        files, so a stack of small files gives a small graph). A ``y`` chunk makes
+        each task read only its band of rows from each plain file (rows lie
+        contiguously there), so bands that no computation needs are never read;
+        ``x`` chunks are cut from a band read once (reading part of a row would
+        cost a read per row).
 
     Returns
     -------
@@ -122,7 +136,7 @@ def open_tiff(
         size differs, otherwise when its frames are computed); when the frame log
         has a different number of frame rows than there are frames.
     OptionError
-        For an unknown `times` or a `chunks` below 1.
+        For an unknown `times`, or `chunks` not positive sizes of ``frame``, ``y``, ``x``.
 
     Examples
     --------
@@ -132,8 +146,6 @@ def open_tiff(
     """
     if times not in ("auto", "tags", "none"):
         raise OptionError(f"times={times!r}: expected 'auto', 'tags' or 'none'")
-    if chunks is not None and chunks < 1:
-        raise OptionError(f"chunks={chunks!r}: expected a positive number of frames per chunk")
     files = expand_source(source, suffixes=SUFFIXES)
     first = _read_header(files[0])
     read_tags = times == "tags" or (
@@ -146,10 +158,12 @@ def open_tiff(
     npages = [h.npages if h else first.npages for h in headers]
     nframes = sum(npages)
     stack = TiffStack(files, [h or first for h in headers], _raw_layout(files[0], first))
-    per_chunk = chunks or _default_chunk(first)
+    per_chunk, rows, columns = _chunk_sizes(chunks, first)
     counts = da.from_array(
-        stack, chunks=(per_chunk, *first.shape), meta=np.empty((0, 0, 0), first.dtype)
+        stack, chunks=(per_chunk, rows, first.shape[1]), meta=np.empty((0, 0, 0), first.dtype)
     )
+    if columns < first.shape[1]:
+        counts = counts.rechunk({2: columns})
 
     coords = {
         "frame": np.arange(nframes),
@@ -169,10 +183,30 @@ def open_tiff(
     )
 
 
-def _default_chunk(first: _Header) -> int:
-    """Frames per chunk: about 64 MiB, and at most `_CHUNK_FILES` single-page files."""
-    frames = max(1, _CHUNK_BYTES // (first.dtype.itemsize * int(np.prod(first.shape))))
-    return min(frames, _CHUNK_FILES) if first.npages == 1 else frames
+def _chunk_sizes(chunks, first: _Header) -> tuple[int, int, int]:
+    """(frames, rows, columns) per chunk from `open_tiff`'s `chunks`, checked.
+
+    Frames default to about 64 MiB per read band of rows, and at most
+    `_CHUNK_FILES` single-page files.
+    """
+    sizes = chunks if isinstance(chunks, Mapping) else {"frame": chunks}
+    valid = set(sizes) <= {"frame", "y", "x"} and all(
+        size is None or (isinstance(size, int | np.integer) and size >= 1 and size is not True)
+        for size in sizes.values()
+    )
+    if not valid:
+        raise OptionError(
+            f"chunks={chunks!r}: expected a positive number of frames per chunk, or "
+            "positive chunk sizes by dim 'frame', 'y', 'x'"
+        )
+    ny, nx = first.shape
+    rows = min(int(sizes.get("y") or ny), ny)
+    columns = min(int(sizes.get("x") or nx), nx)
+    frames = sizes.get("frame")
+    if frames is None:
+        frames = max(1, _CHUNK_BYTES // (first.dtype.itemsize * rows * nx))
+        frames = min(frames, _CHUNK_FILES) if first.npages == 1 else frames
+    return int(frames), rows, columns
 
 
 def _read_header(path: Path) -> _Header:
@@ -220,8 +254,8 @@ def _check_layout(path, page, shape, dtype, want_shape, want_dtype, first) -> No
         )
 
 
-def _raw_layout(path: Path, first: _Header) -> tuple[int, int, bytes] | None:
-    """(pixel offset, pixel bytes, all other bytes) of a single-page file stored plainly.
+def _raw_layout(path: Path, first: _Header) -> _RawLayout | None:
+    """Where the pixels of a single-page file stored plainly lie, and the bytes around them.
 
     A file of the stack whose bytes outside the pixel block equal these has the
     same TIFF structure (same tags, so same shape, dtype and strip offsets), and
@@ -234,16 +268,16 @@ def _raw_layout(path: Path, first: _Header) -> tuple[int, int, bytes] | None:
         head = f.read(offset)
         f.seek(offset + nbytes)
         tail = f.read()
-    return offset, nbytes, head + tail
+    return _RawLayout(offset, nbytes, head, tail)
 
 
 class TiffStack:
     """The frames of TIFF files as one read-only ``(frame, y, x)`` array for dask.
 
-    ``__getitem__`` reads only the files holding the requested frames and checks
-    each page's shape and dtype against the first file's (`FormatError` naming
-    the file otherwise). It holds paths and layouts only, so it pickles cheaply
-    to distributed workers.
+    ``__getitem__`` reads only the files holding the requested frames (of a plain
+    file, only the requested band of rows) and checks each page's shape and dtype
+    against the first file's (`FormatError` naming the file otherwise). It holds
+    paths and layouts only, so it pickles cheaply to distributed workers.
 
     Parameters
     ----------
@@ -251,11 +285,11 @@ class TiffStack:
         The files, in frame order.
     headers : list of _Header
         Each file's header, or the first file's for files assumed alike.
-    raw : tuple, optional
+    raw : _RawLayout, optional
         `_raw_layout` of the first file, for reading plain single-page files fast.
     """
 
-    def __init__(self, files: list[Path], headers: list[_Header], raw=None):
+    def __init__(self, files: list[Path], headers: list[_Header], raw: _RawLayout | None = None):
         self.paths = [os.fspath(f) for f in files]
         self.headers = headers
         self.raw = raw
@@ -276,44 +310,63 @@ class TiffStack:
     def __getitem__(self, key) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
         frames = np.arange(self.shape[0])[key[0]]
-        out = np.empty((frames.size, *self.frame_shape), self.dtype)
+        rows, rest = _row_band(key[1:], self.frame_shape[0])
+        out = np.empty((frames.size, rows.stop - rows.start, self.frame_shape[1]), self.dtype)
         files = np.searchsorted(self.first_frame, frames.ravel(), side="right") - 1
         for i in np.unique(files):
-            rows = np.flatnonzero(files == i)
-            out[rows] = self._read_file(i, frames.ravel()[rows] - self.first_frame[i])
-        out = out[(slice(None), *key[1:])]
+            at = np.flatnonzero(files == i)
+            path, header = self.paths[i], self.headers[i]
+            if (
+                header.npages == 1
+                and self.raw is not None
+                and self._read_raw(path, rows, out[at[0]])
+            ):
+                continue
+            pages = frames.ravel()[at] - self.first_frame[i]
+            if header.contiguous_offset is not None:
+                out[at] = self._read_contiguous(path, header, pages, rows)
+            else:
+                out[at] = self._read_pages(path, pages)[:, rows]
+        out = out[rest]
         return out[0] if frames.ndim == 0 else out
 
-    def _read_file(self, i: int, pages: np.ndarray) -> np.ndarray:
-        path, header = self.paths[i], self.headers[i]
-        if header.npages == 1 and self.raw is not None:
-            frame = self._read_raw(path)
-            if frame is not None:
-                return frame[np.newaxis]
-        if header.contiguous_offset is not None:
-            return self._read_contiguous(path, header, pages)
-        return self._read_pages(path, pages)
+    def _read_raw(self, path: str, rows: slice, out: np.ndarray) -> bool:
+        """Read `rows` of a file laid out like the first one into `out`; False if unlike.
 
-    def _read_raw(self, path: str) -> np.ndarray | None:
-        """The pixels of a file laid out like the first one, else None."""
-        offset, nbytes, other = self.raw
-        with open(path, "rb") as f:
-            data = f.read()
-        if len(data) != len(other) + nbytes or data[:offset] + data[offset + nbytes :] != other:
-            return None
-        return np.frombuffer(
-            data, self.dtype, offset=offset, count=nbytes // self.dtype.itemsize
-        ).reshape(self.frame_shape)
+        Only the bytes around the pixels (the header: a few hundred bytes) are
+        compared, then the rows are read straight into `out` (C-contiguous): one
+        copy from the page cache, with the GIL released.
+        """
+        layout = self.raw
+        row_bytes = self.dtype.itemsize * self.frame_shape[1]
+        with open(path, "rb", buffering=0) as f:
+            size = layout.offset + layout.nbytes + len(layout.tail)
+            if os.fstat(f.fileno()).st_size != size or f.read(layout.offset) != layout.head:
+                return False
+            if layout.tail:
+                f.seek(layout.offset + layout.nbytes)
+                if f.read() != layout.tail:
+                    return False
+            f.seek(layout.offset + rows.start * row_bytes)
+            view = memoryview(out).cast("B")
+            while view.nbytes:  # a regular file reads in full but for a concurrent truncation
+                done = f.readinto(view)
+                if not done:
+                    raise FormatError(f"{path}: truncated while its pixels were read")
+                view = view[done:]
+        return True
 
-    def _read_contiguous(self, path: str, header: _Header, pages: np.ndarray) -> np.ndarray:
-        """Pages of a multi-page file whose pixels lie as one uncompressed block."""
+    def _read_contiguous(
+        self, path: str, header: _Header, pages: np.ndarray, rows: slice
+    ) -> np.ndarray:
+        """`rows` of pages of a multi-page file whose pixels lie as one uncompressed block."""
         shape = (header.npages, *self.frame_shape)
         end = header.contiguous_offset + self.dtype.itemsize * int(np.prod(shape))
         if os.path.getsize(path) < end:
             raise FormatError(f"{path}: truncated; its {header.npages} pages need {end} bytes")
         dtype = self.dtype.newbyteorder(header.byteorder)
         frames = np.memmap(path, dtype, mode="r", offset=header.contiguous_offset, shape=shape)
-        return frames[pages]
+        return frames[pages, rows]
 
     def _read_pages(self, path: str, pages: np.ndarray) -> np.ndarray:
         out = np.empty((len(pages), *self.frame_shape), self.dtype)
@@ -338,6 +391,17 @@ class TiffStack:
         except _TIFF_ERRORS as err:
             raise FormatError(f"{path}: not a readable TIFF file ({err})") from None
         return out
+
+
+def _row_band(key: tuple, ny: int) -> tuple[slice, tuple]:
+    """Rows to read for a ``(y, x)`` index `key` (a step-1 slice), and the index left to apply.
+
+    A step-1 slice of rows is read as such; any other row index reads every row.
+    """
+    if key and isinstance(key[0], slice) and key[0].step in (None, 1):
+        start, stop, _ = key[0].indices(ny)
+        return slice(start, max(start, stop)), (slice(None), slice(None), *key[1:])
+    return slice(0, ny), (slice(None), *key)
 
 
 def _log_coords(frame_log, timezone: str, nframes: int) -> dict:
