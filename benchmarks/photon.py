@@ -112,17 +112,19 @@ def main() -> None:
     rows = []
     for method in ("maxima", "original"):
         lazy = detect(frames, method=method, **options)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         events = lazy.compute(scheduler="threads", num_workers=args.threads)
-        seconds = time.perf_counter() - t0
-        rows.append((f"beamcat detect ({method})", args.frames, seconds, events.sizes["event"]))
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rows.append(
+            (f"beamcat detect ({method})", args.frames, seconds, cpu, events.sizes["event"])
+        )
 
     n_orig = min(args.original_frames, args.distinct)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     limit = BACKGROUND + THRESHOLD  # the original's threshold_counting includes the dark level
     original = [original_photonize(f, limit, ENERGY_MIN) for f in distinct[:n_orig]]
-    seconds = time.perf_counter() - t0
-    rows.append(("original photonize", n_orig, seconds, sum(map(len, original))))
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rows.append(("original photonize", n_orig, seconds, cpu, sum(map(len, original))))
 
     # parity: beamcat's "original" method gives the original's events, to rounding
     for i, hits in enumerate(original):
@@ -143,10 +145,17 @@ def main() -> None:
 
     base = rows[-1][1] / rows[-1][2]
     print(f"\n{args.size}x{args.size} uint16, ~{args.hits} hits/frame, {args.threads} threads")
-    print(f"{'tool':<28} {'frames':>7} {'s':>8} {'frames/s':>10} {'x original':>11} {'events':>9}")
-    for name, n, seconds, n_events in rows:
+    # CPU s: all threads' CPU time; frames per CPU-second x cores is the rate on idle cores
+    print(
+        f"{'tool':<27} {'frames':>6} {'s':>6} {'CPU s':>6} {'frames/s':>9} "
+        f"{'frames/CPU-s':>12} {'x original':>10} {'events':>7}"
+    )
+    for name, n, seconds, cpu, n_events in rows:
         rate = n / seconds
-        print(f"{name:<28} {n:>7} {seconds:>8.2f} {rate:>10.1f} {rate / base:>11.0f} {n_events:>9}")
+        print(
+            f"{name:<27} {n:>6} {seconds:>6.2f} {cpu:>6.2f} {rate:>9.1f} {n / cpu:>12.1f} "
+            f"{rate / base:>10.0f} {n_events:>7}"
+        )
     print(f"one frame, eager, one thread: {latency:.1f} ms (20 Hz budget: 50 ms)")
 
 

@@ -213,7 +213,8 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
                 break
             y, x = py, px
         roots[i] = py * nx + px
-    hits = np.unique(roots)
+    # the maxima's roots are seeds already in raster order; the original's argmaxes are not
+    hits = np.unique(roots) if original else seeds[roots == seeds]
     pixels = np.bincount(np.searchsorted(hits, roots), minlength=hits.size)
     keep = np.zeros(hits.size, np.bool_)
     out = np.zeros((4, hits.size))  # energy, y, x, peak
@@ -221,6 +222,9 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
         r, c = hits[h] // nx, hits[h] % nx
         if original and (r == 0 or c == 0):
             continue  # empty window: E = 0, never above energy_min (> 0)
+        peak = _signal(frame, background, r, c, original)
+        if not original and 9.0 * peak <= energy_min:
+            continue  # a maximum's box holds nothing above it: cannot pass (noise hits)
         e = sw = sy = sx = 0.0
         for yy in range(max(r - 1, 0), min(r + 2, ny)):
             for xx in range(max(c - 1, 0), min(c + 2, nx)):
@@ -235,7 +239,7 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
         if e > energy_min:
             keep[h] = True
             out[0, h], out[1, h], out[2, h] = e, sy / sw, sx / sw
-            out[3, h] = _signal(frame, background, r, c, original)
+            out[3, h] = peak
     hits, out = hits[keep], out[:, keep]
     return hits // nx, hits % nx, out[0], out[1], out[2], out[3], pixels[keep], n_over
 
