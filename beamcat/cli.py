@@ -1,7 +1,8 @@
 """The ``beamcat`` command: demo data, catalogs and the app.
 
 Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``,
-``radiography RUN --dark D --flat F --rois FILE --out DIR``;
+``radiography RUN --dark D --flat F --rois FILE --out DIR``,
+``replay RECORDING... [--realtime] [--mode M] [--rois FILE] [--out DIR]``;
 ``beamcat COMMAND --help`` tells the options.
 """
 
@@ -121,6 +122,32 @@ def _cmd_radiography(args) -> None:
         print(f"{kind}: {paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
 
 
+def _cmd_replay(args) -> None:
+    from beamcat.apps import live_pipeline as live
+    from beamcat.apps.radiography_job import parse_numbers
+
+    summary = live.run_replay(
+        args.recording,
+        out=Path(args.out) if args.out else None,
+        realtime=args.realtime,
+        speed=args.speed,
+        stream=args.stream,
+        rois=Path(args.rois) if args.rois else None,
+        overwrite=args.overwrite,
+        progress=None if args.no_progress else print,
+        mode=args.mode,
+        background=args.background,
+        threshold=args.threshold,
+        energy_min=args.energy_min,
+        energy_max=args.energy_max,
+        photon_roi=parse_numbers(args.photon_roi, 4, "--photon-roi"),
+        mask_negative=args.mask_negative,
+    )
+    print(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.rate:.1f} frames/s)")
+    for kind, path in summary.written.items():
+        print(f"{kind}: {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="beamcat", description=__doc__.splitlines()[0])
@@ -184,6 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
     rad.add_argument("--no-progress", action="store_true")
     rad.add_argument("--trust", action="store_true", help="allow code-running templates")
     rad.set_defaults(func=_cmd_radiography)
+
+    rep = sub.add_parser("replay", help="play a recorded stream through the live pipeline")
+    rep.add_argument("recording", nargs="+", help="stream files (detector + sardana) or folder")
+    rep.add_argument("--realtime", action="store_true", help="at the recorded pace")
+    rep.add_argument("--speed", type=float, default=1.0, help="pace factor with --realtime")
+    rep.add_argument("--mode", choices=("image", "cmos", "photon"), default="image")
+    rep.add_argument("--rois", metavar="FILE", help="ROI set, JSON or CSV, for step means")
+    rep.add_argument("--out", metavar="DIR", help="write accumulated image, step means, photons")
+    rep.add_argument("--stream", help="detector stream, when the files hold several")
+    rep.add_argument("--background", type=float, default=100.0, help="dark level (ADU)")
+    rep.add_argument("--threshold", type=float, help="cmos: 12, photon: 8 ADU above background")
+    rep.add_argument("--energy-min", type=float, default=1100.0, help="photon energy cut (ADU)")
+    rep.add_argument("--energy-max", type=float, help="photon pile-up flag above (ADU)")
+    rep.add_argument("--photon-roi", metavar="X,Y,W,H", help="photon detection region")
+    rep.add_argument("--mask-negative", action="store_true", help="negative pixels count 0")
+    rep.add_argument("--overwrite", action="store_true", help="replace results in --out")
+    rep.add_argument("--no-progress", action="store_true")
+    rep.set_defaults(func=_cmd_replay)
     return parser
 
 
