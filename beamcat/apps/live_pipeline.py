@@ -269,6 +269,11 @@ class LivePipeline:
             self._rois = rois
             self.steps.reset()
 
+    def set_header(self, header: Mapping) -> None:
+        """A series header: kept for the results' attrs; its ``pixel_size`` (m) is used."""
+        self.header = dict(header)
+        self.pixel_size = header.get("pixel_size", self.pixel_size)
+
     # -- per frame --------------------------------------------------------------------
 
     def analyse(self, frame: np.ndarray, frame_number: int = 0) -> FrameResult:
@@ -371,8 +376,7 @@ class LivePipeline:
             The frame's result, None for a non-image event.
         """
         if event.kind == "header":
-            self.header = dict(event.header)
-            self.pixel_size = event.header.get("pixel_size", self.pixel_size)
+            self.set_header(event.header)
             return None
         if event.kind != "image":
             return None
