@@ -21,8 +21,6 @@ a time. A bad choice shows an alert and leaves the rest of the page working.
 from __future__ import annotations
 
 import asyncio
-import io
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,18 +32,17 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import xarray as xr
-from bokeh.palettes import Category10_10
 
 from beamcat.analyses.calibration import calibrate, dark_master, difference, flat_master
-from beamcat.analyses.roi import Rect, grid_means, load_rois, roi_means, save_rois
+from beamcat.analyses.roi import Rect, grid_means, roi_means
 from beamcat.analyses.timeseries import beer_lambert, normalise
 from beamcat.apps.quicklook import preview_timeseries, robust_limits, signal_name
+from beamcat.apps.roi_editor import RoiEditor, show_message
 from beamcat.apps.state import AppState, CatalogContext, error_message
 from beamcat.errors import BeamcatError, OptionError
 
 NONE = "(none)"
 WHOLE_IMAGE = "whole image"
-ROI_COLUMNS = ("name", "x", "y", "w", "h")
 #: words in an entry's name or description that mark its role
 ROLE_WORDS = {"dark": ("dark",), "flat": ("flat", "open beam", "open-beam", "openbeam")}
 LOG_FORMATS = {"massspec": "massspec-csv", "temperature": "temperature-log"}
@@ -253,80 +250,6 @@ def _edges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.append(starts, starts[-1] + sizes[-1]).astype(float)
 
 
-# --------------------------------------------------------------------------- ROI table
-
-
-def rois_frame(rois: Mapping[str, Rect]) -> pd.DataFrame:
-    """The ROI table: one row per ROI, columns name, x, y, w, h (integers)."""
-    rows = [(n, *(int(v) for v in r)) for n, r in rois.items()]
-    return pd.DataFrame(rows, columns=list(ROI_COLUMNS)).astype(
-        {c: "int64" for c in ROI_COLUMNS[1:]}
-    )
-
-
-def rois_from_frame(table: pd.DataFrame) -> tuple[dict[str, Rect], list[str]]:
-    """ROIs of the table's valid rows, and a message per invalid row (1-based)."""
-    rois, errors = {}, []
-    for i, row in enumerate(table.itertuples(index=False), start=1):
-        name = str(row.name).strip() if row.name is not None else ""
-        try:
-            rect = Rect(*(int(round(float(getattr(row, k)))) for k in "xywh"))
-        except (TypeError, ValueError):
-            errors.append(f"ROI table row {i} ({name!r}): x, y, w, h must be numbers")
-            continue
-        if not name or name in rois:
-            errors.append(f"ROI table row {i}: name {name!r} is empty or used twice")
-        elif rect.w <= 0 or rect.h <= 0:
-            errors.append(f"ROI {name!r}: w and h must be > 0, got w={rect.w}, h={rect.h}")
-        else:
-            rois[name] = rect
-    return rois, errors
-
-
-def new_name(taken) -> str:
-    """``"ROI k"`` with the smallest k not in `taken`."""
-    k = 1
-    while f"ROI {k}" in taken:
-        k += 1
-    return f"ROI {k}"
-
-
-def rois_from_boxes(data: Mapping[str, list], shape: tuple[int, int] | None) -> dict[str, Rect]:
-    """ROIs from the box-edit stream's data, snapped to pixel edges and clipped to the image.
-
-    Parameters
-    ----------
-    data : mapping
-        Columns ``x0, y0, x1, y1`` (box corners in pixel-edge coordinates: pixel
-        column i spans x from i to i + 1, in either order) and ``name`` (None or
-        empty for boxes just drawn, which are named ``"ROI k"``).
-    shape : (ny, nx) or None
-        Image shape to clip to.
-
-    Returns
-    -------
-    dict name -> Rect
-        In box order; boxes left without a pixel after clipping are dropped.
-    """
-    corners = list(zip(*(data.get(k, []) for k in ("x0", "y0", "x1", "y1")), strict=True))
-    names = list(data.get("name") or [None] * len(corners))
-    boxes = []
-    for (x0, y0, x1, y1), name in zip(corners, names, strict=True):
-        xa, xb = sorted((round(float(x0)), round(float(x1))))
-        ya, yb = sorted((round(float(y0)), round(float(y1))))
-        if shape is not None:
-            xa, xb = (min(max(v, 0), shape[1]) for v in (xa, xb))
-            ya, yb = (min(max(v, 0), shape[0]) for v in (ya, yb))
-        if xb > xa and yb > ya:
-            boxes.append((name, Rect(xa, ya, xb - xa, yb - ya)))
-    named = [n for n, _ in boxes if isinstance(n, str) and n not in ("", "nan")]
-    kept = {n for n in named if named.count(n) == 1}
-    rois: dict[str, Rect] = {}
-    for name, rect in boxes:
-        rois[name if name in kept else new_name(kept | set(rois))] = rect
-    return rois
-
-
 # --------------------------------------------------------------------------- page
 
 
@@ -353,7 +276,6 @@ class RadiographyPage(pn.viewable.Viewer):
     def __init__(self, state: AppState, **params):
         super().__init__(**params)
         self.state = state
-        self.rois: dict[str, Rect] = {}
         self.calibrated: Calibrated | None = None
         self.series: xr.DataArray | None = None
         self.grid: xr.DataArray | None = None
@@ -365,7 +287,6 @@ class RadiographyPage(pn.viewable.Viewer):
         self._errors: dict[str, str] = {}
         self._notes: dict[str, str] = {}
         self._tokens: dict[str, int] = {}
-        self._syncing = False
         self._choosing = False  # several entry widgets are being set: calibrate once, after
         self._pending: tuple | None = None  # the calibration key being computed
 
@@ -384,29 +305,11 @@ class RadiographyPage(pn.viewable.Viewer):
         self.status = pn.pane.Markdown("Choose a run.", css_classes=["beamcat-radiography-status"])
 
         # ROI set: drawn boxes <-> table
-        self._boxes_pipe = hv.streams.Pipe(data=[])
-        self.boxes = hv.DynamicMap(self._boxes_element, streams=[self._boxes_pipe])
-        self.box_stream = hv.streams.BoxEdit(source=self.boxes, empty_value=None)
-        self.box_stream.add_subscriber(self._on_boxes)
-        self.table = pn.widgets.Tabulator(
-            rois_frame({}),
-            show_index=False,
-            buttons={"delete": "✕"},
-            layout="fit_data_stretch",
-            height=200,
-            width=330,
-            css_classes=["beamcat-roi-table"],
+        self.roi_editor = RoiEditor(report_error=self._set_error, report_note=self._set_note)
+        self.roi_editor.param.watch(self._on_rois, "rois")
+        self.table, self.boxes, self.box_stream, self.upload = (
+            getattr(self.roi_editor, k) for k in ("table", "boxes", "box_stream", "upload")
         )
-        self.table.param.watch(self._on_table, "value")
-        self.table.on_edit(self._on_table)
-        self.table.on_click(self._on_table_click, column="delete")
-        self.add_roi = pn.widgets.Button(label="Add ROI", width=100)
-        self.add_roi.on_click(self._on_add_roi)
-        self.download = pn.widgets.FileDownload(
-            callback=self._roi_file, filename="rois.json", label="Save ROIs", width=110
-        )
-        self.upload = pn.widgets.FileInput(accept=".json,.csv", width=210)
-        self.upload.param.watch(self._on_upload, "value")
 
         # grid and Beer-Lambert
         self.grid_on = pn.widgets.Checkbox(label="Grid", value=False)
@@ -433,7 +336,6 @@ class RadiographyPage(pn.viewable.Viewer):
         # calibration (a DynamicMap image would keep the first image's axis ranges)
         self._grid_pipe = hv.streams.Pipe(data=None)
         self._grid = hv.DynamicMap(self._grid_element, streams=[self._grid_pipe])
-        self._labels = hv.DynamicMap(self._labels_element, streams=[self._boxes_pipe])
         self.image_pane = pn.pane.HoloViews(
             self._image_overlay(None), css_classes=["beamcat-reference-image"]
         )
@@ -442,16 +344,6 @@ class RadiographyPage(pn.viewable.Viewer):
         )
         self.difference_pane = pn.pane.HoloViews(hv.Image([]), css_classes=["beamcat-difference"])
 
-        roi_tools = pn.Column(
-            pn.pane.Markdown(
-                "**ROIs** — box tool: shift + drag draws, drag moves, tap + Backspace "
-                "deletes; edit numbers in the table to resize."
-            ),
-            self.table,
-            pn.Row(self.add_roi, self.download),
-            self.upload,
-            width=340,
-        )
         options = pn.Column(
             self.reference_frames,
             self.air,
@@ -466,7 +358,7 @@ class RadiographyPage(pn.viewable.Viewer):
             self.alert,
             self.note,
             pn.Row(self.run, self.dark, self.flat, self.massspec, self.temperature),
-            pn.Row(self.image_pane, roi_tools, options),
+            pn.Row(self.image_pane, self.roi_editor, options),
             self.curves_pane,
             pn.Row(
                 self.difference_pane, pn.Column(self.frame, self.diff_reference), margin=(10, 0)
@@ -518,11 +410,11 @@ class RadiographyPage(pn.viewable.Viewer):
 
     def _set_error(self, what: str, message: str | None) -> None:
         """Show (or clear, with None) the error of one part of the page in the red alert."""
-        _show_message(self.alert, self._errors, what, message)
+        show_message(self.alert, self._errors, what, message)
 
     def _set_note(self, what: str, message: str | None) -> None:
         """Show (or clear) a warning that leaves results usable, in the yellow alert."""
-        _show_message(self.note, self._notes, what, message)
+        show_message(self.note, self._notes, what, message)
 
     # ------------------------------------------------------------------ entries
 
@@ -631,115 +523,36 @@ class RadiographyPage(pn.viewable.Viewer):
         self.frame.value = min(self.frame.value, n - 1)
         self.diff_reference.end = n - 1
         self.image_pane.object = self._image_overlay(calibrated.reference)
-        self._boxes_pipe.send(self._box_rows())
+        self.roi_editor.shape = calibrated.shape
+        self.roi_editor.redraw()
         await asyncio.gather(self._update_series(), self._update_grid(), self._update_difference())
 
     # ------------------------------------------------------------------ ROIs
 
-    def set_rois(self, rois: Mapping[str, Rect], *, table: bool = True) -> None:
-        """Make `rois` the ROI set: the table, the boxes, the curves and the grid follow.
+    @property
+    def rois(self) -> dict[str, Rect]:
+        """The ROI set of the editor: name -> Rect."""
+        return self.roi_editor.rois
 
-        Parameters
-        ----------
-        rois : mapping name -> Rect or (x, y, w, h)
-        table : bool
-            Rewrite the table (False keeps rows as the user typed them).
-        """
-        rois = {str(n): Rect(*(int(v) for v in r)) for n, r in rois.items()}
-        changed = rois != self.rois
-        self.rois = rois
-        if table:
-            self._syncing = True
-            try:
-                self.table.value = rois_frame(rois)
-            finally:
-                self._syncing = False
-        if changed:
-            self._boxes_pipe.send(self._box_rows())
-        names = list(rois)
+    def set_rois(self, rois: Mapping[str, Rect], *, table: bool = True) -> None:
+        """Make `rois` the ROI set (see `RoiEditor.set_rois`); the curves and the grid follow."""
+        self.roi_editor.set_rois(rois, table=table)
+
+    def load_file(self, path: str | Path, *, label: str | None = None) -> None:
+        """Replace the ROI set by the rectangles of a ROI file (`load_rois`); masks are skipped."""
+        self.roi_editor.load_file(path, label=label)
+
+    def _on_rois(self, event) -> None:
+        names = list(event.new)
         self.air.options = [NONE, *names]
         self.grid_region.options = [WHOLE_IMAGE, *names]
-        self.download.disabled = not rois
-        if changed:
-            pn.state.execute(self._rois_changed)
+        pn.state.execute(self._rois_changed)
 
     async def _rois_changed(self) -> None:
         if self._calibration_key() != (self.calibrated.key if self.calibrated else None):
             await self._update_calibration()  # the air ROI moved: everything follows
         else:
             await asyncio.gather(self._update_series(), self._update_grid())
-
-    def _box_rows(self) -> list[tuple]:
-        """Rectangles (x0, y0, x1, y1, name, color) of the ROIs, in pixel-edge coordinates."""
-        return [
-            (r.x, r.y, r.x + r.w, r.y + r.h, name, Category10_10[i % 10])
-            for i, (name, r) in enumerate(self.rois.items())
-        ]
-
-    def _on_boxes(self, data=None, **_) -> None:
-        """The box-edit tool changed the boxes: adopt them (snapped to pixels) as the ROI set."""
-        data = data or {}
-        rois = rois_from_boxes(data, self.calibrated.shape if self.calibrated else None)
-        drawn = list(zip(*(data.get(k, []) for k in ("x0", "y0", "x1", "y1", "name")), strict=True))
-        changed = rois != self.rois
-        self.set_rois(rois)  # redraws the boxes when the ROIs changed
-        if not changed and drawn != [row[:5] for row in self._box_rows()]:
-            self._boxes_pipe.send(self._box_rows())  # snapped, clipped or named boxes
-
-    def _on_table(self, *_) -> None:
-        """The table was edited: adopt its valid rows, leaving the rows as typed."""
-        if self._syncing:
-            return
-        rois, errors = rois_from_frame(self.table.value)
-        self._set_error("table", "\n\n".join(errors) or None)
-        self.set_rois(rois, table=not errors)
-
-    def _on_table_click(self, event) -> None:
-        name = self.table.value["name"].iloc[event.row]
-        self.set_rois({n: r for n, r in self.rois.items() if n != name})
-
-    def _on_add_roi(self, *_) -> None:
-        ny, nx = self.calibrated.shape if self.calibrated else (64, 64)
-        w, h = max(1, nx // 8), max(1, ny // 8)
-        box = Rect(nx // 2 - w // 2, ny // 2 - h // 2, w, h)
-        self.set_rois({**self.rois, new_name(self.rois): box})
-
-    def _roi_file(self) -> io.BytesIO:
-        """The ROI set as JSON (`save_rois`), for the download button."""
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = save_rois(self.rois, Path(tmp) / "rois.json")
-            except BeamcatError as err:
-                self._set_error("file", error_message(err))
-                return io.BytesIO(b"")
-            return io.BytesIO(path.read_bytes())
-
-    def _on_upload(self, event) -> None:
-        if not event.new:
-            return
-        name = Path(self.upload.filename or "rois.json").name
-        suffix = ".csv" if name.lower().endswith(".csv") else ".json"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{Path(name).stem}{suffix}"
-            path.write_bytes(event.new)
-            self.load_file(path, label=name)
-
-    def load_file(self, path: str | Path, *, label: str | None = None) -> None:
-        """Replace the ROI set by the rectangles of a ROI file (`load_rois`); masks are skipped."""
-        try:
-            loaded = load_rois(path)
-        except BeamcatError as err:
-            self._set_error("file", error_message(err).replace(str(path), label or str(path)))
-            return
-        masks = [n for n, r in loaded.items() if not isinstance(r, Rect)]
-        self._set_error("file", None)
-        self._set_note(
-            "file",
-            f"{label or path}: mask ROIs {masks} cannot be drawn here and were skipped"
-            if masks
-            else None,
-        )
-        self.set_rois({n: r for n, r in loaded.items() if isinstance(r, Rect)})
 
     # ------------------------------------------------------------------ curves
 
@@ -835,7 +648,7 @@ class RadiographyPage(pn.viewable.Viewer):
             x = values[dim].values
             curves = [
                 hv.Curve((x, values.sel(roi=n).values), dim, vdim, label=str(n)).opts(
-                    color=Category10_10[list(self.rois).index(n) % 10] if n in self.rois else "gray"
+                    color=self.roi_editor.color(n)
                 )
                 for n in values["roi"].values
             ]
@@ -950,7 +763,7 @@ class RadiographyPage(pn.viewable.Viewer):
         else:
             image = _image(reference, clim=robust_limits(reference.values))
         title = reference.attrs["preview"] if reference is not None else "Reference image"
-        return (image * self._grid * self.boxes * self._labels).opts(
+        return (image * self._grid * self.boxes * self.roi_editor.labels).opts(
             active_tools=["box_edit", "wheel_zoom"], title=title
         )
 
@@ -962,17 +775,6 @@ class RadiographyPage(pn.viewable.Viewer):
         ye = _edges(data["roi_y"].values, data["roi_h"].values)
         return hv.QuadMesh((xe, ye, data.values), ["x", "y"], "cell").opts(
             cmap="viridis", alpha=0.55, tools=["hover"]
-        )
-
-    def _boxes_element(self, data):
-        return hv.Rectangles(data or [], vdims=["name", "color"]).opts(
-            fill_color="color", fill_alpha=0.12, line_color="color", line_width=2
-        )
-
-    def _labels_element(self, data):
-        rows = [(x0 + 1, y0 + 1, name) for x0, y0, _x1, _y1, name, _c in data or []]
-        return hv.Labels(rows, ["x", "y"], "name").opts(
-            text_color="white", text_align="left", text_baseline="top", text_font_size="9pt"
         )
 
 
@@ -990,15 +792,6 @@ def _image(data: xr.DataArray, *, clim: tuple[float, float], height: int = 384) 
         colorbar=True,
         tools=["hover"],
     )
-
-
-def _show_message(pane: pn.pane.Alert, messages: dict, what: str, message: str | None) -> None:
-    if message:
-        messages[what] = message
-    else:
-        messages.pop(what, None)
-    pane.object = "\n\n".join(messages.values())
-    pane.visible = bool(messages)
 
 
 def _positive(curves: list[xr.DataArray]) -> bool:

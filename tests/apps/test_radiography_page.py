@@ -16,7 +16,8 @@ import pytest
 from beamcat.analyses.calibration import calibrate, dark_master, difference, flat_master
 from beamcat.analyses.roi import Rect, grid_means, roi_means
 from beamcat.analyses.timeseries import beer_lambert, normalise
-from beamcat.apps.radiography_page import RadiographyPage, rois_from_boxes
+from beamcat.apps.radiography_page import RadiographyPage
+from beamcat.apps.roi_editor import rois_from_boxes
 from beamcat.apps.state import AppState, CatalogContext
 from beamcat.catalog.demo import make_demo, read_truth
 
@@ -134,7 +135,7 @@ def test_table_edits_move_the_boxes(rpage):
     assert list(rpage.rois) == ["bed_top"]
     assert rpage.table.value.loc[1, "w"] == 0  # the row stays as typed
     # deleting with the row's button
-    rpage._on_table_click(type("Click", (), {"row": 0})())
+    rpage.roi_editor.on_table_click(type("Click", (), {"row": 0})())
     assert rpage.rois == {} and rpage.series is None
 
 
@@ -192,7 +193,7 @@ def test_difference_frame_is_the_analyses_display(rpage, transmission):
 
 
 def test_save_and_load_round_trip(rpage, tmp_path):
-    saved = json.loads(rpage._roi_file().getvalue())
+    saved = json.loads(rpage.roi_editor.roi_file().getvalue())
     assert saved == {"rois": {n: dict(zip("xywh", r, strict=True)) for n, r in ROIS.items()}}
     rpage.set_rois({})
     rpage.upload.filename = "mine.json"

@@ -1,0 +1,328 @@
+"""Rectangular ROIs drawn with the mouse on an image and listed in a table, kept in sync.
+
+Shared by the pages that measure ROIs (radiography, live). On the image, bokeh's
+box-edit tool draws a box (shift + drag), moves one (drag) and deletes one (tap,
+then Backspace); boxes snap to pixel edges and are clipped to the image. The
+table beside it lists name, x, y, w, h (``Rect``: pixels ``[y:y+h, x:x+w]``);
+editing a number resizes the ROI, the ✕ button deletes it. ROI sets are saved
+and loaded as JSON (or CSV) with `beamcat.analyses.roi.save_rois`/`load_rois`.
+
+A page overlays `RoiEditor.boxes` and `RoiEditor.labels` on its image, shows the
+editor (its table and buttons) beside it and watches ``editor.param.rois``.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+from bokeh.palettes import Category10_10
+
+from beamcat.analyses.roi import Rect, load_rois, save_rois
+from beamcat.apps.state import error_message
+from beamcat.errors import BeamcatError
+
+ROI_COLUMNS = ("name", "x", "y", "w", "h")
+
+#: reports a message (None clears it) of one part ("table", "file") of the editor
+Report = Callable[[str, str | None], None]
+
+
+def rois_frame(rois: Mapping[str, Rect]) -> pd.DataFrame:
+    """The ROI table: one row per ROI, columns name, x, y, w, h (integers)."""
+    rows = [(n, *(int(v) for v in r)) for n, r in rois.items()]
+    return pd.DataFrame(rows, columns=list(ROI_COLUMNS)).astype(
+        {c: "int64" for c in ROI_COLUMNS[1:]}
+    )
+
+
+def rois_from_frame(table: pd.DataFrame) -> tuple[dict[str, Rect], list[str]]:
+    """ROIs of the table's valid rows, and a message per invalid row (1-based)."""
+    rois, errors = {}, []
+    for i, row in enumerate(table.itertuples(index=False), start=1):
+        name = str(row.name).strip() if row.name is not None else ""
+        try:
+            rect = Rect(*(int(round(float(getattr(row, k)))) for k in "xywh"))
+        except (TypeError, ValueError):
+            errors.append(f"ROI table row {i} ({name!r}): x, y, w, h must be numbers")
+            continue
+        if not name or name in rois:
+            errors.append(f"ROI table row {i}: name {name!r} is empty or used twice")
+        elif rect.w <= 0 or rect.h <= 0:
+            errors.append(f"ROI {name!r}: w and h must be > 0, got w={rect.w}, h={rect.h}")
+        else:
+            rois[name] = rect
+    return rois, errors
+
+
+def new_name(taken) -> str:
+    """``"ROI k"`` with the smallest k not in `taken`."""
+    k = 1
+    while f"ROI {k}" in taken:
+        k += 1
+    return f"ROI {k}"
+
+
+def rois_from_boxes(data: Mapping[str, list], shape: tuple[int, int] | None) -> dict[str, Rect]:
+    """ROIs from the box-edit stream's data, snapped to pixel edges and clipped to the image.
+
+    Parameters
+    ----------
+    data : mapping
+        Columns ``x0, y0, x1, y1`` (box corners in pixel-edge coordinates: pixel
+        column i spans x from i to i + 1, in either order) and ``name`` (None or
+        empty for boxes just drawn, which are named ``"ROI k"``).
+    shape : (ny, nx) or None
+        Image shape to clip to.
+
+    Returns
+    -------
+    dict name -> Rect
+        In box order; boxes left without a pixel after clipping are dropped.
+    """
+    corners = list(zip(*(data.get(k, []) for k in ("x0", "y0", "x1", "y1")), strict=True))
+    names = list(data.get("name") or [None] * len(corners))
+    boxes = []
+    for (x0, y0, x1, y1), name in zip(corners, names, strict=True):
+        xa, xb = sorted((round(float(x0)), round(float(x1))))
+        ya, yb = sorted((round(float(y0)), round(float(y1))))
+        if shape is not None:
+            xa, xb = (min(max(v, 0), shape[1]) for v in (xa, xb))
+            ya, yb = (min(max(v, 0), shape[0]) for v in (ya, yb))
+        if xb > xa and yb > ya:
+            boxes.append((name, Rect(xa, ya, xb - xa, yb - ya)))
+    named = [n for n, _ in boxes if isinstance(n, str) and n not in ("", "nan")]
+    kept = {n for n in named if named.count(n) == 1}
+    rois: dict[str, Rect] = {}
+    for name, rect in boxes:
+        rois[name if name in kept else new_name(kept | set(rois))] = rect
+    return rois
+
+
+class RoiEditor(pn.viewable.Viewer):
+    """A ROI set edited with the box-edit tool on an image and in a table.
+
+    Parameters
+    ----------
+    report_error, report_note : callable (what, message or None), optional
+        Where the editor's errors (bad table rows, unreadable ROI files) and
+        notes (skipped mask ROIs) go, usually the page's alerts; by default its
+        own alert.
+    width : int
+        Width of the table column in px.
+
+    Attributes
+    ----------
+    rois : dict name -> Rect
+        The ROI set (a param: watch ``editor.param.rois``).
+    shape : (ny, nx) or None
+        The image's shape: boxes are clipped to it and new ROIs centred in it.
+    boxes, labels : holoviews.DynamicMap
+        The ROI rectangles (the source of the box-edit stream `box_stream`) and
+        their names, to overlay on the page's image.
+    table : panel.widgets.Tabulator
+    """
+
+    rois = param.Dict(default={}, doc="ROI name -> Rect")
+
+    def __init__(
+        self,
+        *,
+        report_error: Report | None = None,
+        report_note: Report | None = None,
+        width: int = 340,
+        **params,
+    ):
+        super().__init__(**params)
+        self.shape: tuple[int, int] | None = None
+        self.alert = pn.pane.Alert(alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self._messages: dict[str, str] = {}
+        self._report_error = report_error or self._show
+        self._report_note = report_note or self._show
+        self._syncing = False
+
+        self._pipe = hv.streams.Pipe(data=[])
+        self.boxes = hv.DynamicMap(self._boxes_element, streams=[self._pipe])
+        self.labels = hv.DynamicMap(self._labels_element, streams=[self._pipe])
+        self.box_stream = hv.streams.BoxEdit(source=self.boxes, empty_value=None)
+        self.box_stream.add_subscriber(self._on_boxes)
+        self.table = pn.widgets.Tabulator(
+            rois_frame({}),
+            show_index=False,
+            buttons={"delete": "✕"},
+            layout="fit_data_stretch",
+            height=200,
+            width=width - 10,
+            css_classes=["beamcat-roi-table"],
+        )
+        self.table.param.watch(self._on_table, "value")
+        self.table.on_edit(self._on_table)
+        self.table.on_click(self.on_table_click, column="delete")
+        self.add_roi = pn.widgets.Button(label="Add ROI", width=100)
+        self.add_roi.on_click(self._on_add_roi)
+        self.download = pn.widgets.FileDownload(
+            callback=self.roi_file,
+            filename="rois.json",
+            label="Save ROIs",
+            width=110,
+            disabled=True,
+        )
+        self.upload = pn.widgets.FileInput(accept=".json,.csv", width=210)
+        self.upload.param.watch(self._on_upload, "value")
+        self._layout = pn.Column(
+            pn.pane.Markdown(
+                "**ROIs** — box tool: shift + drag draws, drag moves, tap + Backspace "
+                "deletes; edit numbers in the table to resize."
+            ),
+            self.alert,
+            self.table,
+            pn.Row(self.add_roi, self.download),
+            self.upload,
+            width=width,
+        )
+
+    def __panel__(self):
+        return self._layout
+
+    # ------------------------------------------------------------------ the set
+
+    def set_rois(self, rois: Mapping[str, Rect], *, table: bool = True) -> None:
+        """Make `rois` the ROI set: the table and the boxes follow.
+
+        Parameters
+        ----------
+        rois : mapping name -> Rect or (x, y, w, h)
+        table : bool
+            Rewrite the table (False keeps rows as the user typed them).
+        """
+        rois = {str(n): Rect(*(int(v) for v in r)) for n, r in rois.items()}
+        changed = rois != self.rois
+        if table:
+            self._syncing = True
+            try:
+                self.table.value = rois_frame(rois)
+            finally:
+                self._syncing = False
+        self.download.disabled = not rois
+        if changed:
+            self._pipe.send(self.box_rows(rois))
+            self.rois = rois  # watchers run last, with the boxes drawn
+
+    def color(self, name: str) -> str:
+        """The colour of ROI `name` (its box, and its curves on the pages); gray if unknown."""
+        names = list(self.rois)
+        return Category10_10[names.index(name) % 10] if name in names else "gray"
+
+    def box_rows(self, rois: Mapping[str, Rect] | None = None) -> list[tuple]:
+        """Rectangles (x0, y0, x1, y1, name, color) of the ROIs, in pixel-edge coordinates."""
+        rois = self.rois if rois is None else rois
+        return [
+            (r.x, r.y, r.x + r.w, r.y + r.h, name, Category10_10[i % 10])
+            for i, (name, r) in enumerate(rois.items())
+        ]
+
+    def redraw(self) -> None:
+        """Draw the boxes again (after the page replaced the image under them)."""
+        self._pipe.send(self.box_rows())
+
+    # ------------------------------------------------------------------ edits
+
+    def _on_boxes(self, data=None, **_) -> None:
+        """The box-edit tool changed the boxes: adopt them (snapped to pixels) as the ROI set."""
+        data = data or {}
+        rois = rois_from_boxes(data, self.shape)
+        drawn = list(zip(*(data.get(k, []) for k in ("x0", "y0", "x1", "y1", "name")), strict=True))
+        changed = rois != self.rois
+        self.set_rois(rois)  # redraws the boxes when the ROIs changed
+        if not changed and drawn != [row[:5] for row in self.box_rows()]:
+            self.redraw()  # snapped, clipped or named boxes
+
+    def _on_table(self, *_) -> None:
+        """The table was edited: adopt its valid rows, leaving the rows as typed."""
+        if self._syncing:
+            return
+        rois, errors = rois_from_frame(self.table.value)
+        self._report_error("table", "\n\n".join(errors) or None)
+        self.set_rois(rois, table=not errors)
+
+    def on_table_click(self, event) -> None:
+        """A click in the table's ✕ column: delete that row's ROI."""
+        name = self.table.value["name"].iloc[event.row]
+        self.set_rois({n: r for n, r in self.rois.items() if n != name})
+
+    def _on_add_roi(self, *_) -> None:
+        ny, nx = self.shape or (64, 64)
+        w, h = max(1, nx // 8), max(1, ny // 8)
+        box = Rect(nx // 2 - w // 2, ny // 2 - h // 2, w, h)
+        self.set_rois({**self.rois, new_name(self.rois): box})
+
+    # ------------------------------------------------------------------ files
+
+    def roi_file(self) -> io.BytesIO:
+        """The ROI set as JSON (`save_rois`), for the download button."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = save_rois(self.rois, Path(tmp) / "rois.json")
+            except BeamcatError as err:
+                self._report_error("file", error_message(err))
+                return io.BytesIO(b"")
+            return io.BytesIO(path.read_bytes())
+
+    def _on_upload(self, event) -> None:
+        if not event.new:
+            return
+        name = Path(self.upload.filename or "rois.json").name
+        suffix = ".csv" if name.lower().endswith(".csv") else ".json"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{Path(name).stem}{suffix}"
+            path.write_bytes(event.new)
+            self.load_file(path, label=name)
+
+    def load_file(self, path: str | Path, *, label: str | None = None) -> None:
+        """Replace the ROI set by the rectangles of a ROI file (`load_rois`); masks are skipped."""
+        try:
+            loaded = load_rois(path)
+        except BeamcatError as err:
+            self._report_error("file", error_message(err).replace(str(path), label or str(path)))
+            return
+        masks = [n for n, r in loaded.items() if not isinstance(r, Rect)]
+        self._report_error("file", None)
+        self._report_note(
+            "file",
+            f"{label or path}: mask ROIs {masks} cannot be drawn here and were skipped"
+            if masks
+            else None,
+        )
+        self.set_rois({n: r for n, r in loaded.items() if isinstance(r, Rect)})
+
+    # ------------------------------------------------------------------ elements
+
+    def _boxes_element(self, data):
+        return hv.Rectangles(data or [], vdims=["name", "color"]).opts(
+            fill_color="color", fill_alpha=0.12, line_color="color", line_width=2
+        )
+
+    def _labels_element(self, data):
+        rows = [(x0 + 1, y0 + 1, name) for x0, y0, _x1, _y1, name, _c in data or []]
+        return hv.Labels(rows, ["x", "y"], "name").opts(
+            text_color="white", text_align="left", text_baseline="top", text_font_size="9pt"
+        )
+
+    def _show(self, what: str, message: str | None) -> None:
+        show_message(self.alert, self._messages, what, message)
+
+
+def show_message(pane: pn.pane.Alert, messages: dict, what: str, message: str | None) -> None:
+    """Set (or clear, with None) the message of `what` in an alert showing all of `messages`."""
+    if message:
+        messages[what] = message
+    else:
+        messages.pop(what, None)
+    pane.object = "\n\n".join(messages.values())
+    pane.visible = bool(messages)
