@@ -24,6 +24,7 @@ from beamcat.apps.state import AppState, CatalogContext, catalog_label
 PAGES: dict[str, str] = {
     "Catalog": "beamcat.apps.catalog_page:CatalogPage",
     "Radiography": "beamcat.apps.radiography_page:RadiographyPage",
+    "Live": "beamcat.apps.live_page:LivePage",
 }
 
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")

@@ -1,0 +1,652 @@
+"""The live page: replay a recorded stream into the live pipeline and watch it build up.
+
+Choose a recording (a catalog entry of format cbor-stream, or the path of its
+stream files) and a processing mode (`beamcat.apps.live_pipeline.MODES`), then
+"Replay": a background thread plays the recording (at the recorded pace or as
+fast as it can be read, `beamcat.catalog.cbor_stream.replay`) through a
+`LivePipeline`, and a periodic callback (every `REFRESH_MS`) shows its
+snapshot: the accumulated image with its frame count, the means of ROIs drawn
+on it against the motor position (error bars: the spread of the frames within
+a step) and, in photon mode, the clean image and the energy histogram with its
+cuts marked.
+
+Accumulation is started, stopped and reset with its buttons; like the original
+reducer, the accumulated image carries over from one replay to the next (a new
+replay starts a new step table), unless the mode or its options changed.
+
+Detector images are larger than a screen: the display takes blocks of
+``factor x factor`` pixels, by their maximum when "Max filter" is on (a single
+hot pixel or photon stays visible) or by their mean. "Zoom" shows one ROI's
+region instead of the whole image.
+
+Only the replay thread touches frames; the callback reads the pipeline's
+thread-safe snapshot and draws on the event loop. A bad choice (no such entry,
+unreadable recording, ROI outside the frame, contradictory thresholds) shows
+an alert and leaves the page working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import xarray as xr
+
+from beamcat.analyses.roi import Rect
+from beamcat.apps.live_pipeline import MODES, LivePipeline
+from beamcat.apps.quicklook import robust_limits, signal_name
+from beamcat.apps.roi_editor import RoiEditor, show_message
+from beamcat.apps.state import AppState, CatalogContext, error_message
+from beamcat.catalog.cbor_stream import replay
+from beamcat.errors import OptionError
+
+STREAM_FORMAT = "cbor-stream"
+PATH_CHOICE = "(path below)"
+WHOLE_IMAGE = "whole image"
+REFRESH_MS = 300
+#: largest displayed image (rows, columns); bigger images are shown in blocks
+DISPLAY_SHAPE = (400, 640)
+
+
+# --------------------------------------------------------------------------- display
+
+
+def block_reduce(image: np.ndarray, factor: int, *, how: str = "max") -> np.ndarray:
+    """Reduce an image by blocks of ``factor x factor`` pixels (partial blocks at the edges).
+
+    Parameters
+    ----------
+    image : ndarray (y, x)
+    factor : int
+        Block size; 1 returns the image as float64.
+    how : {"max", "mean"}
+        "max" keeps a block's largest value (NaN ignored), so a single hot pixel
+        stays visible; "mean" averages it.
+
+    Returns
+    -------
+    ndarray (ceil(ny / factor), ceil(nx / factor)) float64
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if how not in ("max", "mean"):
+        raise OptionError(f"how={how!r}: expected 'max' or 'mean'")
+    if factor <= 1:
+        return image
+    rows, cols = (np.arange(0, n, factor) for n in image.shape)
+    if how == "max":
+        return np.fmax.reduceat(np.fmax.reduceat(image, rows, axis=0), cols, axis=1)
+    sums = np.add.reduceat(np.add.reduceat(image, rows, axis=0), cols, axis=1)
+    sizes = [
+        np.diff(np.append(edges, n)) for edges, n in zip((rows, cols), image.shape, strict=True)
+    ]
+    return sums / np.outer(*sizes)
+
+
+def display_factor(shape: tuple[int, int], limit: tuple[int, int] = DISPLAY_SHAPE) -> int:
+    """The smallest block size that fits an image of `shape` into `limit` (rows, columns)."""
+    return max(1, math.ceil(max(n / m for n, m in zip(shape, limit, strict=True))))
+
+
+def display_image(
+    image: np.ndarray,
+    *,
+    region: Rect | None = None,
+    max_filter: bool = True,
+    limit: tuple[int, int] = DISPLAY_SHAPE,
+) -> xr.DataArray:
+    """The part of an image the page shows, reduced in blocks to fit the display.
+
+    Parameters
+    ----------
+    image : ndarray (y, x)
+    region : Rect, optional
+        Show only ``image[y:y+h, x:x+w]`` (clipped to the image); default all.
+    max_filter : bool
+        Blocks by maximum (True) or mean (False), see `block_reduce`.
+    limit : (rows, columns)
+        Largest displayed shape.
+
+    Returns
+    -------
+    DataArray (y, x) float64
+        Coordinates ``y``, ``x`` are block centres in detector pixels (pixel i
+        spans [i, i + 1)); attrs ``factor`` (block size) and ``region``
+        ``(x, y, w, h)`` actually shown.
+    """
+    ny, nx = image.shape
+    x, y, w, h = region if region is not None else (0, 0, nx, ny)
+    x0, y0 = min(max(int(x), 0), nx - 1), min(max(int(y), 0), ny - 1)
+    x1, y1 = min(max(int(x + w), x0 + 1), nx), min(max(int(y + h), y0 + 1), ny)
+    part = np.asarray(image)[y0:y1, x0:x1]
+    factor = display_factor(part.shape, limit)
+    values = block_reduce(part, factor, how="max" if max_filter else "mean")
+    # blocks are regular: the last one may reach past the edge (its value is of its pixels)
+    centres = [
+        start + factor * (np.arange(n) + 0.5)
+        for start, n in zip((y0, x0), values.shape, strict=True)
+    ]
+    return xr.DataArray(
+        values,
+        dims=("y", "x"),
+        coords={"y": centres[0], "x": centres[1]},
+        attrs={"factor": factor, "region": (x0, y0, x1 - x0, y1 - y0)},
+    )
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def stream_entries(context: CatalogContext) -> list[str]:
+    """Catalog entries that are recorded streams (format cbor-stream)."""
+    return [n for n in context.names if context.rows[n]["format"] == STREAM_FORMAT]
+
+
+def entry_recording(context: CatalogContext, name: str) -> tuple[list[str], tuple[int, int]]:
+    """The stream files of a cbor-stream entry and its frame shape (opens headers only).
+
+    Raises
+    ------
+    OptionError
+        The entry is not a recorded stream.
+    BeamcatError
+        The entry cannot be opened (its reader's error).
+    """
+    row = context.rows.get(name)
+    if row is None or row["format"] != STREAM_FORMAT:
+        kind = "no such entry" if row is None else f"format {row['format']!r}"
+        raise OptionError(f"entry {name!r}: {kind}; expected a recorded stream ({STREAM_FORMAT})")
+    ds = context.open(name)
+    return ds.attrs["source"].split(";"), tuple(ds[signal_name(ds)].shape[-2:])
+
+
+class Replay:
+    """A recording played into a pipeline in a background thread.
+
+    Parameters
+    ----------
+    source : path, glob, folder or list of paths
+        The recording's stream files.
+    pipeline : LivePipeline
+    realtime, speed : bool, float
+        As for `beamcat.catalog.cbor_stream.replay`.
+
+    Attributes
+    ----------
+    events : int
+        Events processed so far.
+    error : Exception or None
+        What stopped the replay early (a bad recording, a ROI outside the frame...).
+    """
+
+    def __init__(self, source, pipeline: LivePipeline, *, realtime: bool, speed: float = 1.0):
+        self.source, self.pipeline = source, pipeline
+        self.realtime, self.speed = realtime, speed
+        self.events = 0
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="beamcat-live-replay", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for event in replay(self.source, realtime=self.realtime, speed=self.speed):
+                if self._stop.is_set():
+                    return
+                self.pipeline.process(event)
+                self.events += 1
+        except Exception as err:  # shown by the page, never raised in the thread
+            self.error = err
+
+    def stop(self) -> None:
+        """Stop after the event being processed."""
+        self._stop.set()
+
+    @property
+    def done(self) -> bool:
+        """Whether the thread has ended (finished, stopped or failed)."""
+        return not self.thread.is_alive()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop` was called."""
+        return self._stop.is_set()
+
+
+# --------------------------------------------------------------------------- page
+
+
+class LivePage(pn.viewable.Viewer):
+    """Replay a recorded stream into a `LivePipeline` and show it building up.
+
+    Parameters
+    ----------
+    state : AppState
+        The session's state: selecting a cbor-stream entry on another page
+        makes it this page's recording.
+
+    Attributes
+    ----------
+    pipeline : LivePipeline or None
+        The pipeline of the last replay.
+    replay : Replay or None
+        The last replay.
+    view : dict or None
+        The pipeline's snapshot the page shows (`LivePipeline.snapshot`).
+    shown : DataArray (y, x) or None
+        The displayed (block-reduced) image.
+    """
+
+    def __init__(self, state: AppState, **params):
+        super().__init__(**params)
+        self.state = state
+        self.pipeline: LivePipeline | None = None
+        self.replay: Replay | None = None
+        self.view: dict | None = None
+        self.shown: xr.DataArray | None = None
+        self.shape: tuple[int, int] | None = None
+        self._options: dict | None = None  # what `pipeline` was made with
+        self._errors: dict[str, str] = {}
+        self._notes: dict[str, str] = {}
+        self._callback = None
+        self._geometry: tuple | None = None  # of the image overlay in `image_pane`
+        self._drawn: tuple | None = None  # what the plots show: (pipeline, frames, count, rois)
+
+        self.source = pn.widgets.Select(label="Recording", width=220)
+        self.path = pn.widgets.TextInput(
+            label="Path (stream files, folder or glob)",
+            placeholder="/data/scan_*.cbors*",
+            width=320,
+        )
+        self.mode = pn.widgets.Select(label="Mode", options=list(MODES), value="image", width=110)
+        self.realtime = pn.widgets.Checkbox(label="At the recorded rate", value=True)
+        self.speed = pn.widgets.FloatInput(label="Speed", value=1.0, start=0.01, width=80)
+        self.replay_button = pn.widgets.Button(label="Replay", color="primary", width=90)
+        self.stop_button = pn.widgets.Button(label="Stop replay", width=100, disabled=True)
+        self.mask_negative = pn.widgets.Checkbox(label="Negative pixels (gaps) as 0", value=True)
+        self.background = pn.widgets.FloatInput(label="Background (ADU)", value=100.0, width=120)
+        self.threshold = pn.widgets.FloatInput(label="Threshold (ADU)", value=None, width=120)
+        self.energy_min = pn.widgets.FloatInput(label="Energy min (ADU)", value=1100.0, width=120)
+        self.energy_max = pn.widgets.FloatInput(label="Energy max (ADU)", value=None, width=120)
+        self.start_button = pn.widgets.Button(label="Start", width=70)
+        self.pause_button = pn.widgets.Button(label="Stop", width=70)
+        self.reset_button = pn.widgets.Button(label="Reset", width=70)
+        self.max_filter = pn.widgets.Checkbox(label="Max filter (keep hot pixels)", value=True)
+        self.zoom = pn.widgets.Select(label="Zoom", options=[WHOLE_IMAGE], width=150)
+        self.alert = pn.pane.Alert(alert_type="danger", visible=False, sizing_mode="stretch_width")
+        self.note = pn.pane.Alert(alert_type="warning", visible=False, sizing_mode="stretch_width")
+        self.count = pn.pane.Markdown("No frame yet.", css_classes=["beamcat-live-count"])
+
+        self.roi_editor = RoiEditor(report_error=self._set_error, report_note=self._set_note)
+        self.roi_editor.param.watch(self._on_rois, "rois")
+        self._image_pipe = hv.streams.Pipe(data=None)
+        self.image_pane = pn.pane.HoloViews(css_classes=["beamcat-live-image"])
+        self.steps_pane = pn.pane.HoloViews(
+            _empty("ROI means: draw a ROI, then replay"), css_classes=["beamcat-live-steps"]
+        )
+        self.clean_pane = pn.pane.HoloViews(_empty("Clean image"), visible=False)
+        self.histogram_pane = pn.pane.HoloViews(_empty("Energy histogram"), visible=False)
+        self._photon_options = pn.Row(
+            self.background, self.threshold, self.energy_min, self.energy_max, visible=False
+        )
+
+        self.replay_button.on_click(self._on_replay)
+        self.stop_button.on_click(lambda *_: self.stop_replay())
+        self.start_button.on_click(lambda *_: self._accumulation("start"))
+        self.pause_button.on_click(lambda *_: self._accumulation("stop"))
+        self.reset_button.on_click(lambda *_: self._accumulation("reset"))
+        self.source.param.watch(self._on_source, "value")
+        self.mode.param.watch(self._on_mode, "value")
+        for widget in (self.max_filter, self.zoom):
+            widget.param.watch(lambda *_: self.refresh(force=True), "value")
+        state.param.watch(self._follow_entry, "entry")
+
+        self._layout = pn.Column(
+            self.alert,
+            self.note,
+            pn.Row(self.source, self.path, self.mode),
+            pn.Row(
+                self.realtime,
+                self.speed,
+                self.replay_button,
+                self.stop_button,
+                self.mask_negative,
+                align="end",
+            ),
+            self._photon_options,
+            pn.Row(
+                pn.pane.Markdown("**Accumulation**"),
+                self.start_button,
+                self.pause_button,
+                self.reset_button,
+                self.max_filter,
+                self.zoom,
+            ),
+            self.count,
+            pn.Row(self.image_pane, self.roi_editor),
+            self.steps_pane,
+            pn.Row(self.clean_pane, self.histogram_pane),
+            sizing_mode="stretch_width",
+        )
+        self._show_image()
+        self._fill_sources()
+
+    def __panel__(self):
+        return self._layout
+
+    # ------------------------------------------------------------------ messages
+
+    def _set_error(self, what: str, message: str | None) -> None:
+        """Show (or clear, with None) the error of one part of the page in the red alert."""
+        show_message(self.alert, self._errors, what, message)
+
+    def _set_note(self, what: str, message: str | None) -> None:
+        """Show (or clear) a warning that leaves results usable, in the yellow alert."""
+        show_message(self.note, self._notes, what, message)
+
+    # ------------------------------------------------------------------ recording
+
+    def _fill_sources(self) -> None:
+        entries = stream_entries(self.state.context)
+        self.source.options = [*entries, PATH_CHOICE]
+        current = self.state.entry if self.state.entry in entries else None
+        self.source.value = current or (entries[0] if entries else PATH_CHOICE)
+
+    def _follow_entry(self, event) -> None:
+        if event.new in self.source.options:
+            self.source.value = event.new
+
+    def _on_source(self, event) -> None:
+        if event.new not in (None, PATH_CHOICE):
+            pn.state.execute(self._load_entry)
+
+    async def _load_entry(self) -> None:
+        """Learn the chosen entry's frame shape (headers only, off the event loop)."""
+        name, context = self.source.value, self.state.context
+        try:
+            _, shape = await asyncio.to_thread(entry_recording, context, name)
+        except Exception as err:  # a bad entry: shown, the page keeps working
+            if self.source.value == name:
+                self._set_error("recording", error_message(err))
+            return
+        if self.source.value == name:
+            self._set_error("recording", None)
+            self._set_shape(shape)
+            self.refresh(force=True)
+
+    def recording(self) -> list[str] | str:
+        """The stream files to replay: the path typed, else the chosen entry's files.
+
+        Raises
+        ------
+        OptionError
+            Neither a path nor an entry.
+        BeamcatError
+            The entry cannot be opened.
+        """
+        path = self.path.value.strip()
+        if path:
+            return str(Path(path).expanduser())
+        if self.source.value in (None, PATH_CHOICE):
+            raise OptionError("choose a recording: a catalog entry or a path")
+        return entry_recording(self.state.context, self.source.value)[0]
+
+    # ------------------------------------------------------------------ replay
+
+    def pipeline_options(self) -> dict[str, Any]:
+        """`LivePipeline` options from the widgets (ROIs excepted)."""
+        options = {"mode": self.mode.value, "mask_negative": self.mask_negative.value}
+        if self.mode.value != "image":
+            options |= {"background": self.background.value, "threshold": self.threshold.value}
+        if self.mode.value == "photon":
+            options |= {"energy_min": self.energy_min.value, "energy_max": self.energy_max.value}
+        return options
+
+    def _on_replay(self, *_) -> None:
+        self.start_replay()
+
+    def start_replay(self, source: str | Sequence[str] | None = None) -> Replay | None:
+        """Replay `source` (default: `recording`) into the pipeline in a background thread.
+
+        The pipeline is kept when its options are unchanged (the accumulated
+        image carries over, the step table starts again), else made anew.
+
+        Returns
+        -------
+        Replay or None
+            None when the choice is bad (the alert says why) or a replay runs.
+        """
+        if self.replay is not None and not self.replay.done:
+            self._set_note("replay", "a replay is running: stop it first")
+            return None
+        self._set_note("replay", None)
+        try:
+            source = self.recording() if source is None else source
+            options = self.pipeline_options()
+            if self.pipeline is None or options != self._options:
+                self.pipeline = LivePipeline(rois=self.roi_editor.rois or None, **options)
+                self._options = options
+            else:
+                self.pipeline.new_scan()
+                self.pipeline.set_rois(self.roi_editor.rois or None)
+        except Exception as err:  # bad options or entry: shown, never raised
+            self._set_error("replay", error_message(err))
+            return None
+        self._set_error("replay", None)
+        self.replay = Replay(
+            source, self.pipeline, realtime=self.realtime.value, speed=self.speed.value
+        )
+        self.stop_button.disabled = False
+        self._periodic(True)
+        return self.replay
+
+    def stop_replay(self) -> None:
+        """Stop the running replay after its current event."""
+        if self.replay is not None:
+            self.replay.stop()
+
+    def wait(self, timeout: float = 60) -> None:
+        """Wait for the replay thread to end, then draw its last state (for scripts and tests)."""
+        if self.replay is not None:
+            self.replay.thread.join(timeout)
+        self.refresh()
+
+    def _periodic(self, on: bool) -> None:
+        if on and self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self.refresh, period=REFRESH_MS)
+        elif not on and self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    # ------------------------------------------------------------------ controls
+
+    def _accumulation(self, action: str) -> None:
+        """Start, stop or reset the accumulator (made on the first replay)."""
+        if self.pipeline is None:
+            self._set_note("accumulation", "no pipeline yet: replay a recording first")
+            return
+        self._set_note("accumulation", None)
+        getattr(self.pipeline, action)()
+        self.refresh(force=True)
+
+    def _on_mode(self, event) -> None:
+        self._photon_options.visible = event.new != "image"
+        for widget in (self.energy_min, self.energy_max):
+            widget.visible = event.new == "photon"
+        self.clean_pane.visible = self.histogram_pane.visible = event.new == "photon"
+
+    def _on_rois(self, event) -> None:
+        self.zoom.options = [WHOLE_IMAGE, *event.new]
+        if self.pipeline is not None:
+            try:
+                self.pipeline.set_rois(event.new or None)
+            except Exception as err:  # a ROI outside the frame
+                self._set_error("rois", error_message(err))
+                return
+        self._set_error("rois", None)
+        self.refresh(force=True)
+
+    def _set_shape(self, shape: tuple[int, int]) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.roi_editor.shape = self.shape
+
+    # ------------------------------------------------------------------ drawing
+
+    def refresh(self, force: bool = False) -> None:
+        """Draw the pipeline's latest snapshot (the periodic callback).
+
+        Cheap when nothing changed: the plots are redrawn only when frames
+        arrived, the accumulation changed, or `force`.
+        """
+        replay = self.replay
+        if replay is not None and replay.done:
+            self._periodic(False)
+            self.stop_button.disabled = True
+            if replay.error is not None:
+                self._set_error(
+                    "replay", f"replay of {_name(replay.source)}: " + error_message(replay.error)
+                )
+        self.view = view = self.pipeline.snapshot() if self.pipeline is not None else None
+        if view is not None:
+            self._set_note("density", _density_note(view.get("density", {})))
+        key = None
+        if view is not None:
+            key = (id(self.pipeline), view["frames"], view["count"], view["running"])
+        if key == self._drawn and not force:
+            self._show_count(view, replay)
+            return
+        self._drawn = key
+        self._show_image()
+        self._show_steps()
+        self._show_photon()
+        self._show_count(view, replay)
+
+    def _show_count(self, view: dict | None, replay: Replay | None) -> None:
+        if view is None:
+            self.count.object = "No frame yet: choose a recording and press Replay."
+            return
+        state = "accumulating" if view["running"] else "stopped"
+        text = f"**{view['count']} frames** accumulated ({state}) · {view['frames']} processed"
+        latency = view["latency"]
+        if latency.get("n"):
+            text += f" · latency {latency['mean'] * 1e3:.1f} ms (max {latency['max'] * 1e3:.1f})"
+        if replay is not None:
+            status = "running" if not replay.done else "stopped" if replay.stopped else "done"
+            text += f" · replay {status} ({replay.events} events)"
+        self.count.object = text
+
+    def _show_image(self) -> None:
+        view = self.view or {}
+        image, title = view.get("image"), f"accumulated: {view.get('count', 0)} frames"
+        if image is None and view.get("last") is not None:
+            image, title = view["last"], "latest frame (not accumulated)"
+        if image is None:
+            image, title = np.zeros(self.shape or (64, 64)), "accumulated image"
+        if self.shape != image.shape:
+            self._set_shape(image.shape)
+        region = self.roi_editor.rois.get(self.zoom.value)
+        self.shown = display_image(image, region=region, max_filter=self.max_filter.value)
+        geometry = (self.shown.shape, self.shown.attrs["factor"], self.shown.attrs["region"])
+        how = "block max" if self.max_filter.value else "block mean"
+        factor = self.shown.attrs["factor"]
+        title += f" (1:{factor}, {how})" if factor > 1 else ""
+        if geometry != self._geometry:
+            # a new overlay per geometry: a DynamicMap keeps its first image's axis ranges
+            self._geometry = geometry
+            self._image_pipe = hv.streams.Pipe(data=(self.shown, title))
+            image_map = hv.DynamicMap(_image_element, streams=[self._image_pipe])
+            self.image_pane.object = (
+                image_map * self.roi_editor.boxes * self.roi_editor.labels
+            ).opts(active_tools=["box_edit", "wheel_zoom"])
+            self.roi_editor.redraw()
+        else:
+            self._image_pipe.send((self.shown, title))
+
+    def _show_steps(self) -> None:
+        table = (self.view or {}).get("step_table")
+        if table is None:
+            self.steps_pane.object = _empty("ROI means: draw a ROI, then replay")
+            return
+        motors = [
+            str(c) for c in table.coords if c not in ("step", "roi") and table[c].dims == ("step",)
+        ]
+        x = motors[0] if motors else "step"
+        plots = []
+        for roi in map(str, table["roi"].values):
+            rows = table.sel(roi=roi)
+            data = (table[x].values, rows["mean"].values, rows["std"].values)
+            color = self.roi_editor.color(roi)
+            plots += [
+                hv.ErrorBars(data, x, ["mean", "std"]).opts(color=color),
+                hv.Curve(data[:2], x, "mean", label=roi).opts(color=color),
+                hv.Scatter(data[:2], x, "mean").opts(color=color, size=7),
+            ]
+        self.steps_pane.object = hv.Overlay(plots).opts(
+            title=f"ROI means vs {x}",
+            height=280,
+            width=640,
+            legend_position="right",
+            ylabel="ROI mean (counts)",
+        )
+
+    def _show_photon(self) -> None:
+        view = self.view or {}
+        clean, histogram = view.get("clean_image"), view.get("histogram")
+        if clean is not None:
+            shown = display_image(clean, max_filter=True)
+            self.clean_pane.object = _image_element(
+                (shown, f"clean image: {view.get('events', 0)} photons")
+            ).opts(cmap="viridis")
+        if histogram is not None:
+            edges = np.append(histogram["energy_low"].values, histogram["energy_high"].values[-1])
+            bars = hv.Histogram((edges, histogram.values), kdims=["energy"], vdims=["events"])
+            cuts = [
+                hv.VLine(histogram.attrs[k]).opts(color=c, line_dash="dashed")
+                for k, c in (("energy_min", "red"), ("energy_max", "orange"))
+                if histogram.attrs.get(k) is not None
+            ]
+            self.histogram_pane.object = hv.Overlay([bars, *cuts]).opts(
+                title="Energy histogram (cuts dashed)", height=300, width=480
+            )
+
+
+def _image_element(data) -> hv.Image:
+    shown, title = data
+    factor = shown.attrs["factor"]
+    x0, y0 = shown["x"].values[0] - factor / 2, shown["y"].values[0] - factor / 2
+    ny, nx = shown.shape
+    bounds = (x0, y0, x0 + nx * factor, y0 + ny * factor)
+    wide = nx * 400 > ny * 640
+    return hv.Image(shown.values[::-1], ["x", "y"], "counts", bounds=bounds).opts(
+        cmap="gray",
+        clim=robust_limits(shown.values, percentiles=(1.0, 99.9)),
+        invert_yaxis=True,
+        data_aspect=1,
+        colorbar=True,
+        tools=["hover"],
+        title=title,
+        **({"frame_width": 640} if wide else {"frame_height": 400}),
+    )
+
+
+def _empty(title: str) -> hv.Curve:
+    return hv.Curve([]).opts(title=title, height=220, width=480)
+
+
+def _name(source) -> str:
+    return Path(source).name if isinstance(source, str) else f"{len(source)} files"
+
+
+def _density_note(density: Mapping) -> str | None:
+    if not density.get("dense"):
+        return None
+    return (
+        f"{density['over_threshold_fraction']:.2%} of the pixels above threshold and "
+        f"{density['pileup_fraction']:.2%} pile-ups: too dense for single-photon counting"
+    )
