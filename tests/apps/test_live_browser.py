@@ -1,0 +1,170 @@
+"""The live page in a real browser: draw a ROI, replay the real FemtoMAX recording, watch it.
+
+The recording (30 Pilatus frames of LaB6, 5 motor positions x 6 frames,
+PROVENANCE.md) is served as one catalog entry; the test draws a ROI on the
+accumulated image with the box-edit tool, presses Replay (at the recorded
+rate: about 6 s) and reads the frame count from the page and the ROI plot's
+points from the BokehJS models the browser draws.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from beamcat.catalog.build import add_source
+
+# the launch of test_serve_browser.py (no import between test modules: importlib mode)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) absent"
+    ),
+]
+
+#: the plots of the live document: title, frame box (page px), ranges and scatter points
+PLOTS_JS = """() => {
+  const out = [];
+  const column = (source, spec) => {
+    const data = source.data;
+    const key = spec && spec.field !== undefined ? spec.field : spec;
+    return Array.from(data instanceof Map ? data.get(key) : data[key]);
+  };
+  const walk = (v) => {
+    if (v.frame && v.model.title !== undefined && v.model.title) {
+      const el = v.el.getBoundingClientRect();
+      out.push({title: v.model.title.text, left: el.left + v.frame.bbox.x,
+                top: el.top + v.frame.bbox.y, width: v.frame.bbox.width,
+                height: v.frame.bbox.height,
+                x: [v.model.x_range.start, v.model.x_range.end],
+                y: [v.model.y_range.start, v.model.y_range.end],
+                scatter: v.model.renderers
+                  .filter(r => r.glyph && r.glyph.type === 'Scatter' && r.visible)
+                  .map(r => column(r.data_source, r.glyph.x))});
+    }
+    for (const c of v.child_views || []) walk(c);
+  };
+  for (const v of Bokeh.index.roots || Object.values(Bokeh.index)) walk(v);
+  return out;
+}"""
+
+POSITIONS = [1.0, 1.25, 1.5, 1.75, 2.0]
+
+
+@pytest.fixture(scope="module")
+def server(shared_data, tmp_path_factory):
+    """`python -m beamcat.apps.serve CATALOG --port N` with the real recording; yields its URL."""
+    folder = tmp_path_factory.mktemp("live")
+    catalog = folder / "catalog.yaml"
+    files = sorted((shared_data / "drp_femtomax").iterdir())  # detector + sardana streams
+    add_source(catalog, "femtomax_lab6", files, format="cbor-stream")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = folder / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "beamcat.apps.serve", str(catalog), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server not up after 40 s:\n{log.read_text()}")
+                time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _plot(page, title_start: str, *, timeout: float = 60, ready=lambda plot: True) -> dict:
+    """The plot whose title starts with `title_start`, once drawn and `ready(plot)`."""
+    deadline = time.monotonic() + timeout
+    found = []
+    while time.monotonic() < deadline:
+        found = [p for p in page.evaluate(PLOTS_JS) if p["title"].startswith(title_start)]
+        if found and ready(found[0]):
+            return found[0]
+        page.wait_for_timeout(200)
+    pytest.fail(f"no ready plot titled {title_start!r}: {found or page.evaluate(PLOTS_JS)}")
+
+
+def test_replay_the_real_recording_into_the_live_page(server, tmp_path):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1600})
+        page.goto(server)
+        page.locator(".bk-tab", has_text="Live").click()
+        # the entry's header gives the detector's shape before any frame: 831 x 1475, in
+        # blocks of 3 (the last column block reaches one pixel past the edge)
+        image = _plot(page, "accumulated", ready=lambda plot: plot["x"][1] > 1000)
+        assert image["x"] == [0, 1476] and image["y"] == [831, 0]  # detector pixels, row 0 on top
+
+        # draw a ROI on a LaB6 ring: hold shift and drag with the box-edit tool
+        def at(x, y):
+            return (
+                image["left"] + x * image["width"] / 1476,
+                image["top"] + y * image["height"] / 831,
+            )
+
+        page.mouse.move(*at(200, 360))
+        page.keyboard.down("Shift")
+        page.mouse.down()
+        for f in (0.25, 0.5, 0.75, 1.0):
+            page.mouse.move(*at(200 + 40 * f, 360 + 40 * f))
+        page.mouse.up()
+        page.keyboard.up("Shift")
+        row = page.locator(".beamcat-roi-table .tabulator-row").first
+        expect(row).to_contain_text("ROI 1", timeout=30_000)
+        x, y, w, h = (int(v) for v in row.inner_text().split()[2:6])
+        # a screen pixel is ~2.3 detector pixels (640 px for 1476): within 3 px of the drag
+        assert abs(x - 200) <= 3 and abs(y - 360) <= 3 and abs(w - 40) <= 3 and abs(h - 40) <= 3
+
+        page.get_by_role("button", name="Replay", exact=True).click()
+        count = page.locator(".beamcat-live-count")
+        expect(count).to_contain_text("replay running", timeout=30_000)
+        expect(count).to_contain_text("30 frames", timeout=60_000)
+        expect(count).to_contain_text("replay done (32 events)", timeout=10_000)
+        steps = _plot(
+            page, "ROI means vs dummy_mot_01", ready=lambda plot: plot["scatter"] == [POSITIONS]
+        )
+        image = _plot(page, "accumulated: 30 frames")
+        page.wait_for_timeout(500)  # let bokeh paint
+        page.screenshot(path=tmp_path / "live.png", full_page=True)
+        # the accumulated LaB6 rings are drawn: the image is not one flat colour
+        for plot in (image, steps):
+            box = {"x": plot["left"], "y": plot["top"]} | {k: plot[k] for k in ("width", "height")}
+            pixels = plt.imread(io.BytesIO(page.screenshot(clip=box)))
+            assert pixels[..., :3].std() > 0.02
+        browser.close()
