@@ -306,6 +306,8 @@ class LivePage(pn.viewable.Viewer):
         for widget in (self.max_filter, self.zoom):
             widget.param.watch(lambda *_: self.refresh(force=True), "value")
         state.param.watch(self._follow_entry, "entry")
+        if pn.state.curdoc is not None:  # a served session: its replay ends with it
+            pn.state.on_session_destroyed(lambda _context: self.stop_replay())
 
         self._layout = pn.Column(
             self.alert,

@@ -8,6 +8,8 @@ display is compared with a NumPy reshape.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -178,6 +180,22 @@ def test_start_stop_reset_and_carry_over(live, catalog):
     live.wait()
     assert live.view["count"] == 12
     np.testing.assert_array_equal(live.view["image"], frames.sum(0))
+
+
+def test_stop_replay_ends_a_replay_at_the_recorded_rate(live):
+    live.source.value = "small"
+    live.realtime.value = True
+    live.speed.value = 0.5  # 12 frames 0.1 s apart: 2.4 s when played whole
+    replay = live.start_replay()
+    assert live.start_replay() is None and "running" in live.note.object  # one at a time
+    deadline = time.monotonic() + 10
+    while live.pipeline.frames == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # stop once the first frames have come
+    live.stop_button.clicks += 1
+    live.wait(timeout=10)
+    assert replay.done and replay.stopped and replay.error is None
+    assert 0 < live.view["frames"] < 12 and "replay stopped" in live.count.object
+    assert live.stop_button.disabled
 
 
 def test_rois_drawn_after_the_replay_start_a_new_step_table(live, catalog):
