@@ -48,7 +48,7 @@ def sum_dtype(dtype: np.dtype) -> np.dtype:
     raise OptionError(f"frames of dtype {dtype} cannot be accumulated; expected numbers")
 
 
-def _masked(values, mask_negative: bool):
+def masked(values, mask_negative: bool):
     """`values` with negative and NaN pixels replaced by 0 when `mask_negative` (NumPy or dask)."""
     if not mask_negative or values.dtype.kind in "bu":
         return values
@@ -118,7 +118,7 @@ def accumulate(
     """
     _check(frames, dim)
     dtype = sum_dtype(frames.dtype)
-    data = _masked(frames.data, mask_negative)
+    data = masked(frames.data, mask_negative)
     total = frames.copy(data=data).sum(dim, dtype=dtype, skipna=False, keep_attrs=False)
     line = f"accumulate: {frames.sizes[dim]} frames along {dim!r}, mask_negative={mask_negative}"
     return _result(frames, total, ((), np.int64(frames.sizes[dim])), f"sum over {dim}", line)
@@ -154,7 +154,7 @@ def running_sum(
     """
     _check(frames, dim)
     dtype = sum_dtype(frames.dtype)
-    data = _masked(frames.data, mask_negative)
+    data = masked(frames.data, mask_negative)
     axis = frames.get_axis_num(dim)
     cumsum = da.cumsum if isinstance(data, da.Array) else np.cumsum
     total = frames.copy(data=cumsum(data, axis=axis, dtype=dtype))
@@ -262,7 +262,7 @@ class Accumulator:
             raise OptionError(
                 f"Accumulator.add: expected one frame (y, x), got shape {frame.shape}"
             )
-        values = _masked(frame, self._mask_negative)
+        values = masked(frame, self._mask_negative)
         dtype = sum_dtype(frame.dtype)
         crop = None if crop is None else tuple(int(c) for c in crop)
         with self._lock:

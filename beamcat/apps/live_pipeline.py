@@ -87,7 +87,7 @@ import numpy as np
 import xarray as xr
 
 from beamcat.analyses import photon
-from beamcat.analyses.accumulate import Accumulator, _masked
+from beamcat.analyses.accumulate import Accumulator, masked
 from beamcat.analyses.detector import subtract_background, threshold
 from beamcat.analyses.roi import Roi, roi_means
 from beamcat.analyses.steps import StepMeans
@@ -315,7 +315,7 @@ class LivePipeline:
                 events = photon.detect(stack, **self.detect_options)
             image = photon.clean_image(events, frame.shape).values
             counts = photon.histogram(events, self.edges).values
-        image = _masked(image, self.mask_negative)
+        image = masked(image, self.mask_negative)
         rois, means = self._rois, {}
         if rois is not None:
             stats = roi_means(xr.DataArray(image, dims=_PIXELS), rois)["mean"]
