@@ -16,6 +16,7 @@ import beamcat
 from beamcat.analyses.calibration import (
     _remove_outliers_frame,
     calibrate,
+    calibrate_reference,
     dark_master,
     difference,
     flat_master,
@@ -399,3 +400,57 @@ def test_any_chunking_gives_numpy_numbers(frame_chunk, y_chunk, x_chunk):
     for name, value in got.items():
         # float32 results; the masters' sums combine in another order: float32 ulps
         np.testing.assert_allclose(value.values, expected[name], rtol=1e-6, err_msg=name)
+
+
+# --------------------------------------------------------------------------- fused kernel
+
+
+@pytest.mark.parametrize("invalid", ["nan", "clip"])
+@pytest.mark.parametrize("chunks", [None, {"frame": 2, "y": 5, "x": 7}, {"frame": 4, "y": 12}])
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_kernels_equal_numpy_twin(invalid, chunks, dtype):
+    rng = np.random.default_rng(5)
+    run = _stack(rng, 6, level=1500.0).astype(dtype)
+    dark = xr.DataArray(rng.normal(100.0, 4.0, (12, 15)).astype(np.float32), dims=("y", "x"))
+    flat = xr.DataArray(rng.normal(3000.0, 50.0, (12, 15)).astype(np.float32), dims=("y", "x"))
+    flat.values[8:11, 2:6] = 0.0  # dead flat pixels: NaN or clipped
+    flat.values[2, 3] = np.nan  # a NaN in the air region, skipped by its mean
+    air = (1, 1, 6, 5)
+    for air_roi in (None, air):
+        expected = calibrate_reference(
+            run.values, dark.values, flat.values, air_roi=air_roi, invalid=invalid
+        )
+        got = calibrate(_chunked(run, chunks), dark, flat, air_roi=air_roi, invalid=invalid)
+        got = got.values
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        if air_roi is None:  # the same float32 operations in the same order: bit for bit
+            np.testing.assert_array_equal(got, expected)
+        else:  # the air mean's float64 sum runs in another order (1e-16): 1 float32 ulp
+            ok = ~np.isnan(expected)
+            np.testing.assert_array_max_ulp(got[ok], expected[ok], maxulp=1)
+
+
+def test_air_mean_reads_the_air_tiles_only(small):
+    # raw frames in 4 x 5 tiles: the transmission of one tile may read that tile and the
+    # air region's tile, never another one (that would read or hold whole frames)
+    run, dark, flat = small
+    allowed = {(0, 0), (8, 10)}  # the air tile, the tile computed
+
+    def tile(block, block_info=None):
+        (_, _), (y0, _), (x0, _) = block_info[0]["array-location"]
+        if (y0, x0) not in allowed:
+            raise AssertionError(f"tile ({y0}, {x0}) read")
+        return block
+
+    data = da.from_array(run.values, chunks=(3, 4, 5)).map_blocks(tile, dtype=run.dtype)
+    got = calibrate(run.copy(data=data), dark, flat, air_roi=(1, 1, 3, 2))
+    expected = calibrate_reference(
+        run.values,
+        dark_master(dark).values,
+        flat_master(flat, dark_master(dark)).values,
+        air_roi=(1, 1, 3, 2),
+    )
+    # the same masters; the air mean's float64 sum runs in another order: a float32 ulp
+    np.testing.assert_allclose(got[:, 8:12, 10:15].values, expected[:, 8:12, 10:15], rtol=1e-6)
+    with pytest.raises(AssertionError, match=r"tile \(4, 5\) read"):
+        got[:, 4:8, 5:10].compute()

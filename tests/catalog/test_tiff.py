@@ -11,7 +11,7 @@ import tifffile
 import beamcat
 from beamcat.catalog._attrs import to_utc
 from beamcat.catalog.imatlog import HEADER
-from beamcat.catalog.tiff import open_tiff
+from beamcat.catalog.tiff import TiffStack, open_tiff
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 # PROVENANCE.md gives means to 0.1 and min/max exactly
@@ -155,6 +155,35 @@ def test_folder_of_frames_natural_order(tmp_path, chunks):
     assert ds.file.values[10] == "frame_10.tif"
 
 
+def test_chunks_by_dim_read_bands_of_rows(tmp_path, monkeypatch):
+    frames = _frames(5)
+    _write_files(tmp_path / "run", frames)
+    ds = open_tiff(tmp_path / "run", chunks={"frame": 2, "y": 5, "x": 6})
+    assert ds.counts.chunks == ((2, 2, 1), (5, 5, 5, 1), (6, 6, 4))
+    np.testing.assert_array_equal(ds.counts.values, frames)
+
+    bands = []
+    real = TiffStack._read_raw
+
+    def spy(self, path, rows, out):
+        bands.append((rows.start, rows.stop))
+        return real(self, path, rows, out)
+
+    monkeypatch.setattr(TiffStack, "_read_raw", spy)
+    np.testing.assert_array_equal(ds.counts[:, 6:9, 7:].values, frames[:, 6:9, 7:])
+    assert bands == [(5, 10)] * 5  # one band of rows per file, read once for its 2 tiles
+
+
+@pytest.mark.parametrize("chunks", [{"y": 3}, {"frame": 4, "y": 7, "x": 5}])
+def test_bands_of_multipage_files(tmp_path, chunks):
+    frames = _frames(6, shape=(10, 9), dtype=np.float32)
+    tifffile.imwrite(tmp_path / "le.tif", frames[:3], photometric="minisblack")
+    tifffile.imwrite(tmp_path / "ze.tif", frames[3:], photometric="minisblack", compression="zlib")
+    ds = open_tiff([tmp_path / "le.tif", tmp_path / "ze.tif"], chunks=chunks)
+    np.testing.assert_array_equal(ds.counts.values, frames)
+    np.testing.assert_array_equal(ds.counts[2:5, 4:8].values, frames[2:5, 4:8])
+
+
 def test_pickles_for_distributed_workers(tmp_path):
     frames = _frames(6)
     _write_files(tmp_path / "run", frames)
@@ -243,8 +272,9 @@ def test_datetime_tags_missing(tmp_path):
 
 def test_bad_options(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", _frames(4), photometric="minisblack")
-    with pytest.raises(OptionError, match="chunks=0"):
-        open_tiff(tmp_path / "stack.tif", chunks=0)
+    for chunks in (0, {"z": 2}, {"y": 0}, {"frame": True}, {"x": 2.5}):
+        with pytest.raises(OptionError, match=r"chunks=.*positive"):
+            open_tiff(tmp_path / "stack.tif", chunks=chunks)
     with pytest.raises(OptionError, match="times='files'"):
         open_tiff(tmp_path / "stack.tif", times="files")
     with pytest.raises(FormatError, match=r"stack\.tif.*each file one frame"):
@@ -287,6 +317,9 @@ def test_shape_mismatch_of_same_size_found_at_compute(tmp_path):
     np.testing.assert_array_equal(ds.counts[:2].values, _frames(3)[:2])  # good chunk reads fine
     with pytest.raises(FormatError, match=r"frame_3\.tif.*\(8, 32\).*expected \(16, 16\)"):
         ds.counts.compute()
+    banded = open_tiff(tmp_path, times="none", chunks={"y": 4})  # a band is checked alike
+    with pytest.raises(FormatError, match=r"frame_3\.tif.*\(8, 32\).*expected \(16, 16\)"):
+        banded.counts[:, 4:8].compute()
 
 
 # --- scale -----------------------------------------------------------------------------------
