@@ -256,7 +256,8 @@ class LivePage(pn.viewable.Viewer):
         self._notes: dict[str, str] = {}
         self._callback = None
         self._geometry: tuple | None = None  # of the image overlay in `image_pane`
-        self._drawn: tuple | None = None  # what the plots show: (pipeline, frames, count, rois)
+        self._image_pipe: hv.streams.Pipe | None = None  # feeds that overlay's image
+        self._drawn: tuple | None = None  # (pipeline, frames, count, running) drawn last
 
         self.source = pn.widgets.Select(label="Recording", width=220)
         self.path = pn.widgets.TextInput(
@@ -285,7 +286,6 @@ class LivePage(pn.viewable.Viewer):
 
         self.roi_editor = RoiEditor(report_error=self._set_error, report_note=self._set_note)
         self.roi_editor.param.watch(self._on_rois, "rois")
-        self._image_pipe = hv.streams.Pipe(data=None)
         self.image_pane = pn.pane.HoloViews(css_classes=["beamcat-live-image"])
         self.steps_pane = pn.pane.HoloViews(
             _empty("ROI means: draw a ROI, then replay"), css_classes=["beamcat-live-steps"]
