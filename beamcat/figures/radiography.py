@@ -42,9 +42,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.colors import Normalize
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
-from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
 from beamcat.analyses import timeseries
 from beamcat.analyses.roi import Rect
@@ -52,6 +50,20 @@ from beamcat.analyses.timeline import timeline
 from beamcat.catalog._attrs import to_utc
 from beamcat.errors import OptionError
 from beamcat.figures import save_frames
+from beamcat.figures._common import (
+    _OUTLINE,
+    ROI_COLOURS,
+    _add_rectangle,
+    _check_image,
+    _colour,
+    _contrast_colour,
+    _figure,
+    _holoviews,
+    _label,
+    _limits,
+    _pixel_size,
+    scale_bar,
+)
 
 __all__ = [
     "ROI_COLOURS",
@@ -68,58 +80,11 @@ __all__ = [
     "scale_bar",
 ]
 
-#: the original's ROI colours (config DEFAULT_COLOURS) without white, which vanishes on paper
-ROI_COLOURS = ("black", "blue", "green", "magenta", "orange", "red", "gold", "navy", "grey")
 _TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 TimeAxis = Literal["s", "min", "h", "absolute"]
-#: compact, print-sized defaults (a 7 in wide figure reads at journal size)
-_STYLE = {
-    "font.size": 9,
-    "axes.labelsize": 10,
-    "axes.linewidth": 1.0,
-    "lines.linewidth": 1.4,
-    "xtick.direction": "in",
-    "ytick.direction": "in",
-    "xtick.top": True,
-    "ytick.right": True,
-    "legend.frameon": False,
-    "legend.fontsize": 8,
-    "savefig.facecolor": "white",
-}
-_OUTLINE = [patheffects.withStroke(linewidth=2.5, foreground="black")]
-_PRETTY_UNITS = {"mmol/cm3": "mmol cm$^{-3}$", "degC": "°C", "1": ""}
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _figure(figsize: tuple[float, float], **kwargs) -> Figure:
-    with mpl.rc_context(_STYLE):
-        return Figure(figsize=figsize, **kwargs)
-
-
-def _label(data: xr.DataArray, default: str) -> str:
-    """Axis label ``"long_name (units)"`` from CF attrs."""
-    name = data.attrs.get("long_name") or default
-    units = _PRETTY_UNITS.get(data.attrs.get("units", ""), data.attrs.get("units", ""))
-    return f"{name[:1].upper()}{name[1:]} ({units})" if units else f"{name[:1].upper()}{name[1:]}"
-
-
-def _check_image(image: xr.DataArray, name: str, dims=("y", "x")) -> xr.DataArray:
-    if not isinstance(image, xr.DataArray) or tuple(image.dims) != dims:
-        got = getattr(image, "dims", type(image).__name__)
-        raise OptionError(f"{name}: expected a DataArray with dims {dims}, got {got}")
-    return image
-
-
-def _limits(values: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
-    """Robust display limits: the low/high percentiles of the finite values."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(finite, [low, high])
-    return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
 
 
 def _show_image(ax, image: xr.DataArray, **kwargs):
@@ -129,73 +94,6 @@ def _show_image(ax, image: xr.DataArray, **kwargs):
     shown = ax.imshow(values, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest", **kwargs)
     ax.set_axis_off()
     return shown
-
-
-def _nice_length(longest: float) -> float:
-    """The largest 1, 2 or 5 x 10^k not above `longest` (> 0)."""
-    exponent = np.floor(np.log10(longest))
-    for mantissa in (5.0, 2.0, 1.0):
-        if mantissa * 10**exponent <= longest:
-            return float(mantissa * 10**exponent)
-    return float(10**exponent)  # pragma: no cover - mantissa 1 always fits
-
-
-def _length_text(metres: float) -> str:
-    if metres >= 1e-3:
-        return f"{metres * 1e3:g} mm"
-    return f"{metres * 1e6:g} µm"
-
-
-def _contrast_colour(values: np.ndarray, location: str) -> str:
-    """White over a dark corner, black over a bright one (the original's local rule)."""
-    ny, nx = values.shape
-    ph, pw = max(1, ny // 5), max(1, nx // 5)
-    rows = slice(ny - ph, ny) if "lower" in location else slice(0, ph)
-    cols = slice(nx - pw, nx) if "right" in location else slice(0, pw)
-    lo, hi = _limits(values)
-    patch = np.asarray(values[rows, cols], dtype=np.float64)
-    level = (np.nanmedian(patch) - lo) / (hi - lo) if np.isfinite(patch).any() else 0.0
-    return "white" if level < 0.5 else "black"
-
-
-def scale_bar(
-    ax,
-    pixel_size: float,
-    width_px: int,
-    *,
-    length: float | None = None,
-    location: str = "lower right",
-    colour: str = "white",
-) -> AnchoredSizeBar:
-    """Add a scale bar of `length` metres (default: a round length near 1/5 of the width).
-
-    The bar is ``length / pixel_size`` data units (pixels) long; its artist has
-    gid ``"scale_bar"`` and attribute ``length_m``.
-    """
-    if not np.isfinite(pixel_size) or pixel_size <= 0:
-        raise OptionError(f"pixel_size={pixel_size!r}: expected a positive size in metres")
-    length = _nice_length(0.2 * width_px * pixel_size) if length is None else float(length)
-    bar = AnchoredSizeBar(
-        ax.transData,
-        length / pixel_size,
-        _length_text(length),
-        location,
-        pad=0.5,
-        borderpad=0.8,
-        sep=4,
-        frameon=False,
-        size_vertical=max(1.0, 0.012 * width_px),
-        color=colour,
-        fontproperties=FontProperties(size=11, weight="bold"),
-    )
-    bar.set_gid("scale_bar")
-    bar.length_m = length
-    ax.add_artist(bar)
-    return bar
-
-
-def _pixel_size(image: xr.DataArray, pixel_size: float | None) -> float | None:
-    return pixel_size if pixel_size is not None else image.attrs.get("pixel_size")
 
 
 def _elapsed(data: xr.DataArray, origin) -> xr.DataArray:
@@ -227,19 +125,6 @@ def _rois(rois) -> dict[str, Rect | np.ndarray]:
         else:
             out[str(name)] = Rect(*roi)
     return out
-
-
-def _colour(colours: Sequence[str] | None, i: int) -> str:
-    palette = colours or ROI_COLOURS
-    return palette[i % len(palette)]
-
-
-def _holoviews():
-    """HoloViews with its bokeh plotting extension loaded (options need a backend)."""
-    import holoviews as hv
-    import holoviews.plotting.bokeh  # noqa: F401
-
-    return hv
 
 
 # --------------------------------------------------------------------------- ROI image
@@ -293,19 +178,8 @@ def roi_image(
     for i, (name, roi) in enumerate(_rois(rois).items()):
         colour = _colour(colours, i)
         if isinstance(roi, Rect):
-            y0, y1, x0, x1 = roi.bounds()
-            ax.add_patch(
-                Rectangle(
-                    (x0 - 0.5, y0 - 0.5),
-                    x1 - x0,
-                    y1 - y0,
-                    fill=False,
-                    edgecolor=colour,
-                    linewidth=1.5,
-                    gid=f"roi:{name}",
-                )
-            )
-            anchor = (x0 - 0.5, y0 - 1.5)
+            patch = _add_rectangle(ax, roi, colour=colour, gid=f"roi:{name}")
+            anchor = (patch.get_x(), patch.get_y() - 1.0)
         else:
             ax.contour(roi.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.5)
             rows, cols = np.nonzero(roi)

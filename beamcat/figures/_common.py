@@ -1,0 +1,165 @@
+"""Helpers shared by the figure modules: style, colour limits, scale bar, ROI outlines, HoloViews.
+
+Private to `beamcat.figures`; the public names (`ROI_COLOURS`, `scale_bar`) are
+re-exported by the figure modules that use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import numpy as np
+import xarray as xr
+from matplotlib import patheffects
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import Rectangle
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+from beamcat.analyses.roi import Rect
+from beamcat.errors import OptionError
+
+#: the original's ROI colours (config DEFAULT_COLOURS) without white, which vanishes on paper
+ROI_COLOURS = ("black", "blue", "green", "magenta", "orange", "red", "gold", "navy", "grey")
+#: compact, print-sized defaults (a 7 in wide figure reads at journal size)
+_STYLE = {
+    "font.size": 9,
+    "axes.labelsize": 10,
+    "axes.linewidth": 1.0,
+    "lines.linewidth": 1.4,
+    "xtick.direction": "in",
+    "ytick.direction": "in",
+    "xtick.top": True,
+    "ytick.right": True,
+    "legend.frameon": False,
+    "legend.fontsize": 8,
+    "savefig.facecolor": "white",
+}
+_OUTLINE = [patheffects.withStroke(linewidth=2.5, foreground="black")]
+_PRETTY_UNITS = {"mmol/cm3": "mmol cm$^{-3}$", "degC": "°C", "1": ""}
+
+
+def _figure(figsize: tuple[float, float], **kwargs) -> Figure:
+    with mpl.rc_context(_STYLE):
+        return Figure(figsize=figsize, **kwargs)
+
+
+def _label(data: xr.DataArray, default: str) -> str:
+    """Axis label ``"long_name (units)"`` from CF attrs."""
+    name = data.attrs.get("long_name") or default
+    units = _PRETTY_UNITS.get(data.attrs.get("units", ""), data.attrs.get("units", ""))
+    return f"{name[:1].upper()}{name[1:]} ({units})" if units else f"{name[:1].upper()}{name[1:]}"
+
+
+def _check_image(image: xr.DataArray, name: str, dims=("y", "x")) -> xr.DataArray:
+    if not isinstance(image, xr.DataArray) or tuple(image.dims) != dims:
+        got = getattr(image, "dims", type(image).__name__)
+        raise OptionError(f"{name}: expected a DataArray with dims {dims}, got {got}")
+    return image
+
+
+def _limits(values: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+    """Robust display limits: the low/high percentiles of the finite values."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, [low, high])
+    return (float(lo), float(hi)) if hi > lo else (float(lo) - 0.5, float(lo) + 0.5)
+
+
+def _nice_length(longest: float) -> float:
+    """The largest 1, 2 or 5 x 10^k not above `longest` (> 0)."""
+    exponent = np.floor(np.log10(longest))
+    for mantissa in (5.0, 2.0, 1.0):
+        if mantissa * 10**exponent <= longest:
+            return float(mantissa * 10**exponent)
+    return float(10**exponent)  # pragma: no cover - mantissa 1 always fits
+
+
+def _length_text(metres: float) -> str:
+    if metres >= 1e-3:
+        return f"{metres * 1e3:g} mm"
+    return f"{metres * 1e6:g} µm"
+
+
+def _contrast_colour(values: np.ndarray, location: str) -> str:
+    """White over a dark corner, black over a bright one (the original's local rule)."""
+    ny, nx = values.shape
+    ph, pw = max(1, ny // 5), max(1, nx // 5)
+    rows = slice(ny - ph, ny) if "lower" in location else slice(0, ph)
+    cols = slice(nx - pw, nx) if "right" in location else slice(0, pw)
+    lo, hi = _limits(values)
+    patch = np.asarray(values[rows, cols], dtype=np.float64)
+    level = (np.nanmedian(patch) - lo) / (hi - lo) if np.isfinite(patch).any() else 0.0
+    return "white" if level < 0.5 else "black"
+
+
+def scale_bar(
+    ax,
+    pixel_size: float,
+    width_px: int,
+    *,
+    length: float | None = None,
+    location: str = "lower right",
+    colour: str = "white",
+) -> AnchoredSizeBar:
+    """Add a scale bar of `length` metres (default: a round length near 1/5 of the width).
+
+    The bar is ``length / pixel_size`` data units (pixels) long; its artist has
+    gid ``"scale_bar"`` and attribute ``length_m``.
+    """
+    if not np.isfinite(pixel_size) or pixel_size <= 0:
+        raise OptionError(f"pixel_size={pixel_size!r}: expected a positive size in metres")
+    length = _nice_length(0.2 * width_px * pixel_size) if length is None else float(length)
+    bar = AnchoredSizeBar(
+        ax.transData,
+        length / pixel_size,
+        _length_text(length),
+        location,
+        pad=0.5,
+        borderpad=0.8,
+        sep=4,
+        frameon=False,
+        size_vertical=max(1.0, 0.012 * width_px),
+        color=colour,
+        fontproperties=FontProperties(size=11, weight="bold"),
+    )
+    bar.set_gid("scale_bar")
+    bar.length_m = length
+    ax.add_artist(bar)
+    return bar
+
+
+def _pixel_size(image: xr.DataArray, pixel_size: float | None) -> float | None:
+    return pixel_size if pixel_size is not None else image.attrs.get("pixel_size")
+
+
+def _colour(colours: Sequence[str] | None, i: int) -> str:
+    palette = colours or ROI_COLOURS
+    return palette[i % len(palette)]
+
+
+def _holoviews():
+    """HoloViews with its bokeh plotting extension loaded (options need a backend)."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh  # noqa: F401
+
+    return hv
+
+
+def _add_rectangle(ax, roi: Rect, *, colour: str, gid: str, linewidth: float = 1.5) -> Rectangle:
+    """Outline `roi` on its pixel edges (pixel centres at integer x, y)."""
+    y0, y1, x0, x1 = roi.bounds()
+    patch = Rectangle(
+        (x0 - 0.5, y0 - 0.5),
+        x1 - x0,
+        y1 - y0,
+        fill=False,
+        edgecolor=colour,
+        linewidth=linewidth,
+        gid=gid,
+    )
+    ax.add_patch(patch)
+    return patch
