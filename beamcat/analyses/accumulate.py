@@ -25,6 +25,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from beamcat.analyses._history import history
 from beamcat.errors import OptionError
 
 __all__ = ["Accumulator", "accumulate", "running_sum", "sum_dtype"]
@@ -68,8 +69,7 @@ def _result(frames: xr.DataArray, total: xr.DataArray, count: tuple, name: str, 
     """Dataset(sum, count) with the frames' units and carried attrs, one more history line."""
     units = frames.attrs.get("units")
     attrs = {k: frames.attrs[k] for k in _KEEP if k in frames.attrs}
-    previous = frames.attrs.get("history", "")
-    attrs["history"] = f"{previous}\n{line}" if previous else line
+    attrs["history"] = history(frames.attrs, line)
     return xr.Dataset(
         {
             "sum": total.assign_attrs(long_name=name, **({"units": units} if units else {})),

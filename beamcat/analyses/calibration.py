@@ -47,6 +47,7 @@ import pandas as pd
 import xarray as xr
 from scipy import ndimage
 
+from beamcat.analyses._history import history
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -69,12 +70,6 @@ def _describe(obj: xr.DataArray, name: str) -> str:
     """`name`, with the file it came from when known (for messages and history)."""
     source = obj.attrs.get("source")
     return f"{name} ({source})" if source else name
-
-
-def _history(obj: xr.DataArray, line: str) -> str:
-    """`obj`'s history with `line` appended (one line per step)."""
-    previous = obj.attrs.get("history")
-    return f"{previous}\n{line}" if previous else line
 
 
 def _frame_dim(frames: xr.DataArray, name: str) -> str:
@@ -189,7 +184,7 @@ def dark_master(
     return master.astype(np.float32).assign_attrs(
         units=dark.attrs.get("units", "counts"),
         long_name="master dark",
-        history=_history(dark, f"dark_master(method={method!r}, outliers={outliers!r})"),
+        history=history(dark.attrs, f"dark_master(method={method!r}, outliers={outliers!r})"),
     )
 
 
@@ -235,7 +230,7 @@ def flat_master(
     return master.astype(np.float32).assign_attrs(
         units=flat.attrs.get("units", "counts"),
         long_name="dark-subtracted master flat",
-        history=_history(flat, f"flat_master(method={method!r}, outliers={outliers!r})"),
+        history=history(flat.attrs, f"flat_master(method={method!r}, outliers={outliers!r})"),
     )
 
 
@@ -421,7 +416,7 @@ def remove_outliers(
         output_dtypes=[frames.dtype],
     )
     line = f"remove_outliers(radius={radius}, bright={bright}, dark={dark})"
-    return out.assign_attrs(frames.attrs).assign_attrs(history=_history(frames, line))
+    return out.assign_attrs(frames.attrs).assign_attrs(history=history(frames.attrs, line))
 
 
 # --------------------------------------------------------------------------- calibration
@@ -644,7 +639,7 @@ def calibrate(
         f"eps={eps}, invalid={invalid!r})"
     )
     return transmission.rename("transmission").assign_attrs(
-        units="1", long_name="transmission", history=_history(frames, line)
+        units="1", long_name="transmission", history=history(frames.attrs, line)
     )
 
 
@@ -782,7 +777,6 @@ def difference(
         output_dtypes=[np.float32],
     )
     line = f"difference(reference={reference!r}, stretch={tuple(stretch)!r})"
-    history = _history(transmission, line)
     return xr.Dataset(
         {
             "difference": diff.assign_attrs(
@@ -793,5 +787,5 @@ def difference(
                 units="1", long_name=f"difference stretched {low:g}-{high:g} % to 0-1"
             ),
         },
-        attrs={"signal": "difference", "history": history},
+        attrs={"signal": "difference", "history": history(transmission.attrs, line)},
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses.timeseries import add_history
+from beamcat.analyses._history import add_history
 from beamcat.errors import OptionError
 
 __all__ = ["as_background", "as_frames", "subtract_background", "threshold"]

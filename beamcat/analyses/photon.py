@@ -78,9 +78,9 @@ import numpy as np
 import xarray as xr
 from scipy.ndimage import correlate
 
+from beamcat.analyses._history import add_history
 from beamcat.analyses.detector import _check_pixels, as_background, as_frames
 from beamcat.analyses.roi import Rect
-from beamcat.analyses.timeseries import add_history
 from beamcat.errors import BeamcatWarning, OptionError
 
 __all__ = [

@@ -33,6 +33,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from beamcat.analyses._history import history
 from beamcat.catalog._atomic import atomic_open
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
@@ -309,10 +310,6 @@ def _variable(stats, index: int, shape: tuple, kind) -> np.ndarray | da.Array:
     )
 
 
-def _history(attrs: Mapping, line: str) -> str:
-    return "\n".join(filter(None, (attrs.get("history", ""), line)))
-
-
 def _check_frames(frames: xr.DataArray) -> tuple[int, int]:
     if not isinstance(frames, xr.DataArray) or frames.dims[-2:] != PIXEL_DIMS:
         dims = getattr(frames, "dims", type(frames).__name__)
@@ -350,7 +347,7 @@ def _result(frames: xr.DataArray, dims: tuple, shape: tuple, coords: dict, stats
     )
     keep = ("source", "format", "pixel_size", "energy", "wavelength")
     ds.attrs = {k: frames.attrs[k] for k in keep if k in frames.attrs}
-    ds.attrs.update(signal="mean", history=_history(frames.attrs, line))
+    ds.attrs.update(signal="mean", history=history(frames.attrs, line))
     return ds
 
 

@@ -21,6 +21,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from beamcat.analyses._history import history
 from beamcat.errors import OptionError
 
 __all__ = ["StepMeans", "step_means"]
@@ -209,8 +210,7 @@ def step_means(
     label = values.attrs.get("long_name", values.name or "per-frame means")
     attrs = {k: values.attrs[k] for k in _KEEP if k in values.attrs}
     line = f"step_means: {len(steps)} steps of {labels.size} frames, motor={motor!r}"
-    previous = values.attrs.get("history", "")
-    attrs.update(signal="mean", history=f"{previous}\n{line}" if previous else line)
+    attrs.update(signal="mean", history=history(values.attrs, line))
     return xr.Dataset(
         {
             "mean": (dims, stats[..., 0], {**units, "long_name": f"step mean of {label}"}),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from beamcat.analyses.timeseries import add_history
+from beamcat.analyses._history import add_history
 from beamcat.catalog._attrs import to_utc
 from beamcat.errors import OptionError
 

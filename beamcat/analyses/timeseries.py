@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 from scipy.signal import savgol_filter
 
+from beamcat.analyses._history import add_history
 from beamcat.errors import BeamcatWarning, OptionError
 
 #: Avogadro constant, mol^-1 (exact since the 2019 SI redefinition)
@@ -24,12 +25,6 @@ AVOGADRO = 6.02214076e23
 #: the value the original scripts use; pass ``avogadro=AVOGADRO_ORIGINAL`` for parity
 AVOGADRO_ORIGINAL = 6.02e23
 _BARN_CM2 = 1e-24
-
-
-def add_history(attrs: dict, line: str) -> dict:
-    """Return a copy of `attrs` with `line` appended to ``attrs["history"]``."""
-    previous = attrs.get("history", "")
-    return {**attrs, "history": f"{previous}\n{line}" if previous else line}
 
 
 def _check_dim(data: xr.DataArray, dim: str) -> None:
