@@ -25,15 +25,13 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses._history import history
+from beamcat.analyses._history import carried, history
 from beamcat.errors import OptionError
 
 __all__ = ["Accumulator", "accumulate", "running_sum", "sum_dtype"]
 
+
 #: attrs carried from the frames to the accumulated image
-_KEEP = ("source", "format", "detector", "pixel_size", "energy", "wavelength", "exposure")
-
-
 def sum_dtype(dtype: np.dtype) -> np.dtype:
     """The dtype frames of `dtype` are summed in: int64 for bool/integers, float64 for floats.
 
@@ -68,7 +66,7 @@ def _check(frames, dim: str) -> None:
 def _result(frames: xr.DataArray, total: xr.DataArray, count: tuple, name: str, line: str):
     """Dataset(sum, count) with the frames' units and carried attrs, one more history line."""
     units = frames.attrs.get("units")
-    attrs = {k: frames.attrs[k] for k in _KEEP if k in frames.attrs}
+    attrs = carried(frames.attrs)
     attrs["history"] = history(frames.attrs, line)
     return xr.Dataset(
         {

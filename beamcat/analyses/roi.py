@@ -33,7 +33,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from beamcat.analyses._history import history
+from beamcat.analyses._history import carried, history
 from beamcat.catalog._atomic import atomic_open
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
@@ -327,7 +327,7 @@ def _result(frames: xr.DataArray, dims: tuple, shape: tuple, coords: dict, stats
 
     units = frames.attrs.get("units")
     unit_attrs = {"units": units} if units else {}
-    carried = {k: v for k, v in frames.coords.items() if set(v.dims) <= set(lead)}
+    lead_coords = {k: v for k, v in frames.coords.items() if set(v.dims) <= set(lead)}
     name = frames.name or "frames"
     ds = xr.Dataset(
         {
@@ -343,10 +343,9 @@ def _result(frames: xr.DataArray, dims: tuple, shape: tuple, coords: dict, stats
                 {"units": "1", "long_name": "finite pixels"},
             ),
         },
-        coords={**carried, **coords},
+        coords={**lead_coords, **coords},
     )
-    keep = ("source", "format", "pixel_size", "energy", "wavelength")
-    ds.attrs = {k: frames.attrs[k] for k in keep if k in frames.attrs}
+    ds.attrs = carried(frames.attrs)
     ds.attrs.update(signal="mean", history=history(frames.attrs, line))
     return ds
 

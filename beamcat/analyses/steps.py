@@ -21,12 +21,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses._history import history
+from beamcat.analyses._history import carried, history
 from beamcat.errors import OptionError
 
 __all__ = ["StepMeans", "step_means"]
-
-_KEEP = ("source", "format", "detector", "pixel_size", "energy", "wavelength")
 
 
 def _step_stats(values: np.ndarray, inverse: np.ndarray, n_steps: int) -> np.ndarray:
@@ -208,7 +206,7 @@ def step_means(
     dims = (*other, "step")
     units = {"units": values.attrs["units"]} if "units" in values.attrs else {}
     label = values.attrs.get("long_name", values.name or "per-frame means")
-    attrs = {k: values.attrs[k] for k in _KEEP if k in values.attrs}
+    attrs = carried(values.attrs)
     line = f"step_means: {len(steps)} steps of {labels.size} frames, motor={motor!r}"
     attrs.update(signal="mean", history=history(values.attrs, line))
     return xr.Dataset(

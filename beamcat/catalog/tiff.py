@@ -176,6 +176,8 @@ def open_tiff(
         if frame_times is not None:
             coords["time"] = ("frame", frame_times)
     attrs = provenance(source, "tiff", signal="counts", **_tag_attrs(first.tags))
+    if "time" in coords:
+        attrs["timezone"] = timezone  # of the local times in the log or tags: outputs show them so
     return xr.Dataset(
         {"counts": (("frame", "y", "x"), counts, {"units": "counts", "long_name": "counts"})},
         coords=coords,
