@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from playwright.sync_api import sync_playwright
 
 from beamcat.catalog.build import add_source
 from beamcat.catalog.spice import write_spice_l2
@@ -61,3 +69,68 @@ def make_small_catalog(folder: Path) -> SmallCatalog:
 @pytest.fixture
 def small_catalog(tmp_path) -> SmallCatalog:
     return make_small_catalog(tmp_path)
+
+
+# ---------------------------------------------------------------- browser tests
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: headless, and no calls home: this machine (and CI) has no internet
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium():
+    """Debian's chromium driven by Playwright (``playwright install`` cannot download here)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium (/usr/bin/chromium) absent")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@contextlib.contextmanager
+def _serving(catalog: Path, folder: Path) -> Iterator[str]:
+    """``python -m beamcat.apps.serve CATALOG --port N`` in a subprocess; yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = folder / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "beamcat.apps.serve", str(catalog), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server not up after 40 s:\n{log.read_text()}")
+                time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """``with serving(catalog, folder) as url:`` the app served from a subprocess."""
+    return _serving

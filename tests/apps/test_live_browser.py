@@ -10,38 +10,15 @@ points from the BokehJS models the browser draws.
 from __future__ import annotations
 
 import io
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from beamcat.catalog.build import add_source
 
-# the launch of test_serve_browser.py (no import between test modules: importlib mode)
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) absent"
-    ),
-]
+pytestmark = pytest.mark.browser
 
 #: the plots of the live document: title, frame box (page px), ranges and scatter points
 PLOTS_JS = """() => {
@@ -73,39 +50,14 @@ POSITIONS = [1.0, 1.25, 1.5, 1.75, 2.0]
 
 
 @pytest.fixture(scope="module")
-def server(shared_data, tmp_path_factory):
-    """`python -m beamcat.apps.serve CATALOG --port N` with the real recording; yields its URL."""
+def server(shared_data, tmp_path_factory, serving):
+    """The app on a catalog of the real recording; yields its URL."""
     folder = tmp_path_factory.mktemp("live")
     catalog = folder / "catalog.yaml"
     files = sorted((shared_data / "drp_femtomax").iterdir())  # detector + sardana streams
     add_source(catalog, "femtomax_lab6", files, format="cbor-stream")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = folder / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "beamcat.apps.serve", str(catalog), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                urllib.request.urlopen(url, timeout=5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not up after 40 s:\n{log.read_text()}")
-                time.sleep(0.25)
+    with serving(catalog, folder) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _plot(page, title_start: str, *, timeout: float = 60, ready=lambda plot: True) -> dict:
@@ -120,51 +72,48 @@ def _plot(page, title_start: str, *, timeout: float = 60, ready=lambda plot: Tru
     pytest.fail(f"no ready plot titled {title_start!r}: {found or page.evaluate(PLOTS_JS)}")
 
 
-def test_replay_the_real_recording_into_the_live_page(server, tmp_path):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1600})
-        page.goto(server)
-        page.locator(".bk-tab", has_text="Live").click()
-        # the entry's header gives the detector's shape before any frame: 831 x 1475, in
-        # blocks of 3 (the last column block reaches one pixel past the edge)
-        image = _plot(page, "accumulated", ready=lambda plot: plot["x"][1] > 1000)
-        assert image["x"] == [0, 1476] and image["y"] == [831, 0]  # detector pixels, row 0 on top
+def test_replay_the_real_recording_into_the_live_page(server, tmp_path, chromium):
+    page = chromium.new_page(viewport={"width": 1500, "height": 1600})
+    page.goto(server)
+    page.locator(".bk-tab", has_text="Live").click()
+    # the entry's header gives the detector's shape before any frame: 831 x 1475, in
+    # blocks of 3 (the last column block reaches one pixel past the edge)
+    image = _plot(page, "accumulated", ready=lambda plot: plot["x"][1] > 1000)
+    assert image["x"] == [0, 1476] and image["y"] == [831, 0]  # detector pixels, row 0 on top
 
-        # draw a ROI on a LaB6 ring: hold shift and drag with the box-edit tool
-        def at(x, y):
-            return (
-                image["left"] + x * image["width"] / 1476,
-                image["top"] + y * image["height"] / 831,
-            )
-
-        page.mouse.move(*at(200, 360))
-        page.keyboard.down("Shift")
-        page.mouse.down()
-        for f in (0.25, 0.5, 0.75, 1.0):
-            page.mouse.move(*at(200 + 40 * f, 360 + 40 * f))
-        page.mouse.up()
-        page.keyboard.up("Shift")
-        row = page.locator(".beamcat-roi-table .tabulator-row").first
-        expect(row).to_contain_text("ROI 1", timeout=30_000)
-        x, y, w, h = (int(v) for v in row.inner_text().split()[2:6])
-        # a screen pixel is ~2.3 detector pixels (640 px for 1476): within 3 px of the drag
-        assert abs(x - 200) <= 3 and abs(y - 360) <= 3 and abs(w - 40) <= 3 and abs(h - 40) <= 3
-
-        page.get_by_role("button", name="Replay", exact=True).click()
-        count = page.locator(".beamcat-live-count")
-        expect(count).to_contain_text("replay running", timeout=30_000)
-        expect(count).to_contain_text("30 frames", timeout=60_000)
-        expect(count).to_contain_text("replay done (32 events)", timeout=10_000)
-        steps = _plot(
-            page, "ROI means vs dummy_mot_01", ready=lambda plot: plot["scatter"] == [POSITIONS]
+    # draw a ROI on a LaB6 ring: hold shift and drag with the box-edit tool
+    def at(x, y):
+        return (
+            image["left"] + x * image["width"] / 1476,
+            image["top"] + y * image["height"] / 831,
         )
-        image = _plot(page, "accumulated: 30 frames")
-        page.wait_for_timeout(500)  # let bokeh paint
-        page.screenshot(path=tmp_path / "live.png", full_page=True)
-        # the accumulated LaB6 rings are drawn: the image is not one flat colour
-        for plot in (image, steps):
-            box = {"x": plot["left"], "y": plot["top"]} | {k: plot[k] for k in ("width", "height")}
-            pixels = plt.imread(io.BytesIO(page.screenshot(clip=box)))
-            assert pixels[..., :3].std() > 0.02
-        browser.close()
+
+    page.mouse.move(*at(200, 360))
+    page.keyboard.down("Shift")
+    page.mouse.down()
+    for f in (0.25, 0.5, 0.75, 1.0):
+        page.mouse.move(*at(200 + 40 * f, 360 + 40 * f))
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    row = page.locator(".beamcat-roi-table .tabulator-row").first
+    expect(row).to_contain_text("ROI 1", timeout=30_000)
+    x, y, w, h = (int(v) for v in row.inner_text().split()[2:6])
+    # a screen pixel is ~2.3 detector pixels (640 px for 1476): within 3 px of the drag
+    assert abs(x - 200) <= 3 and abs(y - 360) <= 3 and abs(w - 40) <= 3 and abs(h - 40) <= 3
+
+    page.get_by_role("button", name="Replay", exact=True).click()
+    count = page.locator(".beamcat-live-count")
+    expect(count).to_contain_text("replay running", timeout=30_000)
+    expect(count).to_contain_text("30 frames", timeout=60_000)
+    expect(count).to_contain_text("replay done (32 events)", timeout=10_000)
+    steps = _plot(
+        page, "ROI means vs dummy_mot_01", ready=lambda plot: plot["scatter"] == [POSITIONS]
+    )
+    image = _plot(page, "accumulated: 30 frames")
+    page.wait_for_timeout(500)  # let bokeh paint
+    page.screenshot(path=tmp_path / "live.png", full_page=True)
+    # the accumulated LaB6 rings are drawn: the image is not one flat colour
+    for plot in (image, steps):
+        box = {"x": plot["left"], "y": plot["top"]} | {k: plot[k] for k in ("width", "height")}
+        pixels = plt.imread(io.BytesIO(page.screenshot(clip=box)))
+        assert pixels[..., :3].std() > 0.02

@@ -274,6 +274,7 @@ def test_cli_replay_writes_its_results(recording, offline, tmp_path, capsys):
     acc = xr.open_zarr(out / "accumulated.zarr", consolidated=False)
     assert int(acc["count"]) == 30 and acc.attrs["pixel_size"] == pytest.approx(172e-6)
     np.testing.assert_allclose(acc["sum"], accumulate(offline.counts)["sum"], rtol=1e-12)
+    assert sorted(p.name for p in out.glob("*.png")) == ["accumulated.png", "step_means.png"]
     steps = xr.open_zarr(out / "step_means.zarr", consolidated=False)
     np.testing.assert_allclose(
         steps["mean"], offline.roi.step_means(ROIS)["mean"], rtol=1e-12, atol=1e-15
@@ -286,7 +287,14 @@ def test_cli_replay_photon_list(photon_scan, tmp_path):
     args = ["replay", str(photon_scan), "--mode", "photon", "--energy-max", "1400"]
     assert main([*args, "--out", str(out), "--no-progress"]) == 0
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["accumulated.zarr", "photon.zarr", "scan_0007_andor3_balor_integrated.h5"]
+    assert written == [
+        "accumulated.png",
+        "accumulated.zarr",
+        "clean_image.png",
+        "energy_histogram.png",
+        "photon.zarr",
+        "scan_0007_andor3_balor_integrated.h5",
+    ]
     hits = beamcat.open_dataset(out / written[-1]).compute()
     reference = detect(beamcat.open_dataset(photon_scan).counts, energy_max=1400).compute()
     np.testing.assert_array_equal(hits["energy"].values, reference["energy"].values)

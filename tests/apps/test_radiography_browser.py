@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import io
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from beamcat.catalog.demo import make_demo
 
-# the launch of test_serve_browser.py (no import between test modules: importlib mode)
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) absent"
-    ),
-]
+pytestmark = pytest.mark.browser
 
 #: the plots of the live document: title, frame box (page px) and data ranges
 PLOTS_JS = """() => {
@@ -59,37 +36,11 @@ PLOTS_JS = """() => {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`python -m beamcat.apps.serve DEMO --port N` on the demo catalog; yields its URL."""
+def server(tmp_path_factory, serving):
+    """The app on the demo catalog; yields its URL."""
     folder = tmp_path_factory.mktemp("demo")
-    catalog = make_demo(folder)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = folder / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "beamcat.apps.serve", str(catalog), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                urllib.request.urlopen(url, timeout=5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server not up after 40 s:\n{log.read_text()}")
-                time.sleep(0.25)
+    with serving(make_demo(folder), folder) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _plot(page, title_start: str, *, timeout: float = 60) -> dict:
@@ -103,55 +54,52 @@ def _plot(page, title_start: str, *, timeout: float = 60) -> dict:
     pytest.fail(f"no plot titled {title_start!r}: {page.evaluate(PLOTS_JS)}")
 
 
-def test_draw_a_roi_and_see_its_curve(server, tmp_path):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1400})
-        page.goto(server)
-        page.locator(".bk-tab", has_text="Radiography").click()
-        status = page.locator(".beamcat-radiography-status")
-        # the demo run is the default; picking it again is what a user would do
-        run = page.locator("select").first
-        expect(run).to_have_value("imat_run", timeout=60_000)
-        expect(status).to_contain_text("imat_run: 48 frames", timeout=60_000)
-        image = _plot(page, "transmission: mean of frames")
-        assert image["x"] == [0, 320] and image["y"] == [256, 0]  # pixels, row 0 on top
-        assert image["active"] == "BoxEditTool"  # the page makes box editing the drag tool
+def test_draw_a_roi_and_see_its_curve(server, tmp_path, chromium):
+    page = chromium.new_page(viewport={"width": 1500, "height": 1400})
+    page.goto(server)
+    page.locator(".bk-tab", has_text="Radiography").click()
+    status = page.locator(".beamcat-radiography-status")
+    # the demo run is the default; picking it again is what a user would do
+    run = page.locator("select").first
+    expect(run).to_have_value("imat_run", timeout=60_000)
+    expect(status).to_contain_text("imat_run: 48 frames", timeout=60_000)
+    image = _plot(page, "transmission: mean of frames")
+    assert image["x"] == [0, 320] and image["y"] == [256, 0]  # pixels, row 0 on top
+    assert image["active"] == "BoxEditTool"  # the page makes box editing the drag tool
 
-        # BoxEditTool (bokeh 3): hold shift and drag to draw a box
-        def at(x, y):
-            return (
-                image["left"] + x * image["width"] / 320,
-                image["top"] + y * image["height"] / 256,
-            )
+    # BoxEditTool (bokeh 3): hold shift and drag to draw a box
+    def at(x, y):
+        return (
+            image["left"] + x * image["width"] / 320,
+            image["top"] + y * image["height"] / 256,
+        )
 
-        page.mouse.move(*at(134, 75))
-        page.keyboard.down("Shift")
-        page.mouse.down()
-        for f in (0.25, 0.5, 0.75, 1.0):
-            page.mouse.move(*at(134 + 52 * f, 75 + 30 * f))
-        page.mouse.up()
-        page.keyboard.up("Shift")
+    page.mouse.move(*at(134, 75))
+    page.keyboard.down("Shift")
+    page.mouse.down()
+    for f in (0.25, 0.5, 0.75, 1.0):
+        page.mouse.move(*at(134 + 52 * f, 75 + 30 * f))
+    page.mouse.up()
+    page.keyboard.up("Shift")
 
-        # the box is a ROI (snapped to pixel edges), a table row and a curve
-        row = page.locator(".beamcat-roi-table .tabulator-row").first
-        expect(row).to_contain_text("ROI 1", timeout=30_000)
-        x, y, w, h = (int(v) for v in row.inner_text().split()[2:6])
-        # screen pixels are 1.5 image pixels: the box lands within a pixel of the drag
-        assert abs(x - 134) <= 1 and abs(y - 75) <= 1
-        assert abs(w - 52) <= 1 and abs(h - 30) <= 1
-        expect(status).to_contain_text("curves (transmission): ROI 1", timeout=30_000)
-        curves = _plot(page, "ROI transmission", timeout=30)
-        assert curves["lines"] == 1
-        logs = _plot(page, "imat_massspec")
-        assert logs["x"] == curves["x"]  # one shared time axis
-        page.wait_for_timeout(500)  # let bokeh paint
-        page.screenshot(path=tmp_path / "radiography.png", full_page=True)
-        # the curve is drawn: the plot frame is not one flat colour
-        box = {k: curves[k] for k in ("width", "height")} | {
-            "x": curves["left"],
-            "y": curves["top"],
-        }
-        pixels = plt.imread(io.BytesIO(page.screenshot(clip=box)))
-        assert pixels[..., :3].std() > 0.02
-        browser.close()
+    # the box is a ROI (snapped to pixel edges), a table row and a curve
+    row = page.locator(".beamcat-roi-table .tabulator-row").first
+    expect(row).to_contain_text("ROI 1", timeout=30_000)
+    x, y, w, h = (int(v) for v in row.inner_text().split()[2:6])
+    # screen pixels are 1.5 image pixels: the box lands within a pixel of the drag
+    assert abs(x - 134) <= 1 and abs(y - 75) <= 1
+    assert abs(w - 52) <= 1 and abs(h - 30) <= 1
+    expect(status).to_contain_text("curves (transmission): ROI 1", timeout=30_000)
+    curves = _plot(page, "ROI transmission", timeout=30)
+    assert curves["lines"] == 1
+    logs = _plot(page, "imat_massspec")
+    assert logs["x"] == curves["x"]  # one shared time axis
+    page.wait_for_timeout(500)  # let bokeh paint
+    page.screenshot(path=tmp_path / "radiography.png", full_page=True)
+    # the curve is drawn: the plot frame is not one flat colour
+    box = {k: curves[k] for k in ("width", "height")} | {
+        "x": curves["left"],
+        "y": curves["top"],
+    }
+    pixels = plt.imread(io.BytesIO(page.screenshot(clip=box)))
+    assert pixels[..., :3].std() > 0.02
