@@ -46,6 +46,7 @@ from beamcat.apps.roi_editor import RoiEditor, show_message
 from beamcat.apps.state import AppState, CatalogContext, error_message
 from beamcat.catalog.cbor_stream import replay
 from beamcat.errors import OptionError
+from beamcat.figures import block_reduce
 
 STREAM_FORMAT = "cbor-stream"
 PATH_CHOICE = "(path below)"
@@ -56,37 +57,6 @@ DISPLAY_SHAPE = (400, 640)
 
 
 # --------------------------------------------------------------------------- display
-
-
-def block_reduce(image: np.ndarray, factor: int, *, how: str = "max") -> np.ndarray:
-    """Reduce an image by blocks of ``factor x factor`` pixels (partial blocks at the edges).
-
-    Parameters
-    ----------
-    image : ndarray (y, x)
-    factor : int
-        Block size; 1 returns the image as float64.
-    how : {"max", "mean"}
-        "max" keeps a block's largest value (NaN ignored), so a single hot pixel
-        stays visible; "mean" averages it.
-
-    Returns
-    -------
-    ndarray (ceil(ny / factor), ceil(nx / factor)) float64
-    """
-    image = np.asarray(image, dtype=np.float64)
-    if how not in ("max", "mean"):
-        raise OptionError(f"how={how!r}: expected 'max' or 'mean'")
-    if factor <= 1:
-        return image
-    rows, cols = (np.arange(0, n, factor) for n in image.shape)
-    if how == "max":
-        return np.fmax.reduceat(np.fmax.reduceat(image, rows, axis=0), cols, axis=1)
-    sums = np.add.reduceat(np.add.reduceat(image, rows, axis=0), cols, axis=1)
-    sizes = [
-        np.diff(np.append(edges, n)) for edges, n in zip((rows, cols), image.shape, strict=True)
-    ]
-    return sums / np.outer(*sizes)
 
 
 def display_factor(shape: tuple[int, int], limit: tuple[int, int] = DISPLAY_SHAPE) -> int:

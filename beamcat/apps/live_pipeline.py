@@ -95,6 +95,8 @@ from beamcat.analyses.tables import to_zarr
 from beamcat.catalog.cbor_stream import StreamEvent, replay
 from beamcat.catalog.photon_list import write_photon_list
 from beamcat.errors import BeamcatWarning, FormatError, OptionError
+from beamcat.figures import photon as figures
+from beamcat.figures import save_figure
 
 __all__ = ["MODES", "FrameResult", "LivePipeline", "ReplaySummary", "run_replay", "write_results"]
 
@@ -585,11 +587,14 @@ def write_results(
     (``clean_image (y, x)``, ``histogram (energy)``) and the photon list
     ``<raw file stem>_integrated.h5`` (`beamcat.catalog.photon_list.write_photon_list`,
     the original's name; ``photons_integrated.h5`` when the header names no file).
+    Each result also as a PNG figure (`beamcat.figures.photon`): ``accumulated.png``,
+    ``step_means.png``, ``clean_image.png``, ``energy_histogram.png``.
 
     Returns
     -------
     dict of str to Path
-        ``"accumulated"``, ``"step_means"``, ``"photon"``, ``"photon_list"`` -> path.
+        ``"accumulated"``, ``"step_means"``, ``"photon"``, ``"photon_list"`` and
+        the figures ``"accumulated_png"`` ... -> path.
 
     Raises
     ------
@@ -610,7 +615,10 @@ def write_results(
             view["step_table"], out / "step_means.zarr", overwrite=overwrite
         )
     if live.mode == "photon":
-        clean = xr.DataArray(view["clean_image"], dims=_PIXELS, attrs={"units": "photons"})
+        cut = {"units": "photons", "energy_min": live.detect_options["energy_min"]}
+        if live.detect_options["roi"] is not None:  # outlined in the figure
+            cut["roi"] = list(live.detect_options["roi"])
+        clean = xr.DataArray(view["clean_image"], dims=_PIXELS, attrs=cut)
         result = xr.Dataset({"clean_image": clean, "histogram": view["histogram"]}, attrs=attrs)
         written["photon"] = to_zarr(result, out / "photon.zarr", overwrite=overwrite)
         raw = live.header.get("filename")
@@ -618,4 +626,25 @@ def write_results(
         written["photon_list"] = write_photon_list(
             live.events(), out / name, raw_file=raw, overwrite=overwrite
         )
+    figs = {}
+    if "accumulated" in written:
+        figs["accumulated"] = figures.accumulated_figure(
+            live.accumulator.to_dataset(), pixel_size=view["pixel_size"], downsample="auto"
+        )
+    if "step_means" in written:
+        figs["step_means"] = figures.step_means_figure(view["step_table"])
+    if "photon" in written:
+        figs["clean_image"] = figures.clean_image_figure(clean, pixel_size=view["pixel_size"])
+        figs["energy_histogram"] = figures.energy_histogram_figure(view["histogram"])
+    return written | _write_figures(figs, out, overwrite=overwrite)
+
+
+def _write_figures(figs: Mapping, out: Path, *, overwrite: bool) -> dict[str, Path]:
+    """Save the figures (name -> Figure) as ``out/<name>.png``; keys ``"<name>_png"``."""
+    written = {}
+    for name, fig in figs.items():
+        path = out / f"{name}.png"
+        if path.exists() and not overwrite:
+            raise OptionError(f"{path}: exists; pass overwrite=True to replace it")
+        (written[f"{name}_png"],) = save_figure(fig, path, dpi=200)
     return written

@@ -6,7 +6,8 @@ re-exported by the figure modules that use them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import matplotlib as mpl
 import numpy as np
@@ -38,6 +39,17 @@ _STYLE = {
 }
 _OUTLINE = [patheffects.withStroke(linewidth=2.5, foreground="black")]
 _PRETTY_UNITS = {"mmol/cm3": "mmol cm$^{-3}$", "degC": "°C", "1": ""}
+
+
+def _styled(make: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Make a figure function draw under `_STYLE` (axes read rcParams when they are made)."""
+
+    @functools.wraps(make)
+    def styled(*args, **kwargs) -> Figure:
+        with mpl.rc_context(_STYLE):
+            return make(*args, **kwargs)
+
+    return styled
 
 
 def _figure(figsize: tuple[float, float], **kwargs) -> Figure:
@@ -84,13 +96,16 @@ def _length_text(metres: float) -> str:
     return f"{metres * 1e6:g} µm"
 
 
-def _contrast_colour(values: np.ndarray, location: str) -> str:
-    """White over a dark corner, black over a bright one (the original's local rule)."""
+def _contrast_colour(values: np.ndarray, location: str, limits: tuple | None = None) -> str:
+    """White over a dark corner, black over a bright one (the original's local rule).
+
+    `limits` are the colour scale's (default the 1-99 % percentiles); low is dark.
+    """
     ny, nx = values.shape
     ph, pw = max(1, ny // 5), max(1, nx // 5)
     rows = slice(ny - ph, ny) if "lower" in location else slice(0, ph)
     cols = slice(nx - pw, nx) if "right" in location else slice(0, pw)
-    lo, hi = _limits(values)
+    lo, hi = _limits(values) if limits is None else limits
     patch = np.asarray(values[rows, cols], dtype=np.float64)
     level = (np.nanmedian(patch) - lo) / (hi - lo) if np.isfinite(patch).any() else 0.0
     return "white" if level < 0.5 else "black"
