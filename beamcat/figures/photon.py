@@ -41,7 +41,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.colors import Normalize, SymLogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter
+from matplotlib.transforms import ScaledTranslation
 
 from beamcat.analyses.photon import PhotonEvents, histogram
 from beamcat.analyses.roi import Rect
@@ -343,8 +344,9 @@ def energy_histogram_figure(
     Figure
         Axes ``"histogram"``: the bars as one `StepPatch` (gid ``"histogram"``,
         ``get_data()`` gives counts and edges), each cut a vertical line (gid
-        ``"cut:energy_min"``, ``"cut:energy_max"``) with a text label, the peak
-        marked by a text (gid ``"peak"``) at the fullest bin below ``energy_max``.
+        ``"cut:energy_min"``, ``"cut:energy_max"``) with a text label, the
+        single-photon peak (the fullest bin below ``energy_max``) a marker above
+        its bar (gid ``"peak"``) named with its energy in the legend.
 
     Raises
     ------
@@ -357,11 +359,14 @@ def energy_histogram_figure(
     fig = _figure(figsize, layout="constrained")
     ax = fig.add_subplot(label="histogram")
     ax.stairs(counts, edges, fill=True, color=colour, alpha=0.8, gid="histogram", label="events")
+    low, high = min(edges[0], *cuts.values()), max(edges[-1], *cuts.values())
+    margin = 0.02 * (high - low)  # a cut at the first edge stays visible
+    ax.set_xlim(low - margin, high + margin)
     for name, value in cuts.items():
         text, line_colour = _CUTS[name]
         ax.axvline(value, color=line_colour, linestyle="--", linewidth=1.2, gid=f"cut:{name}")
-        # the lower cut's label on its empty side, the upper one's past the peak
-        side = -1 if name == "energy_min" else 1
+        # the lower cut's label on its empty side where there is room, labels clear of the peak
+        side = -1 if name == "energy_min" and value - low > 0.05 * (high - low) else 1
         ax.annotate(
             f"{text} = {value:g}",
             (value, 0.97),
@@ -376,30 +381,28 @@ def energy_histogram_figure(
             gid=f"cut_label:{name}",
         )
     peak = _peak(hist, cuts)
-    if peak is not None:
-        ax.annotate(
-            f"1 photon\n{peak:.0f}",
-            (peak, counts[np.searchsorted(edges, peak) - 1]),
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="center",
-            va="bottom",
-            fontsize=8,
+    if peak is not None:  # a marker just above the fullest bar, named in the legend
+        above = ax.transData + ScaledTranslation(0, 5 / 72, fig.dpi_scale_trans)
+        ax.plot(
+            [peak],
+            [counts[np.searchsorted(edges, peak) - 1]],
+            marker="v",
+            linestyle="none",
+            color="black",
+            transform=above,
+            label=f"single-photon peak {peak:.0f}",
             gid="peak",
         )
     pixel = hist.attrs.get("threshold") if threshold is None else threshold
     if pixel is not None:
         ax.plot([], [], " ", label=f"pixel threshold {float(pixel):g} ADU")
     ax.legend(loc="upper right")
-    low, high = min(edges[0], *cuts.values()), max(edges[-1], *cuts.values())
-    margin = 0.02 * (high - low)  # a cut at the first edge stays visible
-    ax.set_xlim(low - margin, high + margin)
     if log:
         ax.set_yscale("log")
-        # empty bins have no bar, 1 event stays visible; a decade above for the peak label
-        ax.set_ylim(0.7, max(1, counts.max()) * 10)
+        # empty bins have no bar, 1 event stays visible; room above for the peak marker
+        ax.set_ylim(0.7, max(1, counts.max()) * 3)
     else:
-        ax.set_ylim(0, max(1, counts.max()) * 1.2)  # room for the peak label
+        ax.set_ylim(0, max(1, counts.max()) * 1.1)  # room for the peak marker
     ax.set_xlabel(_energy_label(hist))
     ax.set_ylabel("Events per bin")
     return fig
@@ -718,8 +721,11 @@ def accumulated_figure(
     bar = fig.colorbar(drawn, ax=ax, shrink=0.9, extend="max")
     if log:  # the default symlog ticks crowd the linear part
         decades = 10.0 ** np.arange(math.ceil(np.log10(linear)), math.floor(np.log10(high)) + 1)
-        few = decades.size < 2  # e.g. a few photons per pixel: plain numbers read better
-        bar.set_ticks(MaxNLocator(5).tick_values(low, high) if few else [low, *decades])
+        if decades.size < 2:  # e.g. a few photons per pixel: plain numbers read better
+            bar.set_ticks(MaxNLocator(5).tick_values(low, high))
+            bar.formatter = StrMethodFormatter("{x:g}")
+        else:
+            bar.set_ticks([low, *decades])
     units = image.attrs.get("units")
     bar.set_label(f"Sum ({units})" if units else "Sum")
     ax.set_xlim(-0.5, nx - 0.5)  # the last block may reach past the edge

@@ -131,10 +131,11 @@ def test_energy_histogram_bars_equal_the_histogram_and_cuts_sit_at_the_energies(
     assert labels["cut_label:energy_max"] == "energy_max (pile-up) = 1400"
     # the single-photon peak: the fullest bin below the pile-up cut, near the planted 1250 ADU
     peak = (edges[:-1] + edges[1:])[np.argmax(expected)] / 2
-    assert labels["peak"] == f"1 photon\n{peak:.0f}"
+    marker = _gid(ax, "peak")
+    assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (peak, expected.max())
     assert abs(peak - demo_photon.PHOTON_ADU) < 40  # within a bin (37 ADU) of the deposit
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "pixel threshold 8 ADU" in legend
+    assert legend == ["events", f"single-photon peak {peak:.0f}", "pixel threshold 8 ADU"]
     _png_ok(fig, tmp_path / "histogram")
 
 
