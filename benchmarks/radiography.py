@@ -9,9 +9,9 @@ time, source drift, Poisson-like noise. Then, each tool in a fresh subprocess
 - beamcat: ``open_tiff`` -> ``dark_master`` / ``flat_master`` -> ``calibrate``
   (air normalisation) -> ``roi_means`` (16 ROIs) and ``grid_means`` (8x8),
   computed together on the default threaded scheduler (mean, std and count).
-  The run is opened in bands of rows (``chunks={"frame": 8, "y": 256}``) or
+  The run is opened in bands of rows (``chunks={"frame": 32, "y": 64}``) or
   tiles: only the bands holding ROI, air or grid pixels are read from each file
-  and calibrated (3 of 8 here), which the per-file loop cannot do;
+  and calibrated, which the per-file loop cannot do;
 - original loop: 01_Dark_Flat_Processing.py's running-mean masters, then
   03_Image_Processing.py's per-file body for every frame: imread,
   ``(im - master_dark) * inverse_master_flat``, divide by the air-ROI mean,
@@ -224,12 +224,13 @@ def run_original(folder: Path, size: int, workers: int) -> dict:
 # --------------------------------------------------------------------------- driver
 
 
-BEAMCAT = "beamcat, 256-row bands"
+BEAMCAT = "beamcat, 64-row bands"
 # frames per chunk keep every buffer (uint16 band read, float32 transmission) at or under
 # 16 MiB: glibc serves larger ones with fresh mmap pages, whose faults cost more than
 # reading the pixels
 TOOLS = {
-    BEAMCAT: lambda folder, size: run_beamcat(folder, size, {"frame": 8, "y": 256}),
+    # narrow bands: only the rows that hold ROI, air or grid pixels are read and calibrated
+    BEAMCAT: lambda folder, size: run_beamcat(folder, size, {"frame": 32, "y": 64}),
     "beamcat, 512 px tiles": lambda folder, size: run_beamcat(
         folder, size, {"frame": 8, "y": 512, "x": 512}
     ),
