@@ -232,7 +232,7 @@ TOOLS = {
     # narrow bands: only the rows that hold ROI, air or grid pixels are read and calibrated
     BEAMCAT: lambda folder, size: run_beamcat(folder, size, {"frame": 32, "y": 64}),
     "beamcat, 64x512 tiles": lambda folder, size: run_beamcat(
-        folder, size, {"frame": 32, "y": 64, "x": 512}
+        folder, size, {"frame": 64, "y": 64, "x": 512}
     ),
     "beamcat, 512 px tiles": lambda folder, size: run_beamcat(
         folder, size, {"frame": 8, "y": 512, "x": 512}
