@@ -134,3 +134,32 @@ def _serving(catalog: Path, folder: Path) -> Iterator[str]:
 def serving():
     """``with serving(catalog, folder) as url:`` the app served from a subprocess."""
     return _serving
+
+
+def _draw_box(page, plot: dict, box: tuple, shape: tuple) -> None:
+    """Shift+drag `box` (x, y, w, h in image pixels) on a plotted image of `shape` (h, w).
+
+    `plot` holds the plot frame's page position and size (left, top, width,
+    height); bokeh 3's BoxEditTool draws a new box on a shift+drag.
+    """
+
+    def at(x, y):
+        return (
+            plot["left"] + x * plot["width"] / shape[1],
+            plot["top"] + y * plot["height"] / shape[0],
+        )
+
+    x, y, w, h = box
+    page.mouse.move(*at(x, y))
+    page.keyboard.down("Shift")
+    page.mouse.down()
+    for f in (0.25, 0.5, 0.75, 1.0):
+        page.mouse.move(*at(x + w * f, y + h * f))
+    page.mouse.up()
+    page.keyboard.up("Shift")
+
+
+@pytest.fixture(scope="session")
+def draw_box():
+    """``draw_box(page, plot, (x, y, w, h), (height, width))``: a ROI drawn with the mouse."""
+    return _draw_box

@@ -72,7 +72,7 @@ def _plot(page, title_start: str, *, timeout: float = 60, ready=lambda plot: Tru
     pytest.fail(f"no ready plot titled {title_start!r}: {found or page.evaluate(PLOTS_JS)}")
 
 
-def test_replay_the_real_recording_into_the_live_page(server, tmp_path, chromium):
+def test_replay_the_real_recording_into_the_live_page(server, tmp_path, chromium, draw_box):
     page = chromium.new_page(viewport={"width": 1500, "height": 1600})
     page.goto(server)
     page.locator(".bk-tab", has_text="Live").click()
@@ -82,19 +82,7 @@ def test_replay_the_real_recording_into_the_live_page(server, tmp_path, chromium
     assert image["x"] == [0, 1476] and image["y"] == [831, 0]  # detector pixels, row 0 on top
 
     # draw a ROI on a LaB6 ring: hold shift and drag with the box-edit tool
-    def at(x, y):
-        return (
-            image["left"] + x * image["width"] / 1476,
-            image["top"] + y * image["height"] / 831,
-        )
-
-    page.mouse.move(*at(200, 360))
-    page.keyboard.down("Shift")
-    page.mouse.down()
-    for f in (0.25, 0.5, 0.75, 1.0):
-        page.mouse.move(*at(200 + 40 * f, 360 + 40 * f))
-    page.mouse.up()
-    page.keyboard.up("Shift")
+    draw_box(page, image, (200, 360, 40, 40), (831, 1476))
     row = page.locator(".beamcat-roi-table .tabulator-row").first
     expect(row).to_contain_text("ROI 1", timeout=30_000)
     x, y, w, h = (int(v) for v in row.inner_text().split()[2:6])

@@ -54,7 +54,7 @@ def _plot(page, title_start: str, *, timeout: float = 60) -> dict:
     pytest.fail(f"no plot titled {title_start!r}: {page.evaluate(PLOTS_JS)}")
 
 
-def test_draw_a_roi_and_see_its_curve(server, tmp_path, chromium):
+def test_draw_a_roi_and_see_its_curve(server, tmp_path, chromium, draw_box):
     page = chromium.new_page(viewport={"width": 1500, "height": 1400})
     page.goto(server)
     page.locator(".bk-tab", has_text="Radiography").click()
@@ -68,19 +68,7 @@ def test_draw_a_roi_and_see_its_curve(server, tmp_path, chromium):
     assert image["active"] == "BoxEditTool"  # the page makes box editing the drag tool
 
     # BoxEditTool (bokeh 3): hold shift and drag to draw a box
-    def at(x, y):
-        return (
-            image["left"] + x * image["width"] / 320,
-            image["top"] + y * image["height"] / 256,
-        )
-
-    page.mouse.move(*at(134, 75))
-    page.keyboard.down("Shift")
-    page.mouse.down()
-    for f in (0.25, 0.5, 0.75, 1.0):
-        page.mouse.move(*at(134 + 52 * f, 75 + 30 * f))
-    page.mouse.up()
-    page.keyboard.up("Shift")
+    draw_box(page, image, (134, 75, 52, 30), (256, 320))
 
     # the box is a ROI (snapped to pixel edges), a table row and a curve
     row = page.locator(".beamcat-roi-table .tabulator-row").first
