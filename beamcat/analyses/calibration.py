@@ -48,6 +48,7 @@ import xarray as xr
 from scipy import ndimage
 
 from beamcat.analyses._history import history
+from beamcat.analyses.roi import check_rect
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -121,23 +122,6 @@ def _image(obj: xr.DataArray, name: str, shape: tuple[int, int], against: str) -
     if obj.dims != PIXEL_DIMS:
         raise OptionError(f"{_describe(obj, name)}: expected dims (y, x), got {obj.dims}")
     return xr.DataArray(obj.data, dims=PIXEL_DIMS)
-
-
-def _check_roi(roi: Sequence[int], shape: tuple[int, int], name: str) -> tuple[int, int, int, int]:
-    """Validate a rectangle ``(x, y, w, h)`` (pixels ``[y:y+h, x:x+w]``) inside `shape`."""
-    try:
-        x, y, w, h = (int(v) for v in roi)
-    except (TypeError, ValueError):
-        raise OptionError(f"{name}: expected a rectangle (x, y, w, h), got {roi!r}") from None
-    if w <= 0 or h <= 0:
-        raise OptionError(f"{name} (x={x}, y={y}, w={w}, h={h}) is empty: w and h must be > 0")
-    ny, nx = shape
-    if x < 0 or y < 0 or x + w > nx or y + h > ny:
-        raise OptionError(
-            f"{name} (x={x}, y={y}, w={w}, h={h}) lies outside the image (y: {ny}, x: {nx}): "
-            f"pixels [y:y+h, x:x+w] must satisfy 0 <= x, x+w <= {nx}, 0 <= y, y+h <= {ny}"
-        )
-    return x, y, w, h
 
 
 # --------------------------------------------------------------------------- masters
@@ -617,8 +601,8 @@ def calibrate(
     if air_roi is not None:
         # the air mean comes from the air region alone (a few tiles of raw counts,
         # calibrated twice there), so the transmission of every tile is one fused task
-        x, y, w, h = _check_roi(air_roi, shape, "air_roi")
-        window = {"y": slice(y, y + h), "x": slice(x, x + w)}
+        y0, y1, x0, x1 = check_rect(air_roi, shape, "air_roi").bounds()
+        window = {"y": slice(y0, y1), "x": slice(x0, x1)}
         air_mean = xr.apply_ufunc(
             _air_mean_block,
             *(_whole_frames(a.isel(window)) for a in inputs),

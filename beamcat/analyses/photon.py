@@ -80,7 +80,7 @@ from scipy.ndimage import correlate
 
 from beamcat.analyses._history import add_history
 from beamcat.analyses.detector import _check_pixels, as_background, as_frames
-from beamcat.analyses.roi import Rect
+from beamcat.analyses.roi import check_rect
 from beamcat.errors import BeamcatWarning, OptionError
 
 __all__ = [
@@ -330,16 +330,7 @@ def _roi_bounds(roi, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """``(y0, y1, x0, x1)`` of ``roi=(x, y, w, h)`` (whole frame for None), checked in `shape`."""
     if roi is None:
         return 0, shape[0], 0, shape[1]
-    try:
-        y0, y1, x0, x1 = Rect(*(float(v) for v in roi)).bounds()
-    except (TypeError, ValueError):
-        raise OptionError(f"roi={roi!r}: expected (x, y, w, h) numbers") from None
-    if not (0 <= y0 < y1 <= shape[0] and 0 <= x0 < x1 <= shape[1]):
-        raise OptionError(
-            f"roi={roi!r} (rows {y0}:{y1}, columns {x0}:{x1}) is empty or reaches outside "
-            f"the frame of shape (y, x) = {shape}"
-        )
-    return y0, y1, x0, x1
+    return check_rect(roi, shape, "roi").bounds()
 
 
 def _detect_block(

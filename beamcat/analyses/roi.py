@@ -157,20 +157,48 @@ def _as_roi(name: str, roi, shape: tuple[int, int]) -> Rect | np.ndarray:
         if not mask.any():
             raise OptionError(f"ROI {name!r}: the mask selects no pixel")
         return mask
+    return check_rect(roi, shape, f"ROI {name!r}", mask_ok=True)
+
+
+def check_rect(roi, shape: tuple[int, int], label: str = "roi", *, mask_ok: bool = False) -> Rect:
+    """A rectangle ``(x, y, w, h)`` checked to cover pixels inside an image of `shape`.
+
+    Every analysis taking a rectangle (ROIs, the air region, a detection ROI)
+    checks it here, so the messages name the same things.
+
+    Parameters
+    ----------
+    roi : (x, y, w, h) numbers
+        Pixels ``[int(y):int(y+h), int(x):int(x+w)]``.
+    shape : (ny, nx)
+        The image shape.
+    label : str
+        How messages name the rectangle, e.g. ``"air_roi"``.
+
+    Returns
+    -------
+    Rect
+        With integer fields where the numbers are whole.
+
+    Raises
+    ------
+    OptionError
+        Not four finite numbers, no pixel covered, or outside the image.
+    """
     try:
         rect = Rect(*(float(v) for v in roi))
     except (TypeError, ValueError):
-        raise OptionError(
-            f"ROI {name!r}: {roi!r} is neither (x, y, w, h) numbers nor a boolean mask {shape}"
-        ) from None
+        also = f" or a boolean mask {shape}" if mask_ok else ""
+        message = f"{label}: expected a rectangle (x, y, w, h){also}, got {roi!r}"
+        raise OptionError(message) from None
     if not all(np.isfinite(rect)):
-        raise OptionError(f"ROI {name!r}: {tuple(rect)} has a non-finite number")
+        raise OptionError(f"{label}: {tuple(rect)} has a non-finite number")
     y0, y1, x0, x1 = rect.bounds()
     if y1 <= y0 or x1 <= x0:
-        raise OptionError(f"ROI {name!r}: (x, y, w, h) = {tuple(rect)} covers no pixel")
+        raise OptionError(f"{label}: (x, y, w, h) = {tuple(rect)} is empty: covers no pixel")
     if rect.x < 0 or rect.y < 0 or x1 > shape[1] or y1 > shape[0]:
         raise OptionError(
-            f"ROI {name!r}: (x, y, w, h) = {tuple(rect)} (rows {y0}:{y1}, columns {x0}:{x1}) "
+            f"{label}: (x, y, w, h) = {tuple(rect)} (rows {y0}:{y1}, columns {x0}:{x1}) "
             f"reaches outside the image of shape (y, x) = {shape}"
         )
     return Rect(*(int(v) if float(v).is_integer() else v for v in rect))

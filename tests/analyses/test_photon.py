@@ -226,7 +226,7 @@ def test_roi_gives_full_frame_positions(frames, demo):
         ({"threshold": 1200.0}, "threshold=1200.0 >= energy_min"),
         ({"energy_max": 1000.0}, "energy_max"),
         ({"threshold": -1.0}, ">= 0"),
-        ({"roi": (250, 0, 10, 10)}, "outside the frame"),
+        ({"roi": (250, 0, 10, 10)}, "outside the image"),
         ({"roi": (0, 0, 0, 10)}, "empty"),
         ({"method": "blobs"}, "method"),
         ({"hot_pixel_fraction": 1.5}, "hot_pixel_fraction"),
