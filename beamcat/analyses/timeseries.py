@@ -15,7 +15,6 @@ import warnings
 
 import numpy as np
 import xarray as xr
-from scipy.signal import savgol_filter
 
 from beamcat.analyses._history import add_history
 from beamcat.errors import BeamcatWarning, OptionError
@@ -107,6 +106,8 @@ def savgol(
 
 def _savgol_last_axis(y: np.ndarray, *, window: int, order: int, dtype) -> np.ndarray:
     """Savitzky-Golay along the last axis, leaving NaN samples out (see `savgol`)."""
+    from scipy.signal import savgol_filter  # scipy.signal takes ~1 s to import: not at import
+
     y = np.asarray(y, dtype=dtype)
     missing = np.isnan(y)
     if not missing.any():
