@@ -163,3 +163,51 @@ def _draw_box(page, plot: dict, box: tuple, shape: tuple) -> None:
 def draw_box():
     """``draw_box(page, plot, (x, y, w, h), (height, width))``: a ROI drawn with the mouse."""
     return _draw_box
+
+
+#: every titled plot the browser draws: title, plot frame (page px), axis ranges, the
+#: active drag tool, the number of visible lines and the x data of visible scatters
+PLOTS_JS = """() => {
+  const out = [];
+  const column = (source, spec) => {
+    const data = source.data;
+    const key = spec && spec.field !== undefined ? spec.field : spec;
+    return Array.from(data instanceof Map ? data.get(key) : data[key]);
+  };
+  const visible = (v, type) => v.model.renderers.filter(
+    r => r.glyph && r.glyph.type === type && r.visible);
+  const walk = (v) => {
+    if (v.frame && v.model.title !== undefined && v.model.title) {
+      const el = v.el.getBoundingClientRect();
+      out.push({title: v.model.title.text, left: el.left + v.frame.bbox.x,
+                top: el.top + v.frame.bbox.y, width: v.frame.bbox.width,
+                height: v.frame.bbox.height,
+                x: [v.model.x_range.start, v.model.x_range.end],
+                y: [v.model.y_range.start, v.model.y_range.end],
+                active: v.model.toolbar.active_drag ? v.model.toolbar.active_drag.type : null,
+                lines: visible(v, 'Line').length,
+                scatter: visible(v, 'Scatter').map(r => column(r.data_source, r.glyph.x))});
+    }
+    for (const c of v.child_views || []) walk(c);
+  };
+  for (const v of Bokeh.index.roots || Object.values(Bokeh.index)) walk(v);
+  return out;
+}"""
+
+
+def _find_plot(page, title_start: str, *, timeout: float = 60, ready=lambda plot: True) -> dict:
+    """The plot whose title starts with `title_start`, once drawn and `ready(plot)`."""
+    deadline = time.monotonic() + timeout
+    found = []
+    while time.monotonic() < deadline:
+        found = [p for p in page.evaluate(PLOTS_JS) if p["title"].startswith(title_start)]
+        if found and ready(found[0]):
+            return found[0]
+        page.wait_for_timeout(200)
+    pytest.fail(f"no ready plot titled {title_start!r}: {found or page.evaluate(PLOTS_JS)}")
+
+
+@pytest.fixture(scope="session")
+def find_plot():
+    """``find_plot(page, title_start, timeout=60, ready=...)``: a drawn plot's geometry and data."""
+    return _find_plot

@@ -10,7 +10,6 @@ points from the BokehJS models the browser draws.
 from __future__ import annotations
 
 import io
-import time
 
 import matplotlib.pyplot as plt
 import pytest
@@ -19,32 +18,6 @@ from playwright.sync_api import expect
 from beamcat.catalog.build import add_source
 
 pytestmark = pytest.mark.browser
-
-#: the plots of the live document: title, frame box (page px), ranges and scatter points
-PLOTS_JS = """() => {
-  const out = [];
-  const column = (source, spec) => {
-    const data = source.data;
-    const key = spec && spec.field !== undefined ? spec.field : spec;
-    return Array.from(data instanceof Map ? data.get(key) : data[key]);
-  };
-  const walk = (v) => {
-    if (v.frame && v.model.title !== undefined && v.model.title) {
-      const el = v.el.getBoundingClientRect();
-      out.push({title: v.model.title.text, left: el.left + v.frame.bbox.x,
-                top: el.top + v.frame.bbox.y, width: v.frame.bbox.width,
-                height: v.frame.bbox.height,
-                x: [v.model.x_range.start, v.model.x_range.end],
-                y: [v.model.y_range.start, v.model.y_range.end],
-                scatter: v.model.renderers
-                  .filter(r => r.glyph && r.glyph.type === 'Scatter' && r.visible)
-                  .map(r => column(r.data_source, r.glyph.x))});
-    }
-    for (const c of v.child_views || []) walk(c);
-  };
-  for (const v of Bokeh.index.roots || Object.values(Bokeh.index)) walk(v);
-  return out;
-}"""
 
 POSITIONS = [1.0, 1.25, 1.5, 1.75, 2.0]
 
@@ -60,25 +33,15 @@ def server(shared_data, tmp_path_factory, serving):
         yield url
 
 
-def _plot(page, title_start: str, *, timeout: float = 60, ready=lambda plot: True) -> dict:
-    """The plot whose title starts with `title_start`, once drawn and `ready(plot)`."""
-    deadline = time.monotonic() + timeout
-    found = []
-    while time.monotonic() < deadline:
-        found = [p for p in page.evaluate(PLOTS_JS) if p["title"].startswith(title_start)]
-        if found and ready(found[0]):
-            return found[0]
-        page.wait_for_timeout(200)
-    pytest.fail(f"no ready plot titled {title_start!r}: {found or page.evaluate(PLOTS_JS)}")
-
-
-def test_replay_the_real_recording_into_the_live_page(server, tmp_path, chromium, draw_box):
+def test_replay_the_real_recording_into_the_live_page(
+    server, tmp_path, chromium, draw_box, find_plot
+):
     page = chromium.new_page(viewport={"width": 1500, "height": 1600})
     page.goto(server)
     page.locator(".bk-tab", has_text="Live").click()
     # the entry's header gives the detector's shape before any frame: 831 x 1475, in
     # blocks of 3 (the last column block reaches one pixel past the edge)
-    image = _plot(page, "accumulated", ready=lambda plot: plot["x"][1] > 1000)
+    image = find_plot(page, "accumulated", ready=lambda plot: plot["x"][1] > 1000)
     assert image["x"] == [0, 1476] and image["y"] == [831, 0]  # detector pixels, row 0 on top
 
     # draw a ROI on a LaB6 ring: hold shift and drag with the box-edit tool
@@ -94,10 +57,10 @@ def test_replay_the_real_recording_into_the_live_page(server, tmp_path, chromium
     expect(count).to_contain_text("replay running", timeout=30_000)
     expect(count).to_contain_text("30 frames", timeout=60_000)
     expect(count).to_contain_text("replay done (32 events)", timeout=10_000)
-    steps = _plot(
+    steps = find_plot(
         page, "ROI means vs dummy_mot_01", ready=lambda plot: plot["scatter"] == [POSITIONS]
     )
-    image = _plot(page, "accumulated: 30 frames")
+    image = find_plot(page, "accumulated: 30 frames")
     page.wait_for_timeout(500)  # let bokeh paint
     page.screenshot(path=tmp_path / "live.png", full_page=True)
     # the accumulated LaB6 rings are drawn: the image is not one flat colour
