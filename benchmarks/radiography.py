@@ -6,12 +6,15 @@ time, source drift, Poisson-like noise. Then, each tool in a fresh subprocess
 (so that ``ru_maxrss`` is its own peak resident memory), from the files on disk
 (page cache warmed first, so both read from memory):
 
-- beamcat: ``open_tiff`` -> ``dark_master`` / ``flat_master`` -> ``calibrate``
-  (air normalisation) -> ``roi_means`` (16 ROIs) and ``grid_means`` (8x8),
-  computed together on the default threaded scheduler (mean, std and count).
-  The run is opened in bands of rows (``chunks={"frame": 32, "y": 64}``) or
-  tiles: only the bands holding ROI, air or grid pixels are read from each file
-  and calibrated, which the per-file loop cannot do;
+- beamcat calibrated_means: ``open_tiff`` (default chunks: bands of 512 rows of
+  4 frames) -> ``dark_master`` / ``flat_master`` -> ``calibrated_means`` (air
+  normalisation, 16 ROIs and the 8x8 grid in one pass from the raw counts), on the
+  default threaded scheduler (mean, std and count). Only the rows of the box around
+  the ROIs, the grid and the air region are read from each file, and the
+  transmission of whole frames is never made, which the per-file loop cannot do;
+- beamcat chain: ``calibrate`` then ``roi_means`` and ``grid_means`` computed
+  together, on tiles (only the tiles holding ROI, air or grid pixels are read
+  and calibrated) or on the default chunks;
 - original loop: 01_Dark_Flat_Processing.py's running-mean masters, then
   03_Image_Processing.py's per-file body for every frame: imread,
   ``(im - master_dark) * inverse_master_flat``, divide by the air-ROI mean,
@@ -106,36 +109,53 @@ def warm_up() -> float:
     start = time.perf_counter()
     import xarray as xr
 
+    from beamcat.analyses.calibrated_means import calibrated_means
     from beamcat.analyses.calibration import calibrate
     from beamcat.analyses.roi import grid_means, roi_means
 
-    frames = xr.DataArray(np.ones((2, 16, 16), np.uint16), dims=("frame", "y", "x")).chunk()
+    # a strided box of uint16 frames, as the TIFF reader hands over a window of rows
+    counts = np.ones((2, 16, 32), np.uint16)[:, :, :16]
+    frames = xr.DataArray(counts, dims=("frame", "y", "x")).chunk()
     image = xr.DataArray(np.ones((16, 16), np.float32), dims=("y", "x"))
     transmission = calibrate(frames, image - 1, image, air_roi=(0, 0, 4, 4))
     roi_means(transmission, {"a": (0, 0, 2, 2)}).compute()
     grid_means(transmission, 2, 2).compute()
+    out = calibrated_means(frames, image - 1, image, rois=[(4, 0, 2, 2)], air_roi=(0, 0, 4, 4))
+    out["rois"].compute()
     return time.perf_counter() - start
 
 
-def run_beamcat(folder: Path, size: int, chunks: dict | None) -> dict:
+def run_beamcat(folder: Path, size: int, chunks: dict | None, one_pass: bool) -> dict:
     import dask
 
+    from beamcat.analyses.calibrated_means import calibrated_means
     from beamcat.analyses.calibration import calibrate, dark_master, flat_master
     from beamcat.analyses.roi import grid_means, roi_means
     from beamcat.catalog.tiff import open_tiff
 
     lay = layout(size)
+    start = time.perf_counter()
     dark = dark_master(open_tiff(folder / "dark").counts).compute()
     flat = flat_master(open_tiff(folder / "flat").counts, dark).compute()
+    masters = time.perf_counter() - start
     frames = open_tiff(folder / "run", times="none", chunks=chunks).counts
-    transmission = calibrate(frames, dark, flat, air_roi=lay["air"])
-    rois = roi_means(transmission, lay["rois"])
-    grid = grid_means(transmission, 8, 8, region=lay["region"], edges="original")
-    rois, grid = dask.compute(rois, grid)
+    if one_pass:
+        grid = {"grid": (8, 8), "grid_region": lay["region"], "grid_edges": "original"}
+        lazy = calibrated_means(frames, dark, flat, rois=lay["rois"], air_roi=lay["air"], **grid)
+        chunking = str(frames.data.chunksize)
+    else:
+        transmission = calibrate(frames, dark, flat, air_roi=lay["air"])
+        lazy = {
+            "rois": roi_means(transmission, lay["rois"]),
+            "grid": grid_means(transmission, 8, 8, region=lay["region"], edges="original"),
+        }
+        chunking = str(transmission.data.chunksize)
+    (out,) = dask.compute(lazy)
     return {
-        "rois": rois["mean"].values.T.tolist(),  # (frame, roi)
-        "grid": grid["mean"].values.reshape(64, -1).T.tolist(),  # (frame, cell)
-        "chunks": str(transmission.data.chunksize),
+        "rois": out["rois"]["mean"].values.T.tolist(),  # (frame, roi)
+        "grid": out["grid"]["mean"].values.reshape(64, -1).T.tolist(),  # (frame, cell)
+        "chunks": chunking,
+        "masters": masters,
     }
 
 
@@ -199,7 +219,9 @@ def process_frame(i: int, frame: Path) -> tuple[int, list, list]:
 
 def run_original(folder: Path, size: int, workers: int) -> dict:
     lay = layout(size)
+    start = time.perf_counter()
     master_dark, master_flat = original_masters(folder)
+    masters = time.perf_counter() - start
     inverse_master_flat = 1.0 / np.maximum(master_flat.astype(np.float32, copy=False), 1e-6)
     state = (
         master_dark,
@@ -218,26 +240,24 @@ def run_original(folder: Path, size: int, workers: int) -> dict:
         with ProcessPoolExecutor(workers, initializer=_init, initargs=state) as pool:
             for i, rois, grid in pool.map(process_frame, range(len(files)), files):
                 results[i] = (i, rois, grid)
-    return {"rois": [r[1] for r in results], "grid": [r[2] for r in results]}
+    return {"rois": [r[1] for r in results], "grid": [r[2] for r in results], "masters": masters}
 
 
 # --------------------------------------------------------------------------- driver
 
 
-BEAMCAT = "beamcat, 64-row bands"
-# frames per chunk keep every buffer (uint16 band read, float32 transmission) at or under
-# 16 MiB: glibc serves larger ones with fresh mmap pages, whose faults cost more than
-# reading the pixels
+BEAMCAT = "beamcat calibrated_means"
 TOOLS = {
-    # narrow bands: only the rows that hold ROI, air or grid pixels are read and calibrated
-    BEAMCAT: lambda folder, size: run_beamcat(folder, size, {"frame": 32, "y": 64}),
-    "beamcat, 64x512 tiles": lambda folder, size: run_beamcat(
-        folder, size, {"frame": 64, "y": 64, "x": 512}
+    # one pass from raw counts, open_tiff's default chunks
+    BEAMCAT: lambda folder, size: run_beamcat(folder, size, None, True),
+    # the chain calibrate -> roi_means, grid_means; tiles (64 frames x 64 rows x 512
+    # columns keep every buffer at or under 16 MiB: glibc serves larger ones with fresh
+    # mmap pages, whose faults cost more than reading the pixels): only the tiles holding
+    # ROI, air or grid pixels are read and calibrated
+    "beamcat chain, 64x512 tiles": lambda folder, size: run_beamcat(
+        folder, size, {"frame": 64, "y": 64, "x": 512}, False
     ),
-    "beamcat, 512 px tiles": lambda folder, size: run_beamcat(
-        folder, size, {"frame": 8, "y": 512, "x": 512}
-    ),
-    "beamcat, whole frames": lambda folder, size: run_beamcat(folder, size, None),
+    "beamcat chain, default chunks": lambda folder, size: run_beamcat(folder, size, None, False),
     "original loop (1 process)": lambda folder, size: run_original(folder, size, 1),
     "original ProcessPool": lambda folder, size: run_original(folder, size, os.cpu_count() or 1),
 }
@@ -329,6 +349,7 @@ def main() -> None:
                 f"{args.frames / r['seconds']:.1f}",
                 f"{raw_gb / r['seconds']:.2f}",
                 f"{r['maxrss_mib']:.0f}",
+                f"{r['masters']:.2f}",
                 f"{r['startup']:.1f}",
                 f"{loop_s / r['seconds']:.1f}x" if loop_s else "-",
                 check,
@@ -342,9 +363,10 @@ def main() -> None:
         "frames/s",
         "GB/s",
         "peak MiB",
+        "masters s",
         "startup s",
         "vs loop",
-        "means vs tiles",
+        "means vs one pass",
     )
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(
@@ -353,7 +375,7 @@ def main() -> None:
     )
     for tool, r in results.items():
         if "chunks" in r:
-            print(f"{tool}: transmission chunks {r['chunks']}")
+            print(f"{tool}: chunks {r['chunks']}")
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
 

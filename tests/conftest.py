@@ -55,3 +55,13 @@ def raise_if_dask_computes():
             yield
 
     return _ctx
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """The demo samples and catalog (`make_demo`, seed 0), written once: tests only read it."""
+    from beamcat.catalog import demo
+
+    folder = tmp_path_factory.mktemp("demo")
+    demo.make_demo(folder)
+    return folder

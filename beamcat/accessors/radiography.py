@@ -1,12 +1,14 @@
-"""``ds.radiography`` / ``da.radiography``: calibration, outlier removal and difference images.
+"""``ds.radiography`` / ``da.radiography``: calibration, ROI means, outliers, difference images.
 
 Each method picks the variable (``var``, default ``ds.attrs["signal"]``) and
-calls its twin in `beamcat.analyses.calibration`; nothing is computed.
+calls its twin in `beamcat.analyses.calibration` (or `.calibrated_means`); nothing
+is computed.
 
 Examples
 --------
 >>> import beamcat.accessors.radiography  # doctest: +SKIP
 >>> t = run.radiography.calibrate(dark, flat, air_roi=(10, 10, 60, 60))  # doctest: +SKIP
+>>> run.radiography.calibrated_means(dark, flat, rois=rois, grid=(8, 8))  # doctest: +SKIP
 >>> t.radiography.difference(reference=slice(0, 5)).display  # doctest: +SKIP
 """
 
@@ -20,6 +22,8 @@ import xarray as xr
 
 from beamcat.accessors._signal import pick
 from beamcat.analyses import calibration
+from beamcat.analyses.calibrated_means import calibrated_means
+from beamcat.analyses.roi import Roi
 from beamcat.errors import OptionError
 
 
@@ -79,6 +83,42 @@ class _Radiography:
                 eps=eps,
                 invalid=invalid,
             )
+        )
+
+    def calibrated_means(
+        self,
+        dark: xr.Dataset | xr.DataArray,
+        flat: xr.Dataset | xr.DataArray,
+        *,
+        rois: Mapping[str, Roi] | Sequence[Roi] | None = None,
+        grid: tuple[int, int] | None = None,
+        grid_region: Roi | None = None,
+        grid_edges: Literal["even", "original"] = "even",
+        air_roi: Sequence[int] | None = None,
+        outliers: Mapping | None = None,
+        eps: float = 1e-6,
+        invalid: Literal["nan", "clip"] = "nan",
+        var: str | None = None,
+    ) -> dict[str, xr.Dataset]:
+        """ROI and grid means of the calibrated frames in one pass over the raw ones.
+
+        ``{"rois": Dataset, "grid": Dataset}`` (those asked for): the numbers of
+        ``.calibrate(...)`` then ``.roi.means(rois)`` / ``.roi.grid(*grid)``,
+        without the transmission images; see
+        `beamcat.analyses.calibrated_means.calibrated_means`.
+        """
+        return calibrated_means(
+            self._data(var),
+            _frames(dark, "dark"),
+            _frames(flat, "flat"),
+            rois=rois,
+            grid=grid,
+            grid_region=grid_region,
+            grid_edges=grid_edges,
+            air_roi=air_roi,
+            outliers=outliers,
+            eps=eps,
+            invalid=invalid,
         )
 
     def remove_outliers(

@@ -38,9 +38,11 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+import dask.array as da
 import numba
 import numpy as np
 import pandas as pd
@@ -221,6 +223,19 @@ def flat_master(
 def _reduce_frames(frames: xr.DataArray, dim: str, method: str, name: str) -> xr.DataArray:
     """Mean or median over `dim` in float64, without coordinates on (y, x)."""
     frames = xr.DataArray(frames.data, dims=frames.dims)
+    if method == "mean" and frames.chunks is not None and frames.dtype.kind in "iu":
+        # integer counts have no NaN to skip: float64 sums of the frames, then divided
+        sums = da.reduction(
+            frames.data,
+            _frame_sums,
+            _add_sums,
+            combine=_add_sums,
+            axis=0,
+            keepdims=False,
+            dtype=np.float64,
+            concatenate=False,
+        )
+        return xr.DataArray(sums / frames.sizes[dim], dims=PIXEL_DIMS)
     if method == "mean":
         return frames.mean(dim, dtype=np.float64)
     if method == "median":
@@ -235,6 +250,24 @@ def _reduce_frames(frames: xr.DataArray, dim: str, method: str, name: str) -> xr
             output_dtypes=[np.float64],
         )
     raise OptionError(f"{name} master: method must be 'mean' or 'median', got {method!r}")
+
+
+def _frame_sums(block: np.ndarray, axis, keepdims) -> np.ndarray:
+    """Reduction chunk step: float64 sum ``(1, y, x)`` of the frames of a block.
+
+    Frame by frame: numpy's ``sum(axis=0, dtype=float64)`` of integers is
+    several times slower (a buffered cast over the whole block).
+    """
+    total = np.zeros((1, *block.shape[1:]))
+    for frame in block:
+        np.add(total[0], frame, out=total[0])
+    return total
+
+
+def _add_sums(parts, axis, keepdims) -> np.ndarray:
+    """Reduction combine step: partial sums added (no concatenation of them first)."""
+    total = functools.reduce(np.add, parts if isinstance(parts, list) else [parts])
+    return total if keepdims else total[0]
 
 
 def _master(
@@ -576,6 +609,29 @@ def calibrate(
     >>> calibrate(run, dark, flat).values.tolist()
     [[[0.5, nan]], [[0.25, nan]]]
     """
+    frames, dark_image, inverse = _calibration_inputs(frames, dark, flat, outliers, eps, invalid)
+    inputs = [frames, dark_image, inverse]
+    if air_roi is not None:
+        # the air mean comes from the air region alone (a few tiles of raw counts,
+        # calibrated twice there), so the transmission of every tile is one fused task
+        y0, y1, x0, x1 = check_rect(air_roi, frames.shape[-2:], "air_roi").bounds()
+        window = {"y": slice(y0, y1), "x": slice(x0, x1)}
+        air_mean = xr.apply_ufunc(
+            _air_mean_block,
+            *(_whole_frames(a.isel(window)) for a in inputs),
+            input_core_dims=[list(PIXEL_DIMS)] * 3,
+            dask="parallelized",
+            output_dtypes=[np.float64],
+        )
+        inputs.append(air_mean)
+    transmission = xr.apply_ufunc(
+        _transmission_block, *inputs, dask="parallelized", output_dtypes=[np.float32]
+    )
+    return as_transmission(transmission, dark, flat, air_roi, outliers, eps, invalid)
+
+
+def _calibration_inputs(frames, dark, flat, outliers, eps, invalid) -> tuple:
+    """Checked `calibrate` inputs: frames (outliers removed), the dark image, ``1 / (F - D)``."""
     _frame_dim(frames, "frames")
     if invalid not in ("nan", "clip"):
         raise OptionError(f"calibrate: invalid must be 'nan' or 'clip', got {invalid!r}")
@@ -589,7 +645,6 @@ def calibrate(
     flat_image = _image(flat, "flat", shape, "the frames")
     if outliers is not None:
         frames = remove_outliers(frames, **outliers)
-
     inverse = xr.apply_ufunc(
         _inverse_flat,
         flat_image,
@@ -597,33 +652,26 @@ def calibrate(
         dask="parallelized",
         output_dtypes=[np.float32],
     )
-    inputs = [frames, dark_image, inverse]
-    if air_roi is not None:
-        # the air mean comes from the air region alone (a few tiles of raw counts,
-        # calibrated twice there), so the transmission of every tile is one fused task
-        y0, y1, x0, x1 = check_rect(air_roi, shape, "air_roi").bounds()
-        window = {"y": slice(y0, y1), "x": slice(x0, x1)}
-        air_mean = xr.apply_ufunc(
-            _air_mean_block,
-            *(_whole_frames(a.isel(window)) for a in inputs),
-            input_core_dims=[list(PIXEL_DIMS)] * 3,
-            dask="parallelized",
-            output_dtypes=[np.float64],
-        )
-        inputs.append(air_mean)
-    transmission = xr.apply_ufunc(
-        _transmission_block, *inputs, dask="parallelized", output_dtypes=[np.float32]
-    )
-    if "time" in transmission.coords and transmission["time"].dims == ("frame",):
-        transmission = transmission.swap_dims(frame="time")
+    return frames, dark_image, inverse
 
+
+def as_transmission(
+    values: xr.DataArray, dark, flat, air_roi, outliers, eps, invalid
+) -> xr.DataArray:
+    """`values` (frames' dims and coordinates) labelled as `calibrate`'s result.
+
+    The ``time`` coordinate becomes the leading dim; name, units and the
+    history line are `calibrate`'s.
+    """
+    if "time" in values.coords and values["time"].dims == ("frame",):
+        values = values.swap_dims(frame="time")
     line = (
         f"calibrate(dark={_describe(dark, 'dark')}, flat={_describe(flat, 'flat')}, "
         f"air_roi={None if air_roi is None else tuple(air_roi)}, outliers={outliers!r}, "
         f"eps={eps}, invalid={invalid!r})"
     )
-    return transmission.rename("transmission").assign_attrs(
-        units="1", long_name="transmission", history=history(frames.attrs, line)
+    return values.rename("transmission").assign_attrs(
+        units="1", long_name="transmission", history=history(values.attrs, line)
     )
 
 

@@ -209,6 +209,14 @@ def _normalise_rois(rois, shape: tuple[int, int]) -> dict[str, Rect | np.ndarray
     return {name: _as_roi(name, roi, shape) for name, roi in _named_items(rois)}
 
 
+def _bounds(roi: Rect | np.ndarray) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of a rectangle, or of the box around a mask's pixels."""
+    if isinstance(roi, Rect):
+        return roi.bounds()
+    rows, cols = np.nonzero(roi.any(axis=1))[0], np.nonzero(roi.any(axis=0))[0]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def _plan(rois: Sequence[Rect | np.ndarray], ys: slice, xs: slice) -> _Plan:
     """Clip every ROI to the block ``[ys, xs]``: boxes relative to it, masks cropped."""
     boxes = np.zeros((len(rois), 5), np.int64)
@@ -216,11 +224,7 @@ def _plan(rois: Sequence[Rect | np.ndarray], ys: slice, xs: slice) -> _Plan:
     buffers = [np.ones(xs.stop - xs.start, np.uint8)]  # rectangles: stride 0 over this row
     used = buffers[0].size
     for r, roi in enumerate(rois):
-        if isinstance(roi, Rect):
-            y0, y1, x0, x1 = roi.bounds()
-        else:
-            rows, cols = np.nonzero(roi.any(axis=1))[0], np.nonzero(roi.any(axis=0))[0]
-            y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        y0, y1, x0, x1 = _bounds(roi)
         y0, y1 = max(y0, ys.start), min(y1, ys.stop)
         x0, x1 = max(x0, xs.start), min(x1, xs.stop)
         if y1 <= y0 or x1 <= x0:
@@ -345,14 +349,36 @@ def _check_frames(frames: xr.DataArray) -> tuple[int, int]:
     return frames.sizes["y"], frames.sizes["x"]
 
 
-def _result(frames: xr.DataArray, dims: tuple, shape: tuple, coords: dict, stats, line: str):
-    """Dataset(mean, std, count) over `dims` (ROI dims + leading dims of `frames`)."""
+class _Regions(NamedTuple):
+    """Checked regions and how their statistics are labelled."""
+
+    regions: list[Rect | np.ndarray]
+    dims: tuple[str, ...]  # of the regions: ("roi",) or ("row", "col")
+    shape: tuple[int, ...]  # sizes of `dims`
+    coords: dict
+    line: str  # of the history
+
+
+def _merged(stats):
+    """Dask stats ``(..., k, 3)`` in chunks of dask's usual size along the leading dims.
+
+    A few numbers per frame: one chunk for a run of any usual length, so the
+    results cost a few tasks rather than several per chunk of frames.
+    """
+    if not isinstance(stats, da.Array):
+        return stats
+    return stats.rechunk({i: "auto" for i in range(stats.ndim - 2)})
+
+
+def _result(frames: xr.DataArray, regions: _Regions, stats) -> xr.Dataset:
+    """Dataset(mean, std, count) over the region dims then the leading dims of `frames`."""
+    stats = _merged(stats)
     mean, std, count = (
-        _variable(stats, i, shape, kind)
+        _variable(stats, i, regions.shape, kind)
         for i, kind in enumerate((np.float64, np.float64, np.int64))
     )
     lead = frames.dims[:-2]
-
+    dims = (*regions.dims, *lead)
     units = frames.attrs.get("units")
     unit_attrs = {"units": units} if units else {}
     lead_coords = {k: v for k, v in frames.coords.items() if set(v.dims) <= set(lead)}
@@ -371,11 +397,71 @@ def _result(frames: xr.DataArray, dims: tuple, shape: tuple, coords: dict, stats
                 {"units": "1", "long_name": "finite pixels"},
             ),
         },
-        coords={**lead_coords, **coords},
+        coords={**lead_coords, **regions.coords},
     )
     ds.attrs = carried(frames.attrs)
-    ds.attrs.update(signal="mean", history=history(frames.attrs, line))
+    ds.attrs.update(signal="mean", history=history(frames.attrs, regions.line))
     return ds
+
+
+def _roi_regions(
+    rois: Mapping[str, Roi] | Sequence[Roi], shape: tuple[int, int], dim: str = "roi"
+) -> _Regions:
+    """The ROIs of `roi_means` checked against the image `shape`, with their coordinates."""
+    named = _normalise_rois(rois, shape)
+    geometry = np.array(
+        [roi if isinstance(roi, Rect) else (-1, -1, -1, -1) for roi in named.values()]
+    )
+    pixels = [
+        int(roi.sum()) if not isinstance(roi, Rect) else _rect_pixels(roi) for roi in named.values()
+    ]
+    px = {"units": "pixel"}
+    coords = {
+        dim: (dim, list(named)),
+        **{f"roi_{k}": (dim, geometry[:, i], px) for i, k in enumerate("xywh")},
+        "roi_pixels": (dim, np.array(pixels), {"units": "1"}),
+    }
+    line = f"roi_means: {len(named)} ROIs ({', '.join(named)})"
+    return _Regions(list(named.values()), (dim,), (len(named),), coords, line)
+
+
+def _grid_regions(
+    shape: tuple[int, int],
+    rows: int,
+    cols: int,
+    *,
+    region: Rect | tuple | None = None,
+    edges: Literal["even", "original"] = "even",
+) -> _Regions:
+    """The cells of `grid_means` checked against the image `shape`, with their coordinates."""
+    for label, n in (("rows", rows), ("cols", cols)):
+        if not isinstance(n, int | np.integer) or n < 1:
+            raise OptionError(f"grid_means: {label}={n!r}, expected a positive integer")
+    region = _as_roi("grid region", region or Rect(0, 0, shape[1], shape[0]), shape)
+    if not isinstance(region, Rect):
+        raise OptionError("grid_means: region must be a rectangle (x, y, w, h), not a mask")
+    y0, y1 = grid_edges(region.y, region.h, rows, edges=edges)
+    x0, x1 = grid_edges(region.x, region.w, cols, edges=edges)
+    if (y1 <= y0).any() or (x1 <= x0).any():
+        raise OptionError(
+            f"grid_means: {rows} x {cols} cells over region {tuple(region)} leave empty cells"
+        )
+    cells = [
+        Rect(xa, ya, xb - xa, yb - ya)
+        for ya, yb in zip(y0, y1, strict=True)
+        for xa, xb in zip(x0, x1, strict=True)
+    ]
+    px = {"units": "pixel"}
+    coords = {
+        "row": ("row", np.arange(rows)),
+        "col": ("col", np.arange(cols)),
+        "roi_y": ("row", y0, px),
+        "roi_h": ("row", y1 - y0, px),
+        "roi_x": ("col", x0, px),
+        "roi_w": ("col", x1 - x0, px),
+    }
+    line = f"grid_means: {rows} x {cols} cells over {tuple(region)}, edges={edges!r}"
+    return _Regions(cells, ("row", "col"), (rows, cols), coords, line)
 
 
 # --------------------------------------------------------------------------- public
@@ -422,24 +508,8 @@ def roi_means(
     >>> out["mean"].values.tolist(), out["count"].values.tolist()
     ([[3.5, 15.5]], [[4, 4]])
     """
-    shape = _check_frames(frames)
-    named = _normalise_rois(rois, shape)
-    geometry = np.array(
-        [roi if isinstance(roi, Rect) else (-1, -1, -1, -1) for roi in named.values()]
-    )
-    pixels = [
-        int(roi.sum()) if not isinstance(roi, Rect) else _rect_pixels(roi) for roi in named.values()
-    ]
-    coords = {
-        dim: (dim, list(named)),
-        **{f"roi_{k}": (dim, geometry[:, i]) for i, k in enumerate("xywh")},
-        "roi_pixels": (dim, np.array(pixels), {"units": "1"}),
-    }
-    for k in "xywh":
-        coords[f"roi_{k}"] += ({"units": "pixel"},)
-    stats = _stats(frames.data, list(named.values()))
-    line = f"roi_means: {len(named)} ROIs ({', '.join(named)})"
-    return _result(frames, (dim, *frames.dims[:-2]), (len(named),), coords, stats, line)
+    regions = _roi_regions(rois, _check_frames(frames), dim)
+    return _result(frames, regions, _stats(frames.data, regions.regions))
 
 
 def _rect_pixels(rect: Rect) -> int:
@@ -533,36 +603,8 @@ def grid_means(
     >>> grid_means(frames, 2, 3)["mean"].shape
     (2, 3, 2)
     """
-    shape = _check_frames(frames)
-    for label, n in (("rows", rows), ("cols", cols)):
-        if not isinstance(n, int | np.integer) or n < 1:
-            raise OptionError(f"grid_means: {label}={n!r}, expected a positive integer")
-    region = _as_roi("grid region", region or Rect(0, 0, shape[1], shape[0]), shape)
-    if not isinstance(region, Rect):
-        raise OptionError("grid_means: region must be a rectangle (x, y, w, h), not a mask")
-    y0, y1 = grid_edges(region.y, region.h, rows, edges=edges)
-    x0, x1 = grid_edges(region.x, region.w, cols, edges=edges)
-    if (y1 <= y0).any() or (x1 <= x0).any():
-        raise OptionError(
-            f"grid_means: {rows} x {cols} cells over region {tuple(region)} leave empty cells"
-        )
-    cells = [
-        Rect(xa, ya, xb - xa, yb - ya)
-        for ya, yb in zip(y0, y1, strict=True)
-        for xa, xb in zip(x0, x1, strict=True)
-    ]
-    px = {"units": "pixel"}
-    coords = {
-        "row": ("row", np.arange(rows)),
-        "col": ("col", np.arange(cols)),
-        "roi_y": ("row", y0, px),
-        "roi_h": ("row", y1 - y0, px),
-        "roi_x": ("col", x0, px),
-        "roi_w": ("col", x1 - x0, px),
-    }
-    stats = _stats(frames.data, cells)
-    line = f"grid_means: {rows} x {cols} cells over {tuple(region)}, edges={edges!r}"
-    return _result(frames, ("row", "col", *frames.dims[:-2]), (rows, cols), coords, stats, line)
+    regions = _grid_regions(_check_frames(frames), rows, cols, region=region, edges=edges)
+    return _result(frames, regions, _stats(frames.data, regions.regions))
 
 
 # --------------------------------------------------------------------------- files

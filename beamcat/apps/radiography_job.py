@@ -6,9 +6,9 @@ difference images) for one or several runs of a catalog:
 
 1. dark and flat masters, calibration (``T = (I - D) / (F - D)``, optionally
    normalised by an open-beam region);
-2. ROI means (and grid cell means) of every frame, plus the reference image,
-   computed in ONE dask computation (the calibration tasks are shared; memory
-   is bounded by a chunk of frames);
+2. ROI means (and grid cell means) of every frame in one pass over the raw
+   frames (`calibrated_means`), plus the reference image, computed in ONE dask
+   computation (memory is bounded by a chunk of frames);
 3. tables: the original's ``<run>_greyvalues.csv`` (and ``_grid_greyvalues``,
    ``_concentration``) and Zarr stores of everything;
 4. figures: the reference image with the ROIs, the double plot (logs over ROI
@@ -30,8 +30,9 @@ import numpy as np
 import xarray as xr
 
 from beamcat.analyses import calibration, tables, timeseries
+from beamcat.analyses.calibrated_means import calibrated_means
 from beamcat.analyses.calibration import calibrate, dark_master, flat_master
-from beamcat.analyses.roi import grid_means, load_rois, roi_means
+from beamcat.analyses.roi import load_rois
 from beamcat.errors import CatalogError, OptionError
 from beamcat.figures import radiography as figures
 from beamcat.figures import save_figure
@@ -250,18 +251,27 @@ def run_radiography(
         if "time" not in frames.coords:
             raise OptionError(f"run {name!r}: frames without times; give the entry a frame_log")
         transmission = calibrate(frames, dark_image, flat_image, air_roi=air_roi)
+        means = calibrated_means(
+            frames,
+            dark_image,
+            flat_image,
+            rois=rois,
+            grid=grid,
+            grid_region=grid_region,
+            air_roi=air_roi,
+        )
         sizes[name] = _pixel_size(ds, pixel_size)
         lazy[name] = {
             "transmission": transmission,
-            "means": roi_means(transmission, rois),
+            "means": means["rois"],
             "reference": _reference_image(transmission, reference, "--reference"),
         }
         if grid:
-            lazy[name]["grid"] = grid_means(transmission, *grid, region=grid_region)
+            lazy[name]["grid"] = means["grid"]
         if difference is not None:
             lazy[name]["difference"] = _reference_image(transmission, difference, "--difference")
     out.mkdir(parents=True, exist_ok=True)
-    # everything small in one computation: the calibration runs once per chunk for all
+    # everything small in one computation: one pass over the raw frames for the means
     wanted = {
         name: {k: v for k, v in parts.items() if k != "transmission"}
         for name, parts in lazy.items()

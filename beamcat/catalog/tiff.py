@@ -32,7 +32,11 @@ from beamcat.errors import FormatError, OptionError
 SUFFIXES = (".tif", ".tiff")
 #: with ``times="auto"``, stacks of at most this many files get every DateTime tag read
 TAG_TIMES_MAX_FILES = 1000
-_CHUNK_BYTES = 64 * 2**20
+# default chunks of about 8 MiB: large frames (over 2 MiB) in bands of rows of 4 frames.
+# Small chunks keep every buffer an analysis makes of one (float32, float64) under
+# 32 MiB, past which glibc hands out fresh pages, whose faults cost more than the work
+_CHUNK_BYTES = 8 * 2**20
+_BAND_FRAMES = 4
 # a chunk reads a whole file per single-page frame; bounding them keeps threads busy and
 # a strided selection (ds.counts[::100]) from reading thousands of files
 _CHUNK_FILES = 256
@@ -108,13 +112,14 @@ def open_tiff(
         since it opens every file, and leaves ``time`` out when a file lacks a
         time. ``"none"`` never reads them.
     chunks : int or mapping, optional
-        Frames per dask chunk, or chunk sizes by dim such as ``{"y": 512, "x": 512}``;
-        by default whole frames, about 64 MiB per chunk (a chunk may span several
-        files, so a stack of small files gives a small graph). A ``y`` chunk makes
-        each task read only its band of rows from each plain file (rows lie
-        contiguously there), so bands that no computation needs are never read;
-        ``x`` chunks are cut from a band read once (reading part of a row would
-        cost a read per row).
+        Frames per dask chunk, or chunk sizes by dim such as ``{"y": 512, "x": 512}``.
+        By default about 8 MiB per chunk: whole frames up to 2 MiB (a chunk may
+        span several files, so a stack of small files gives a small graph), bands
+        of rows of 4 frames for larger ones (2048 x 2048 uint16: 512 rows). A
+        ``y`` chunk (given or default) makes each task read only its band of
+        rows from each plain file (rows lie contiguously there), so bands that no
+        computation needs are never read; ``x`` chunks are cut from a band read
+        once (reading part of a row would cost a read per row).
 
     Returns
     -------
@@ -188,7 +193,8 @@ def open_tiff(
 def _chunk_sizes(chunks, first: _Header) -> tuple[int, int, int]:
     """(frames, rows, columns) per chunk from `open_tiff`'s `chunks`, checked.
 
-    Frames default to about 64 MiB per read band of rows, and at most
+    Rows default to whole frames up to 2 MiB, else bands of `_BAND_FRAMES`
+    frames in `_CHUNK_BYTES`; frames to `_CHUNK_BYTES` per chunk, and at most
     `_CHUNK_FILES` single-page files.
     """
     sizes = chunks if isinstance(chunks, Mapping) else {"frame": chunks}
@@ -202,11 +208,13 @@ def _chunk_sizes(chunks, first: _Header) -> tuple[int, int, int]:
             "positive chunk sizes by dim 'frame', 'y', 'x'"
         )
     ny, nx = first.shape
-    rows = min(int(sizes.get("y") or ny), ny)
+    row_bytes = first.dtype.itemsize * nx
+    band = max(1, _CHUNK_BYTES // (_BAND_FRAMES * row_bytes))
+    rows = min(int(sizes.get("y") or band), ny)
     columns = min(int(sizes.get("x") or nx), nx)
     frames = sizes.get("frame")
     if frames is None:
-        frames = max(1, _CHUNK_BYTES // (first.dtype.itemsize * rows * nx))
+        frames = max(1, _CHUNK_BYTES // (rows * row_bytes))
         frames = min(frames, _CHUNK_FILES) if first.npages == 1 else frames
     return int(frames), rows, columns
 

@@ -38,11 +38,10 @@ DEMO_THRESHOLD = 2500.0
 
 
 @pytest.fixture(scope="session")
-def imat(tmp_path_factory):
-    """The demo's IMAT run, darks, flats and its ground truth (generated once)."""
-    folder = tmp_path_factory.mktemp("demo_calibration")
-    catalog = open_catalog(demo.make_demo(folder))
-    scalars, arrays = demo.read_truth(folder / "radiography")
+def imat(demo_dir):
+    """The demo's IMAT run, darks, flats and its ground truth."""
+    catalog = open_catalog(demo_dir / demo.CATALOG_NAME)
+    scalars, arrays = demo.read_truth(demo_dir / "radiography")
     read = {name: catalog[f"imat_{name}"].read() for name in ("run", "dark", "flat")}
     return read, scalars, arrays
 

@@ -27,10 +27,9 @@ def real_logs(shared_data):
 
 
 @pytest.fixture(scope="session")
-def demo_catalog(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    catalog = demo.make_demo(folder)
-    return open_catalog(catalog), demo.read_truth(folder / "radiography")
+def demo_catalog(demo_dir):
+    catalog = open_catalog(demo_dir / demo.CATALOG_NAME)
+    return catalog, demo.read_truth(demo_dir / "radiography")
 
 
 def _run(start: str, n: int, period_s: float, values=None, chunks=None) -> xr.Dataset:

@@ -8,16 +8,15 @@ import matplotlib.pyplot as plt
 import pytest
 from playwright.sync_api import expect
 
-from beamcat.catalog.demo import make_demo
+from beamcat.catalog.demo import CATALOG_NAME
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, serving):
+def server(demo_dir, tmp_path_factory, serving):
     """The app on the demo catalog; yields its URL."""
-    folder = tmp_path_factory.mktemp("demo")
-    with serving(make_demo(folder), folder) as url:
+    with serving(demo_dir / CATALOG_NAME, tmp_path_factory.mktemp("server")) as url:
         yield url
 
 

@@ -17,12 +17,11 @@ from beamcat.errors import OptionError
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
+def demo_run(demo_dir, tmp_path_factory):
     """The demo catalog, its radiography truth and a ROI file of the truth's regions."""
-    folder = tmp_path_factory.mktemp("radiography_demo")
-    catalog = demo.make_demo(folder)
-    scalars, arrays = demo.read_truth(folder / "radiography")
-    rois = folder / "rois.json"
+    catalog = demo_dir / demo.CATALOG_NAME
+    scalars, arrays = demo.read_truth(demo_dir / "radiography")
+    rois = tmp_path_factory.mktemp("rois") / "rois.json"
     rois.write_text(json.dumps({"rois": scalars["rois"]}))
     return catalog, scalars, arrays, rois
 

@@ -19,7 +19,7 @@ from beamcat.analyses.timeseries import beer_lambert, normalise
 from beamcat.apps.radiography_page import RadiographyPage
 from beamcat.apps.roi_editor import rois_from_boxes
 from beamcat.apps.state import AppState, CatalogContext
-from beamcat.catalog.demo import make_demo, read_truth
+from beamcat.catalog.demo import CATALOG_NAME, read_truth
 
 ROIS = {"bed_top": Rect(134, 75, 52, 30), "air": Rect(10, 10, 60, 60)}
 
@@ -31,9 +31,8 @@ def _curve(rpage, label, plot=-1):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    return make_demo(folder), folder
+def demo(demo_dir):
+    return demo_dir / CATALOG_NAME, demo_dir
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pandas as pd
@@ -32,17 +31,6 @@ EXPECTED = {
     "spice_window0": {"time": 1, "wavelength": 60, "y": 96, "x": 48},
     **{f"spice_window{w}": {"time": 1, "wavelength": 32, "y": 96, "x": 48} for w in (1, 2, 3)},
 }
-
-
-@pytest.fixture(scope="session")
-def demo_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    start = time.perf_counter()
-    demo.make_demo(folder)
-    seconds = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    print(f"\ndemo generated in {seconds:.1f} s, {size / 2**20:.1f} MiB on disk")
-    return folder
 
 
 @pytest.fixture(scope="session")
