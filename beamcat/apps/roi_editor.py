@@ -2,9 +2,11 @@
 
 Shared by the pages that measure ROIs (radiography, live). On the image, bokeh's
 box-edit tool draws a box (shift + drag), moves one (drag) and deletes one (tap,
-then Backspace); boxes snap to pixel edges and are clipped to the image. The
-table beside it lists name, x, y, w, h (``Rect``: pixels ``[y:y+h, x:x+w]``);
-editing a number resizes the ROI, the ✕ button deletes it. ROI sets are saved
+then Backspace); dragging an edge or a corner of a box resizes it (each box
+carries an editable bokeh ``BoxAnnotation`` that is resizable but not movable, so
+drags inside it still reach the box-edit tool). Boxes snap to pixel edges and are
+clipped to the image. The table beside it lists name, x, y, w, h (``Rect``: pixels
+``[y:y+h, x:x+w]``); editing a number resizes the ROI, the ✕ button deletes it. ROI sets are saved
 and loaded as JSON (or CSV) with `beamcat.analyses.roi.save_rois`/`load_rois`.
 
 A page overlays `RoiEditor.boxes` and `RoiEditor.labels` on its image, shows the
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models import BoxAnnotation
 from bokeh.palettes import Category10_10
 
 from beamcat.analyses.roi import Rect, load_rois, save_rois
@@ -29,6 +33,9 @@ from beamcat.apps.state import error_message
 from beamcat.errors import BeamcatError
 
 ROI_COLUMNS = ("name", "x", "y", "w", "h")
+#: a resize is adopted once its edges have been still this long (a drag moves them often)
+RESIZE_SETTLE_S = 0.3
+_BOX_COLUMNS = ("name", "x0", "y0", "x1", "y1")
 
 #: reports a message (None clears it) of one part ("table", "file") of the editor
 Report = Callable[[str, str | None], None]
@@ -146,6 +153,11 @@ class RoiEditor(pn.viewable.Viewer):
         self._report_error = report_error or self._show
         self._report_note = report_note or self._show
         self._syncing = False
+        # resize handles: per bokeh figure, one BoxAnnotation per ROI name
+        self._handles: dict[str, dict[str, BoxAnnotation]] = {}
+        self._resized: dict[str, BoxAnnotation] = {}
+        self._last_resize = 0.0
+        self._resize_timer = None
 
         self._pipe = hv.streams.Pipe(data=[])
         self.boxes = hv.DynamicMap(self._boxes_element, streams=[self._pipe])
@@ -177,8 +189,8 @@ class RoiEditor(pn.viewable.Viewer):
         self.upload.param.watch(self._on_upload, "value")
         self._layout = pn.Column(
             pn.pane.Markdown(
-                "**ROIs** — box tool: shift + drag draws, drag moves, tap + Backspace "
-                "deletes; edit numbers in the table to resize."
+                "**ROIs** — box tool: shift + drag draws, drag moves, dragging an edge "
+                "or a corner resizes, tap + Backspace deletes; or edit the numbers."
             ),
             self.alert,
             self.table,
@@ -305,8 +317,79 @@ class RoiEditor(pn.viewable.Viewer):
 
     def _boxes_element(self, data):
         return hv.Rectangles(data or [], vdims=["name", "color"]).opts(
-            fill_color="color", fill_alpha=0.12, line_color="color", line_width=2
+            fill_color="color",
+            fill_alpha=0.12,
+            line_color="color",
+            line_width=2,
+            hooks=[self._resize_handles],
         )
+
+    # ------------------------------------------------------------------ resizing
+
+    def _resize_handles(self, plot, element) -> None:
+        """HoloViews hook: one resizable BoxAnnotation on each ROI box of the figure.
+
+        Called whenever the boxes are drawn, so the handles follow every change
+        of the ROI set (drawn, moved, typed, loaded).
+        """
+        figure = plot.state
+        handles = self._handles.setdefault(figure.id, {})
+        boxes = {
+            name: box
+            for name, *box in zip(*(element.dimension_values(k) for k in _BOX_COLUMNS), strict=True)
+        }
+        for name in set(handles) - set(boxes):
+            handles[name].visible = False  # kept for a ROI of that name again
+        for name, (x0, y0, x1, y1) in boxes.items():
+            if name not in handles:
+                handle = BoxAnnotation(
+                    editable=True,
+                    movable="none",
+                    resizable="all",
+                    fill_alpha=0.0,
+                    line_alpha=0.0,
+                    name=f"resize {name}",
+                )
+                for edge in ("left", "right", "top", "bottom"):
+                    handle.on_change(edge, self._resize_callback(name, handle))
+                figure.add_layout(handle)
+                handles[name] = handle
+            handles[name].update(left=x0, right=x1, top=y0, bottom=y1, visible=True)
+
+    def _resize_callback(self, name: str, handle: BoxAnnotation):
+        def resized(attr, old, new) -> None:
+            rect = self.rois.get(name)
+            edges = (handle.left, handle.top, handle.right, handle.bottom)
+            if rect is None or edges == (rect.x, rect.y, rect.x + rect.w, rect.y + rect.h):
+                return  # put on its ROI by `_resize_handles`, not dragged
+            self._resized[name] = handle
+            self._last_resize = time.monotonic()
+            if self._resize_timer is None and handle.document is not None:
+                delay = int(RESIZE_SETTLE_S * 1000)
+                self._resize_timer = handle.document.add_timeout_callback(self._settle, delay)
+
+        return resized
+
+    def _settle(self) -> None:
+        """Adopt the dragged handles' edges once they stop moving (wait again if not)."""
+        self._resize_timer = None
+        waited = time.monotonic() - self._last_resize
+        document = next(iter(self._resized.values())).document
+        if waited < RESIZE_SETTLE_S and document is not None:
+            delay = int((RESIZE_SETTLE_S - waited) * 1000) + 1
+            self._resize_timer = document.add_timeout_callback(self._settle, delay)
+            return
+        columns: dict[str, list] = {k: [] for k in _BOX_COLUMNS}
+        for *box, name, _color in self.box_rows():
+            if handle := self._resized.get(name):
+                box = [handle.left, handle.top, handle.right, handle.bottom]
+            for column, value in zip(columns.values(), (name, *box), strict=True):
+                column.append(value)
+        self._resized.clear()
+        rois = rois_from_boxes(columns, self.shape)
+        if rois == self.rois:
+            self.redraw()  # snapped back to the same pixels: the handles onto the boxes again
+        self.set_rois(rois)
 
     def _labels_element(self, data):
         rows = [(x0 + 1, y0 + 1, name) for x0, y0, _x1, _y1, name, _c in data or []]

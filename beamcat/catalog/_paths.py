@@ -80,5 +80,4 @@ def expand_source(
 
 
 def _has_suffix(name: str, suffixes: tuple[str, ...]) -> bool:
-    name = name.lower()
-    return any(name.endswith(s.lower()) for s in suffixes)
+    return name.lower().endswith(tuple(s.lower() for s in suffixes))

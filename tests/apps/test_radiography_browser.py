@@ -57,3 +57,28 @@ def test_draw_a_roi_and_see_its_curve(server, tmp_path, chromium, draw_box, find
     }
     pixels = plt.imread(io.BytesIO(page.screenshot(clip=box)))
     assert pixels[..., :3].std() > 0.02
+
+    # dragging the box's right edge resizes the ROI; dragging inside it moves it
+    def drag(start, end):
+        at = [
+            (image["left"] + px * image["width"] / 320, image["top"] + py * image["height"] / 256)
+            for px, py in (start, end)
+        ]
+        page.mouse.move(*at[0])
+        page.mouse.down()
+        for f in (0.25, 0.5, 0.75, 1.0):
+            page.mouse.move(*(a + f * (b - a) for a, b in zip(*at, strict=True)))
+        page.mouse.up()
+
+    def table_row():
+        return [int(v) for v in row.inner_text().split()[2:6]]
+
+    drag((x + w, y + h / 2), (x + w + 20, y + h / 2))
+    page.wait_for_timeout(1500)  # the resize is adopted once the edge stood still 0.3 s
+    x2, y2, w2, h2 = table_row()
+    assert (x2, y2, h2) == (x, y, h) and abs(w2 - (w + 20)) <= 1  # only the right edge moved
+    drag((x + 10, y + h / 2), (x + 40, y + h / 2 + 10))
+    page.wait_for_timeout(1500)
+    x3, y3, w3, h3 = table_row()
+    # a move: same size; the box-edit tool picks the box up a few screen pixels into the drag
+    assert (w3, h3) == (w2, h2) and abs(x3 - (x + 30)) <= 3 and abs(y3 - (y + 10)) <= 3
