@@ -33,8 +33,9 @@ import pandas as pd
 import panel as pn
 import xarray as xr
 
+from beamcat.analyses.calibrated_means import calibrated_means
 from beamcat.analyses.calibration import calibrate, dark_master, difference, flat_master
-from beamcat.analyses.roi import Rect, grid_means, roi_means
+from beamcat.analyses.roi import Rect, check_rect
 from beamcat.analyses.timeseries import beer_lambert, normalise
 from beamcat.apps.quicklook import preview_timeseries, robust_limits, signal_name
 from beamcat.apps.roi_editor import RoiEditor, show_message
@@ -141,7 +142,7 @@ def _frames(context: CatalogContext, name: str) -> xr.DataArray:
 
 
 class Calibrated(NamedTuple):
-    """A run's lazy transmission and what the page shows of it.
+    """A run's lazy transmission, what it was made from and what the page shows of it.
 
     Attributes
     ----------
@@ -151,11 +152,21 @@ class Calibrated(NamedTuple):
         Lazy `calibrate` output.
     reference : DataArray (y, x)
         Mean transmission of the first frames, NumPy-backed.
+    frames, dark, flat : DataArray
+        The raw frames and the masters calibrated, for `means`.
     """
 
     key: tuple
     transmission: xr.DataArray
     reference: xr.DataArray
+    frames: xr.DataArray
+    dark: xr.DataArray
+    flat: xr.DataArray
+
+    def means(self, **regions) -> dict[str, xr.Dataset]:
+        """`calibrated_means` of `regions` (``rois=``, ``grid=``...): one pass, lazy."""
+        air = self.key[3]
+        return calibrated_means(self.frames, self.dark, self.flat, air_roi=air, **regions)
 
     @property
     def dim(self) -> str:
@@ -181,14 +192,14 @@ def compute_masters(
 
 
 def roi_series(
-    transmission: xr.DataArray, rois: Mapping[str, Rect], cache: dict[Rect, np.ndarray]
+    calibrated: Calibrated, rois: Mapping[str, Rect], cache: dict[Rect, np.ndarray]
 ) -> tuple[xr.DataArray | None, dict[str, str]]:
     """Mean transmission of each ROI over time, computing only ROIs not in `cache`.
 
     Parameters
     ----------
-    transmission : DataArray (time, y, x)
-        Lazy calibrated run.
+    calibrated : Calibrated
+        The calibrated run (means in one pass over its raw frames).
     rois : mapping name -> Rect
     cache : dict Rect -> ndarray (time,)
         Means already computed for this `transmission`; filled in place.
@@ -206,23 +217,23 @@ def roi_series(
         if rect in cache or rect in todo.values():
             continue
         try:
-            roi_means(transmission, {name: rect})  # checks the ROI; builds a graph only
+            check_rect(rect, calibrated.shape, f"ROI {name!r}")
         except BeamcatError as err:
             errors[name] = error_message(err)
             continue
         todo[name] = rect
     if todo:
-        means = roi_means(transmission, todo)["mean"].compute()
+        means = calibrated.means(rois=todo)["rois"]["mean"].compute()
         for name, rect in todo.items():
             cache[rect] = means.sel(roi=name).values
     good = [n for n in rois if n not in errors]
     if not good:
         return None, errors
-    dim = transmission.dims[0]
+    dim = calibrated.dim
     series = xr.DataArray(
         np.stack([cache[rois[n]] for n in good]),
         dims=("roi", dim),
-        coords={"roi": good, **{k: v for k, v in transmission[dim].coords.items()}},
+        coords={"roi": good, **{k: v for k, v in calibrated.transmission[dim].coords.items()}},
         attrs={"units": "1", "long_name": "transmission"},
     )
     return series, errors
@@ -495,7 +506,7 @@ class RadiographyPage(pn.viewable.Viewer):
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels (dead flat) stay NaN
             reference = transmission.isel({dim: slice(0, n)}).mean(dim).compute()
         reference.attrs["preview"] = f"transmission: mean of frames 0-{n - 1}"
-        return Calibrated(key, transmission, reference)
+        return Calibrated(key, transmission, reference, _frames(context, run), d, f)
 
     async def _update_calibration(self, *_) -> None:
         key = self._calibration_key()
@@ -563,7 +574,7 @@ class RadiographyPage(pn.viewable.Viewer):
         cache = self._series_cache
         ok, result = await self._work(
             "rois",
-            lambda: roi_series(calibrated.transmission, rois, cache),
+            lambda: roi_series(calibrated, rois, cache),
             self.curves_pane,
         )
         if not ok:
@@ -695,9 +706,8 @@ class RadiographyPage(pn.viewable.Viewer):
         """Grid cell means (row, col, time), cached per grid."""
         key = (calibrated.key[:4], rows, cols, region)
         if key not in self._grid_cache:
-            self._grid_cache[key] = grid_means(calibrated.transmission, rows, cols, region=region)[
-                "mean"
-            ].compute()
+            grid = calibrated.means(grid=(rows, cols), grid_region=region)["grid"]
+            self._grid_cache[key] = grid["mean"].compute()
         return self._grid_cache[key]
 
     async def _update_grid(self, *_) -> None:
