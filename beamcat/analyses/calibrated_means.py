@@ -4,11 +4,12 @@
 flat, air_roi=...), rois)`` and of `grid_means` on the same calibration, but
 the transmission of whole frames never exists. Each chunk of raw frames is cut
 to the box around the ROIs, the grid and the air region before it is read (a
-TIFF stack then reads only the box's rows of each file); one task per chunk
-then, frame by frame, calibrates the box into one reused buffer with
-`calibrate`'s kernels and reduces it with `roi_means`' kernel. So the work per
-frame is the box's pixels, the dask graph has a task or two per chunk of
-frames, and memory is bounded by one chunk of the box's raw counts.
+TIFF stack then reads only the box's rows of each file). One task per chunk
+then copies out just the regions' box and the air region (whatever bands of
+rows the chunk came in) and, frame by frame, calibrates them into one reused
+buffer with `calibrate`'s kernels and reduces it with `roi_means`' kernel. So
+the work per frame is the box's pixels, the dask graph has a task per band and
+one per chunk of frames, and memory is bounded by one chunk of the box's rows.
 
 Examples
 --------
@@ -219,8 +220,8 @@ def calibrated_means(
     stats = _merged(_stats(raw.data, dark_image.data, inverse.data, air, regions))
     template = as_transmission(raw, dark, flat, air_roi, outliers, eps, invalid)
     out, start = {}, 0
-    for key, regions in sets.items():
-        stop = start + len(regions.regions)
-        out[key] = _result(template, regions, stats[:, start:stop])
+    for key, labelled in sets.items():
+        stop = start + len(labelled.regions)
+        out[key] = _result(template, labelled, stats[:, start:stop])
         start = stop
     return out
