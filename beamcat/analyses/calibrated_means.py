@@ -35,9 +35,9 @@ import xarray as xr
 
 from beamcat.analyses.calibration import (
     _air_mean_kernel,
+    _as_transmission,
     _calibration_inputs,
     _transmission_kernel,
-    as_transmission,
 )
 from beamcat.analyses.roi import (
     _STATS,
@@ -218,7 +218,7 @@ def calibrated_means(
     air = None if air_roi is None else check_rect(air_roi, shape, "air_roi")
     regions = [r for s in sets.values() for r in s.regions]
     stats = _merged(_stats(raw.data, dark_image.data, inverse.data, air, regions))
-    template = as_transmission(raw, dark, flat, air_roi, outliers, eps, invalid)
+    template = _as_transmission(raw, dark, flat, air_roi, outliers, eps, invalid)
     out, start = {}, 0
     for key, labelled in sets.items():
         stop = start + len(labelled.regions)

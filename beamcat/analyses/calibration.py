@@ -627,7 +627,7 @@ def calibrate(
     transmission = xr.apply_ufunc(
         _transmission_block, *inputs, dask="parallelized", output_dtypes=[np.float32]
     )
-    return as_transmission(transmission, dark, flat, air_roi, outliers, eps, invalid)
+    return _as_transmission(transmission, dark, flat, air_roi, outliers, eps, invalid)
 
 
 def _calibration_inputs(frames, dark, flat, outliers, eps, invalid) -> tuple:
@@ -655,7 +655,7 @@ def _calibration_inputs(frames, dark, flat, outliers, eps, invalid) -> tuple:
     return frames, dark_image, inverse
 
 
-def as_transmission(
+def _as_transmission(
     values: xr.DataArray, dark, flat, air_roi, outliers, eps, invalid
 ) -> xr.DataArray:
     """`values` (frames' dims and coordinates) labelled as `calibrate`'s result.
