@@ -155,6 +155,7 @@ class RoiEditor(pn.viewable.Viewer):
         self._syncing = False
         # resize handles: per bokeh figure, one BoxAnnotation per ROI name
         self._handles: dict[str, dict[str, BoxAnnotation]] = {}
+        self._placing = False  # `_resize_handles` is putting handles on their boxes
         self._resized: dict[str, BoxAnnotation] = {}
         self._last_resize = 0.0
         self._resize_timer = None
@@ -354,14 +355,16 @@ class RoiEditor(pn.viewable.Viewer):
                     handle.on_change(edge, self._resize_callback(name, handle))
                 figure.add_layout(handle)
                 handles[name] = handle
-            handles[name].update(left=x0, right=x1, top=y0, bottom=y1, visible=True)
+            self._placing = True  # each edge set calls the callback: not a drag
+            try:
+                handles[name].update(left=x0, right=x1, top=y0, bottom=y1, visible=True)
+            finally:
+                self._placing = False
 
     def _resize_callback(self, name: str, handle: BoxAnnotation):
         def resized(attr, old, new) -> None:
-            rect = self.rois.get(name)
-            edges = (handle.left, handle.top, handle.right, handle.bottom)
-            if rect is None or edges == (rect.x, rect.y, rect.x + rect.w, rect.y + rect.h):
-                return  # put on its ROI by `_resize_handles`, not dragged
+            if self._placing:
+                return
             self._resized[name] = handle
             self._last_resize = time.monotonic()
             if self._resize_timer is None and handle.document is not None:
