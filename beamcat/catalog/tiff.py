@@ -115,7 +115,8 @@ def open_tiff(
         Frames per dask chunk, or chunk sizes by dim such as ``{"y": 512, "x": 512}``.
         By default about 8 MiB per chunk: whole frames up to 2 MiB (a chunk may
         span several files, so a stack of small files gives a small graph), bands
-        of rows of 4 frames for larger ones (2048 x 2048 uint16: 512 rows). A
+        of rows of 4 frames for larger ones (2048 x 2048 uint16: 512 rows) unless
+        they are compressed (whole frames: a page is decoded whole). A
         ``y`` chunk (given or default) makes each task read only its band of
         rows from each plain file (rows lie contiguously there), so bands that no
         computation needs are never read; ``x`` chunks are cut from a band read
@@ -163,7 +164,9 @@ def open_tiff(
     npages = [h.npages if h else first.npages for h in headers]
     nframes = sum(npages)
     stack = TiffStack(files, [h or first for h in headers], _raw_layout(files[0], first))
-    per_chunk, rows, columns = _chunk_sizes(chunks, first)
+    # rows are read directly from plain files; compressed ones decode whole pages
+    plain = stack.raw is not None or first.contiguous_offset is not None
+    per_chunk, rows, columns = _chunk_sizes(chunks, first, bands=plain)
     counts = da.from_array(
         stack, chunks=(per_chunk, rows, first.shape[1]), meta=np.empty((0, 0, 0), first.dtype)
     )
@@ -190,12 +193,13 @@ def open_tiff(
     )
 
 
-def _chunk_sizes(chunks, first: _Header) -> tuple[int, int, int]:
+def _chunk_sizes(chunks, first: _Header, *, bands: bool) -> tuple[int, int, int]:
     """(frames, rows, columns) per chunk from `open_tiff`'s `chunks`, checked.
 
-    Rows default to whole frames up to 2 MiB, else bands of `_BAND_FRAMES`
-    frames in `_CHUNK_BYTES`; frames to `_CHUNK_BYTES` per chunk, and at most
-    `_CHUNK_FILES` single-page files.
+    Rows default to whole frames up to 2 MiB (or whenever not `bands`: a
+    compressed page is decoded whole, whatever rows are wanted), else bands of
+    `_BAND_FRAMES` frames in `_CHUNK_BYTES`; frames to `_CHUNK_BYTES` per
+    chunk, and at most `_CHUNK_FILES` single-page files.
     """
     sizes = chunks if isinstance(chunks, Mapping) else {"frame": chunks}
     valid = set(sizes) <= {"frame", "y", "x"} and all(
@@ -209,7 +213,7 @@ def _chunk_sizes(chunks, first: _Header) -> tuple[int, int, int]:
         )
     ny, nx = first.shape
     row_bytes = first.dtype.itemsize * nx
-    band = max(1, _CHUNK_BYTES // (_BAND_FRAMES * row_bytes))
+    band = max(1, _CHUNK_BYTES // (_BAND_FRAMES * row_bytes)) if bands else ny
     rows = min(int(sizes.get("y") or band), ny)
     columns = min(int(sizes.get("x") or nx), nx)
     frames = sizes.get("frame")

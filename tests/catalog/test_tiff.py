@@ -357,3 +357,16 @@ def test_open_10000_files_reads_one_header(tmp_path, raise_if_dask_computes, mon
     assert ds.counts.chunks[0][0] == 256  # at most 256 files per task
     monkeypatch.undo()
     np.testing.assert_array_equal(ds.counts[-1].values, frame)  # reads the last 16 files only
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_default_chunks_band_large_plain_frames_only(tmp_path, compression):
+    # 1100 x 1000 uint16 frames (2.1 MiB): plain ones come in bands of rows of 4 frames
+    # (8 MiB), read row by row; compressed pages are decoded whole, so whole frames
+    frames = np.arange(3 * 1100 * 1000, dtype=np.uint16).reshape(3, 1100, 1000)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, frames, photometric="minisblack", compression=compression)
+    counts = open_tiff(path).counts
+    band = 8 * 2**20 // (4 * 2000)  # rows of 4 frames in 8 MiB
+    assert counts.chunks[1] == ((band, 1100 - band) if compression is None else (1100,))
+    np.testing.assert_array_equal(counts.values, frames)
