@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -265,6 +266,18 @@ def test_masters_equal_numpy(small):
     expected = np.median(f - master.values, 0)
     np.testing.assert_allclose(flat_master(flat, dark, method="median").values, expected, rtol=1e-6)
     assert dark_master(dark).dtype == flat_master(flat, dark).dtype == np.float32
+
+
+@pytest.mark.parametrize("chunks", [{"frame": 1}, {"frame": 2, "y": 5}, {"frame": 3, "x": 4}])
+def test_integer_mean_masters_equal_numpy_under_any_chunking(chunks):
+    # dask-backed integer frames take the frame-sum path: float64 sums are exact for
+    # uint16 counts, so the master is NumPy's float64 mean rounded to float32, bit for bit
+    rng = np.random.default_rng(11)
+    frames = xr.DataArray(rng.integers(0, 65535, (7, 12, 15), np.uint16), dims=DIMS)
+    expected = frames.values.astype(np.float64).mean(0).astype(np.float32)
+    with dask.config.set({"array.split_every": 2}):  # a tree of combine steps, not one
+        master = dark_master(frames.chunk(chunks)).compute()
+    np.testing.assert_array_equal(master.values, expected)
 
 
 def test_calibrate_keeps_time_and_metadata(small):
