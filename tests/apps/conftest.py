@@ -204,7 +204,9 @@ def _find_plot(page, title_start: str, *, timeout: float = 60, ready=lambda plot
         if found and ready(found[0]):
             return found[0]
         page.wait_for_timeout(200)
-    pytest.fail(f"no ready plot titled {title_start!r}: {found or page.evaluate(PLOTS_JS)}")
+    alerts = page.locator(".alert").all_inner_texts()  # what the page said went wrong, if anything
+    plots = found or page.evaluate(PLOTS_JS)
+    pytest.fail(f"no ready plot titled {title_start!r}: {plots}; alerts: {alerts}")
 
 
 @pytest.fixture(scope="session")
