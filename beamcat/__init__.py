@@ -1,11 +1,11 @@
 """beamcat: one catalog for facility detector data and the analyses that run on it."""
 
 import beamcat.accessors  # noqa: F401  (registers ds.radiography, ds.roi, ...)
+from beamcat._util import __version__
 from beamcat.catalog.formats import open_dataset
 from beamcat.errors import BeamcatError, BeamcatWarning
 
-__all__ = ["BeamcatError", "BeamcatWarning", "open_catalog", "open_dataset"]
-__version__ = "0.1.0"
+__all__ = ["BeamcatError", "BeamcatWarning", "__version__", "open_catalog", "open_dataset"]
 
 
 def __getattr__(name):

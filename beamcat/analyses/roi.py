@@ -33,8 +33,8 @@ import xarray as xr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from beamcat._util import atomic_open
 from beamcat.analyses._history import carried, history
-from beamcat.catalog._atomic import atomic_open
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 __all__ = [

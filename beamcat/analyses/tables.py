@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from beamcat.catalog._atomic import atomic_directory, atomic_open, temp_beside
-from beamcat.catalog._attrs import to_utc
+from beamcat._util import atomic_directory, atomic_open, temp_beside, to_utc
 from beamcat.errors import OptionError
 
 #: variable-length strings (NumPy 2), which Zarr v3 stores without loading dask chunks first

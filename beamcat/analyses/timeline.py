@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from beamcat._util import to_utc
 from beamcat.analyses._history import add_history
-from beamcat.catalog._attrs import to_utc
 from beamcat.errors import OptionError
 
 T = TypeVar("T", xr.Dataset, xr.DataArray)

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from beamcat.catalog._atomic import atomic_open
-from beamcat.catalog._attrs import provenance
+from beamcat._util import atomic_open, provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.errors import FormatError, OptionError
 

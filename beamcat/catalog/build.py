@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from beamcat.catalog._atomic import atomic_open
+from beamcat._util import atomic_open
 from beamcat.errors import CatalogError, UntrustedCatalogError
 
 #: Intake templates that import, unpickle or read the environment

@@ -45,8 +45,8 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
+from beamcat._util import provenance, to_utc
 from beamcat.catalog import _cbor_items as items
-from beamcat.catalog._attrs import provenance, to_utc
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.cbor_stream_write import write_recording
 from beamcat.errors import FormatError, OptionError

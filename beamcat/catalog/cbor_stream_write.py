@@ -24,7 +24,7 @@ import cbor2
 import numpy as np
 import pandas as pd
 
-from beamcat.catalog._atomic import atomic_open
+from beamcat._util import atomic_open
 from beamcat.catalog._cbor_items import MESSAGE_TAG, SELF_DESCRIBED_TAG, STREAM_TAG, encode_frame
 from beamcat.errors import OptionError
 

@@ -20,7 +20,7 @@ import pandas as pd
 import xarray as xr
 from astropy.io import fits
 
-from beamcat.catalog._attrs import provenance, to_utc
+from beamcat._util import provenance, to_utc
 from beamcat.catalog._paths import expand_source
 from beamcat.errors import FormatError, OptionError
 

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from beamcat.catalog._attrs import provenance
+from beamcat._util import provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.errors import FormatError, SourceNotFoundError
 

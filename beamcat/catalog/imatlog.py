@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from beamcat.catalog._attrs import to_utc
+from beamcat._util import to_utc
 from beamcat.catalog._logtable import (
     from_utc,
     open_logs,

@@ -29,8 +29,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.utils import parse_bytes
 
-from beamcat.catalog._atomic import atomic_open
-from beamcat.catalog._attrs import provenance
+from beamcat._util import atomic_open, provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.mib_header import (
     FrameHeaders,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beamcat.catalog._attrs import to_utc
+from beamcat._util import to_utc
 from beamcat.errors import FormatError
 
 MAGIC = b"MQ1,"

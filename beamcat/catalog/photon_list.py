@@ -40,9 +40,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-import beamcat
-from beamcat.catalog._atomic import atomic_path
-from beamcat.catalog._attrs import provenance
+from beamcat._util import __version__, atomic_path, provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.hdf5 import H5Array
 from beamcat.errors import FormatError, OptionError
@@ -194,7 +192,7 @@ def write_photon_list(
     roi = roi if roi is not None else events.attrs.get("roi")
     shape = events.attrs.get("frame_shape")
     meta = {
-        "beamcat_version": beamcat.__version__,
+        "beamcat_version": __version__,
         "written": dt.datetime.now(dt.UTC).isoformat(),
         **({"source": str(events.attrs["source"])} if "source" in events.attrs else {}),
         **{str(k): str(v) for k, v in (metadata or {}).items()},

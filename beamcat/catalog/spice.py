@@ -23,8 +23,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
-from beamcat.catalog._atomic import atomic_path
-from beamcat.catalog._attrs import provenance
+from beamcat._util import atomic_path, provenance
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.fits import FITS_SUFFIXES, hdu_dask_array, hdu_shape, header_attrs, open_hdus
 from beamcat.errors import BeamcatWarning, FormatError, OptionError

@@ -25,7 +25,7 @@ import pandas as pd
 import tifffile
 import xarray as xr
 
-from beamcat.catalog._attrs import provenance, to_utc
+from beamcat._util import provenance, to_utc
 from beamcat.catalog._paths import expand_source
 from beamcat.errors import FormatError, OptionError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from beamcat.catalog._attrs import provenance
+from beamcat._util import provenance
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 FORMAT = "zarr"

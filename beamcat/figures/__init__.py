@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.animation import FFMpegWriter, PillowWriter
 from matplotlib.figure import Figure
 
-from beamcat.catalog._atomic import atomic_path
+from beamcat._util import atomic_path
 from beamcat.errors import OptionError
 
 __all__ = ["FORMATS", "block_reduce", "save_figure", "save_frames"]

@@ -44,10 +44,10 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from beamcat._util import to_utc
 from beamcat.analyses import timeseries
 from beamcat.analyses.roi import Rect
 from beamcat.analyses.timeline import timeline
-from beamcat.catalog._attrs import to_utc
 from beamcat.errors import OptionError
 from beamcat.figures import save_frames
 from beamcat.figures._common import (

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from beamcat.catalog._attrs import provenance, to_utc
+from beamcat._util import provenance, to_utc
 
 
 def test_naive_times_are_local_times_of_the_timezone():

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 import beamcat
-from beamcat.catalog._attrs import to_utc
+from beamcat._util import to_utc
 from beamcat.catalog.imatlog import HEADER
 from beamcat.catalog.tiff import TiffStack, open_tiff
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError

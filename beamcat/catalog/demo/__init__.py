@@ -87,7 +87,7 @@ def cache_folder() -> Path:
     """Where `ensure_demo` keeps the demo: ``<user cache>/beamcat/demo-<version>``."""
     import platformdirs
 
-    from beamcat import __version__
+    from beamcat._util import __version__
 
     return Path(platformdirs.user_cache_dir("beamcat")) / f"demo-{__version__}"
 
