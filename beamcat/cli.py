@@ -123,10 +123,10 @@ def _cmd_radiography(args) -> None:
 
 
 def _cmd_replay(args) -> None:
-    from beamcat.apps import live_pipeline as live
     from beamcat.apps.radiography_job import parse_numbers
+    from beamcat.live.replay import run_replay
 
-    summary = live.run_replay(
+    summary = run_replay(
         args.recording,
         out=Path(args.out) if args.out else None,
         realtime=args.realtime,

@@ -1,7 +1,7 @@
 """The live page: replay a recorded stream into the live pipeline and watch it build up.
 
 Choose a recording (a catalog entry of format cbor-stream, or the path of its
-stream files) and a processing mode (`beamcat.apps.live_pipeline.MODES`), then
+stream files) and a processing mode (`beamcat.live.pipeline.MODES`), then
 "Replay": a background thread plays the recording (at the recorded pace or as
 fast as it can be read, `beamcat.catalog.cbor_stream.replay`) through a
 `LivePipeline`, and a periodic callback (every `REFRESH_MS`) shows its
@@ -40,13 +40,13 @@ import panel as pn
 import xarray as xr
 
 from beamcat.analyses.roi import Rect
-from beamcat.apps.live_pipeline import MODES, LivePipeline
 from beamcat.apps.quicklook import robust_limits, signal_name
 from beamcat.apps.roi_editor import RoiEditor, show_message
 from beamcat.apps.state import AppState, CatalogContext, error_message
 from beamcat.catalog.cbor_stream import replay
 from beamcat.errors import OptionError
 from beamcat.figures import block_reduce
+from beamcat.live.pipeline import MODES, LivePipeline
 
 STREAM_FORMAT = "cbor-stream"
 PATH_CHOICE = "(path below)"

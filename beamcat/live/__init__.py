@@ -1,8 +1,23 @@
-r"""beamcat on dranspose, MAX IV's distributed stream processing (optional extra ``live``).
+r"""Streaming: the incremental pipeline, replay of recordings, the dranspose worker/reducer.
+
+The ``live`` floor sits above `beamcat.figures` and beside `beamcat.workflows`; it
+imports no page (the Live page in `beamcat.apps` uses it) and pulls in no plotting
+at import time.
+
+Modules
+-------
+`beamcat.live.pipeline`
+    `LivePipeline`: one frame at a time, per-frame stage (``analyse``) and
+    reduction (``add``), a snapshot for viewers.
+`beamcat.live.replay`
+    `run_replay` (``beamcat replay``) and `write_results` (Zarr, photon list, PNGs).
+`beamcat.live.dranspose_worker`, `beamcat.live.dranspose_reducer`
+    beamcat on dranspose, MAX IV's distributed stream processing (optional extra
+    ``live``).
 
 A dranspose pipeline is a worker class, run on every event by many workers, and a
 reducer class that receives the workers' results. beamcat provides both, wrapping
-`beamcat.apps.live_pipeline.LivePipeline`: the worker runs its per-frame stage
+`beamcat.live.pipeline.LivePipeline`: the worker runs its per-frame stage
 (``analyse``: background/threshold or photon detection, ROI means), the reducer its
 reduction (accumulation, ROI means per motor step, photon histogram and clean
 image) and publishes the results.
@@ -22,3 +37,8 @@ listed in `beamcat.live.dranspose_worker.PARAMETERS`), e.g.
 dranspose 0.2 reads recordings with cbor2's pre-6 API (``tag_hook(decoder, tag)``,
 ``CBORDecodeEOF`` an ``EOFError``), so the extra needs ``cbor2<6``.
 """
+
+from beamcat.live.pipeline import MODES, FrameResult, LivePipeline
+from beamcat.live.replay import ReplaySummary, run_replay, write_results
+
+__all__ = ["MODES", "FrameResult", "LivePipeline", "ReplaySummary", "run_replay", "write_results"]

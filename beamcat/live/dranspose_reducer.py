@@ -1,4 +1,4 @@
-"""The dranspose reducer: the reduction of `beamcat.apps.live_pipeline.LivePipeline`.
+"""The dranspose reducer: the reduction of `beamcat.live.pipeline.LivePipeline`.
 
 It adds the workers' `FrameResult` s to a `LivePipeline` (accumulated image,
 photon events, histogram and clean image) and publishes the state in
@@ -33,8 +33,9 @@ import threading
 
 import numpy as np
 
-from beamcat.apps.live_pipeline import FrameResult, LivePipeline, write_results
 from beamcat.live.dranspose_worker import PARAMETERS, parameter, pipeline_options
+from beamcat.live.pipeline import FrameResult, LivePipeline
+from beamcat.live.replay import write_results
 
 __all__ = ["BeamcatReducer"]
 

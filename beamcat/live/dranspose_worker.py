@@ -1,4 +1,4 @@
-"""The dranspose worker: the per-frame stage of `beamcat.apps.live_pipeline.LivePipeline`.
+"""The dranspose worker: the per-frame stage of `beamcat.live.pipeline.LivePipeline`.
 
 Each event holds one message per stream. Detector streams (``typ == "STINS"``,
 dranspose's Stream1: ``header``, ``image``, ``series_end``) are parsed with
@@ -24,10 +24,10 @@ from dranspose.data.stream1 import Stream1Data, Stream1End, Stream1Start
 from dranspose.middlewares import sardana, stream1
 from dranspose.parameters import BoolParameter, FloatParameter, StrParameter
 
-from beamcat.apps.live_pipeline import LivePipeline
 from beamcat.catalog import _cbor_items as items
 from beamcat.catalog.cbor_stream import PIXEL_SIZES
 from beamcat.errors import FormatError, OptionError
+from beamcat.live.pipeline import LivePipeline
 
 __all__ = ["PARAMETERS", "BeamcatWorker", "parameter", "pipeline_options", "pixel_size"]
 

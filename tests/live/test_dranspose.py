@@ -19,12 +19,12 @@ import dranspose.replay as dranspose_replay  # noqa: E402
 import beamcat  # noqa: E402
 from beamcat.analyses.accumulate import accumulate  # noqa: E402
 from beamcat.analyses.photon import clean_image, detect, histogram  # noqa: E402
-from beamcat.apps.live_pipeline import FrameResult  # noqa: E402
 from beamcat.catalog.cbor_stream import write_recording  # noqa: E402
 from beamcat.catalog.demo import photon as demo_photon  # noqa: E402
 from beamcat.errors import OptionError  # noqa: E402
 from beamcat.live.dranspose_reducer import BeamcatReducer  # noqa: E402
 from beamcat.live.dranspose_worker import pipeline_options  # noqa: E402
+from beamcat.live.pipeline import FrameResult  # noqa: E402
 
 WORKER = "beamcat.live.dranspose_worker:BeamcatWorker"
 REDUCER = "beamcat.live.dranspose_reducer:BeamcatReducer"
@@ -187,3 +187,16 @@ def test_bad_parameters():
     with pytest.raises(OptionError, match="threshold"):
         pipeline_options({"threshold": SimpleNamespace(value="high")})
     assert pipeline_options({"energy_max": SimpleNamespace(value=0.0)})["energy_max"] is None
+
+
+def test_worker_and_reducer_import_no_plotting_or_page():
+    # a fresh interpreter: what importing the dranspose classes loads, not what this run has
+    code = (
+        "import sys, beamcat.live.dranspose_worker, beamcat.live.dranspose_reducer\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'matplotlib', 'panel', 'bokeh', 'holoviews'})\n"
+        "bad += sorted(m for m in sys.modules if m.startswith('beamcat.apps'))\n"
+        "print(','.join(bad))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == ""
