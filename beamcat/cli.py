@@ -92,7 +92,7 @@ def _cmd_serve(args) -> None:
 
 
 def _cmd_radiography(args) -> None:
-    from beamcat.apps import radiography_job as job
+    from beamcat.workflows import radiography as job
 
     written = job.run_radiography(
         _open(args.catalog, args.trust),
@@ -123,8 +123,8 @@ def _cmd_radiography(args) -> None:
 
 
 def _cmd_replay(args) -> None:
-    from beamcat.apps.radiography_job import parse_numbers
     from beamcat.live.replay import run_replay
+    from beamcat.workflows.radiography import parse_numbers
 
     summary = run_replay(
         args.recording,

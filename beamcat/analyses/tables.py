@@ -1,10 +1,9 @@
-"""Tables out of ROI and grid time series: the original scripts' CSV, and Zarr for everything.
+"""Derived results as Zarr stores, registered back into a catalog.
 
-`to_original_csv` writes the ``<run>_greyvalues.csv`` layout of the original
-IMAT scripts (hamishcavaye/imat_roi_analysis, 03_Image_Processing.py), so
-existing spreadsheets and plotting scripts keep working. `to_zarr` writes any
-Dataset as a Zarr v3 store that `beamcat.catalog.build.add_source` registers
-back into a catalog (format ``"zarr"``).
+`to_zarr` writes any Dataset as a Zarr v3 store that
+`beamcat.catalog.build.add_source` registers back into a catalog (format
+``"zarr"``). The original scripts' CSV layout is a radiography job output:
+`beamcat.workflows.original_csv.to_original_csv`.
 """
 
 from __future__ import annotations
@@ -12,154 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 import dask.array
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from beamcat._util import atomic_directory, atomic_open, temp_beside, to_utc
+from beamcat._util import atomic_directory, temp_beside
 from beamcat.errors import OptionError
 
 #: variable-length strings (NumPy 2), which Zarr v3 stores without loading dask chunks first
 _VLEN_STR = np.dtypes.StringDType() if hasattr(np.dtypes, "StringDType") else object
-
-
-def to_original_csv(
-    means: xr.Dataset | xr.DataArray,
-    path: str | os.PathLike,
-    *,
-    origin: str | np.datetime64 | pd.Timestamp | None = None,
-    labels: Literal["original", "names"] = "original",
-    standards: Sequence[str] | xr.Dataset | xr.DataArray = (),
-    timezone: str | None = None,
-    var: str | None = None,
-) -> Path:
-    """Write ROI or grid means in the original scripts' CSV layout (atomically).
-
-    Columns, in order: ``Absolute Time`` (wall-clock time, ``YYYY-MM-DD
-    HH:MM:SS[.ffffff]``), ``Elapsed Time`` (s since `origin`, float), one
-    column per ROI (``ROI 1``, ``ROI 2`` ... in the order of the ``roi`` dim)
-    or per grid cell (``r,c``, zero-based, row-major), then ``Standard 1``,
-    ``Standard 2`` ... - in the original these are the means of
-    internal-standard ROIs (a reference material in the beam), not standard
-    deviations. One row per frame.
-
-    Parameters
-    ----------
-    means : Dataset or DataArray (roi, time) or (row, col, time)
-        `beamcat.analyses.roi.roi_means` / `grid_means` output; the ``time``
-        coordinate may lie along another dim (``frame``).
-    path : path
-        The CSV file to write.
-    origin : datetime-like, optional
-        Where ``Elapsed Time`` is 0; default the first frame (the original's
-        choice). A naive time is local time of `timezone`.
-    labels : {"original", "names"}
-        ROI columns named ``ROI n`` like the original, or by the ``roi``
-        coordinate (``Standard <name>`` then too).
-    standards : sequence of str, or Dataset/DataArray (roi, time)
-        Internal-standard ROIs: names along the ``roi`` dim of `means` (moved
-        to the end), or their own means (for a grid) with the same times.
-    timezone : str, optional
-        IANA zone of the written ``Absolute Time`` (the original wrote the
-        IMAT log's local times); default ``attrs["timezone"]``, else UTC.
-    var : str, optional
-        The variable of a Dataset; default ``attrs["signal"]``, else ``mean``.
-
-    Returns
-    -------
-    Path
-        `path`.
-
-    Raises
-    ------
-    OptionError
-        No ``time`` coordinate, dims other than (roi, time) / (row, col,
-        time), an unknown standard ROI, or standards on other times.
-
-    Examples
-    --------
-    >>> to_original_csv(means, "run1_greyvalues.csv", timezone="Europe/London")  # doctest: +SKIP
-    """
-    table = _series(means, var, "means")
-    timezone = timezone or means.attrs.get("timezone") or "UTC"
-    if labels not in ("original", "names"):
-        raise OptionError(f"labels={labels!r}: expected 'original' or 'names'")
-    table, extra = _split_standards(table, standards, var)
-    columns = _columns(table, labels)
-    for i, name in enumerate(extra["roi"].values if extra is not None else []):
-        label = f"Standard {i + 1}" if labels == "original" else f"Standard {name}"
-        columns[label] = extra.isel(roi=i)
-
-    times = table["time"].values
-    zero = times[0] if origin is None else to_utc([origin], timezone)[0]
-    local = pd.DatetimeIndex(times).tz_localize("UTC").tz_convert(timezone).tz_localize(None)
-    frame = pd.DataFrame(
-        {
-            "Absolute Time": local,
-            "Elapsed Time": (times - zero) / np.timedelta64(1, "s"),
-            **{k: np.asarray(v.values, dtype=np.float64) for k, v in columns.items()},
-        }
-    )
-    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
-        frame.to_csv(f, index=False)
-    return Path(path)
-
-
-def _series(obj: xr.Dataset | xr.DataArray, var: str | None, what: str) -> xr.DataArray:
-    """The means DataArray, along a ``time`` dim."""
-    if isinstance(obj, xr.Dataset):
-        var = var or obj.attrs.get("signal") or "mean"
-        if var not in obj.data_vars:
-            raise OptionError(f"{what}: no variable {var!r}; has {list(obj.data_vars)}")
-        obj = obj[var]
-    if "time" not in obj.coords or obj["time"].ndim != 1:
-        raise OptionError(f"{what}: no 1-d 'time' coordinate to write Absolute Time from")
-    (dim,) = obj["time"].dims
-    return obj.swap_dims({dim: "time"}) if dim != "time" else obj
-
-
-def _split_standards(
-    table: xr.DataArray, standards, var
-) -> tuple[xr.DataArray, xr.DataArray | None]:
-    """(the ROI/grid means, the internal-standard means or None)."""
-    if isinstance(standards, xr.Dataset | xr.DataArray):
-        extra = _series(standards, var, "standards")
-        if "roi" not in extra.dims or not np.array_equal(extra["time"], table["time"]):
-            raise OptionError("standards: expected means over (roi, time) on the same times")
-        return table, extra
-    standards = list(standards)
-    if not standards:
-        return table, None
-    if "roi" not in table.coords:
-        raise OptionError(f"standards={standards}: the means have no 'roi' coordinate")
-    unknown = [s for s in standards if s not in table["roi"].values]
-    if unknown:
-        raise OptionError(
-            f"standards={unknown}: not ROIs of the means ({list(table['roi'].values)})"
-        )
-    return table.drop_sel(roi=standards), table.sel(roi=standards)
-
-
-def _columns(table: xr.DataArray, labels: str) -> dict[str, xr.DataArray]:
-    dims = set(table.dims)
-    if dims == {"roi", "time"}:
-        names = table["roi"].values if "roi" in table.coords else range(table.sizes["roi"])
-        return {
-            f"ROI {i + 1}" if labels == "original" else str(name): table.isel(roi=i)
-            for i, name in enumerate(names)
-        }
-    if dims == {"row", "col", "time"}:
-        return {
-            f"{r},{c}": table.isel(row=r, col=c)
-            for r in range(table.sizes["row"])
-            for c in range(table.sizes["col"])
-        }
-    raise OptionError(f"means over {table.dims}: expected (roi, time) or (row, col, time)")
 
 
 def to_zarr(ds: xr.Dataset | xr.DataArray, path: str | os.PathLike, *, overwrite=False) -> Path:

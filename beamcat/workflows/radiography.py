@@ -9,8 +9,9 @@ difference images) for one or several runs of a catalog:
 2. ROI means (and grid cell means) of every frame in one pass over the raw
    frames (`calibrated_means`), plus the reference image, computed in ONE dask
    computation (memory is bounded by a chunk of frames);
-3. tables: the original's ``<run>_greyvalues.csv`` (and ``_grid_greyvalues``,
-   ``_concentration``) and Zarr stores of everything;
+3. tables: the original's ``<run>_greyvalues.csv`` layout with a column per ROI
+   named by the ROI (and ``_grid_greyvalues``, ``_concentration``) and Zarr
+   stores of everything;
 4. figures: the reference image with the ROIs, the double plot (logs over ROI
    transmission, all runs), grid heat maps and difference frames as image
    sequences with an animation.
@@ -29,13 +30,15 @@ import dask
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses import calibration, tables, timeseries
+from beamcat.analyses import calibration, timeseries
 from beamcat.analyses.calibrated_means import calibrated_means
 from beamcat.analyses.calibration import calibrate, dark_master, flat_master
 from beamcat.analyses.roi import load_rois
+from beamcat.analyses.tables import to_zarr
 from beamcat.errors import CatalogError, OptionError
 from beamcat.figures import radiography as figures
 from beamcat.figures import save_figure
+from beamcat.workflows.original_csv import to_original_csv
 
 __all__ = ["parse_frames", "parse_grid", "parse_numbers", "run_radiography"]
 
@@ -296,24 +299,26 @@ def run_radiography(
         }
         sequences = {}
         means, image = parts["means"], parts["reference"]
-        add("tables", tables.to_original_csv(means, out / f"{name}_greyvalues.csv"))
+        add("tables", to_original_csv(means, out / f"{name}_greyvalues.csv", labels="names"))
         series = _series(means["mean"], reference=reference, smooth=None, beer_lambert=beer_lambert)
         roi_store = means.assign(
             {"reference_image": image.reset_coords(drop=True), series.name: series}
         )
         if beer_lambert:
-            add("tables", tables.to_original_csv(series, out / f"{name}_concentration.csv"))
-        add("zarr", tables.to_zarr(roi_store, out / f"{name}_rois.zarr", overwrite=True))
+            add(
+                "tables", to_original_csv(series, out / f"{name}_concentration.csv", labels="names")
+            )
+        add("zarr", to_zarr(roi_store, out / f"{name}_rois.zarr", overwrite=True))
         figure = figures.roi_image(image, rois, pixel_size=sizes[name], title=name)
         add("roi_image", save_figure(figure, out / f"{name}_rois", formats=formats, dpi=dpi))
         if grid:
             cells = parts["grid"]
-            add("tables", tables.to_original_csv(cells, out / f"{name}_grid_greyvalues.csv"))
+            add("tables", to_original_csv(cells, out / f"{name}_grid_greyvalues.csv"))
             values = _series(
                 cells["mean"], reference=reference, smooth=smooth, beer_lambert=beer_lambert
             )
             store = cells.assign({values.name: values})
-            add("zarr", tables.to_zarr(store, out / f"{name}_grid.zarr", overwrite=True))
+            add("zarr", to_zarr(store, out / f"{name}_grid.zarr", overwrite=True))
             sequences["grid"] = figures.save_grid_frames(
                 values.isel(time=every), image, out, name=f"{name}_grid", **style
             )
