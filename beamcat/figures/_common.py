@@ -7,7 +7,8 @@ re-exported by the figure modules that use them.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 import matplotlib as mpl
 import numpy as np
@@ -18,8 +19,9 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
-from beamcat.analyses.roi import Rect
+from beamcat.analyses.timeline import timeline
 from beamcat.errors import OptionError
+from beamcat.rois import Rect
 
 #: the original's ROI colours (config DEFAULT_COLOURS) without white, which vanishes on paper
 ROI_COLOURS = ("black", "blue", "green", "magenta", "orange", "red", "gold", "navy", "grey")
@@ -38,6 +40,9 @@ _STYLE = {
     "savefig.facecolor": "white",
 }
 _OUTLINE = [patheffects.withStroke(linewidth=2.5, foreground="black")]
+#: elapsed-time units of the time axes, in s
+_TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
+TimeAxis = Literal["s", "min", "h", "absolute"]
 _PRETTY_UNITS = {"mmol/cm3": "mmol cm$^{-3}$", "degC": "°C", "1": ""}
 
 
@@ -178,3 +183,98 @@ def _add_rectangle(ax, roi: Rect, *, colour: str, gid: str, linewidth: float = 1
     )
     ax.add_patch(patch)
     return patch
+
+
+def _show_image(ax, image: xr.DataArray, **kwargs):
+    """Grey image, pixel centres at integer (x, y), rows downwards, no axes."""
+    values = np.asarray(image.values, dtype=np.float32)
+    vmin, vmax = _limits(values)
+    shown = ax.imshow(values, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest", **kwargs)
+    ax.set_axis_off()
+    return shown
+
+
+def _elapsed(data: xr.DataArray, origin) -> xr.DataArray:
+    """`data` along ``time`` with an ``elapsed`` coordinate in s from `origin` (default: first)."""
+    if "time" not in data.coords:
+        raise OptionError(f"{data.name!r}: no 'time' coordinate to put on a time axis")
+    (aligned,) = timeline(data, names=["data"], origin=origin).values()
+    return aligned
+
+
+def _time_text(seconds: float, unit: str) -> str:
+    value = seconds / _TIME_UNITS[unit]
+    return f"{value:.0f} {unit}" if unit == "s" else f"{value:.1f} {unit}"
+
+
+def _check_time_axis(time_axis: str, allowed=(*_TIME_UNITS, "absolute")) -> None:
+    if time_axis not in allowed:
+        raise OptionError(f"time_axis={time_axis!r}: expected one of {', '.join(allowed)}")
+
+
+def _rois(rois) -> dict[str, Rect | np.ndarray]:
+    """ROIs by name: rectangles as `Rect`, masks as bool arrays."""
+    if not isinstance(rois, Mapping):
+        rois = {f"ROI {i + 1}": roi for i, roi in enumerate(rois)}
+    out = {}
+    for name, roi in rois.items():
+        if isinstance(roi, np.ndarray | xr.DataArray) and np.asarray(roi).dtype == bool:
+            out[str(name)] = np.asarray(roi)
+        else:
+            out[str(name)] = Rect(*roi)
+    return out
+
+
+def _hv_image(image: xr.DataArray):
+    hv = _holoviews()
+
+    ny, nx = image.shape
+    values = np.asarray(image.values, dtype=np.float32)
+    element = hv.Image(
+        (np.arange(nx), np.arange(ny), values), kdims=["x", "y"], vdims=[image.name or "value"]
+    )
+    return element.opts(
+        cmap="gray", clim=_limits(values), invert_yaxis=True, data_aspect=1, responsive=True
+    )
+
+
+def _image_axes(fig: Figure):
+    """One image axes (label ``"image"``) with detector-pixel axis labels."""
+    ax = fig.add_subplot(label="image")
+    ax.set_xlabel("x (pixel)")
+    ax.set_ylabel("y (pixel)")
+    return ax
+
+
+def _corner_text(ax, text: str, gid: str):
+    """White, outlined text in the top-left corner of an image."""
+    return ax.annotate(
+        text,
+        (0.03, 0.97),
+        xycoords="axes fraction",
+        va="top",
+        color="white",
+        fontsize=10,
+        fontweight="bold",
+        path_effects=_OUTLINE,
+        gid=gid,
+    )
+
+
+def _analysis_roi(roi, shape: tuple[int, int]) -> Rect | None:
+    """The ROI to outline: None for none or the whole frame."""
+    if roi is None:
+        return None
+    rect = Rect(*roi)
+    y0, y1, x0, x1 = rect.bounds()
+    if not (0 <= y0 < y1 <= shape[0] and 0 <= x0 < x1 <= shape[1]):
+        raise OptionError(f"roi={tuple(roi)!r}: outside the {shape[0]} x {shape[1]} image")
+    return None if (y0, y1, x0, x1) == (0, shape[0], 0, shape[1]) else rect
+
+
+def _scale_bar(ax, image: xr.DataArray, pixel_size, length, levels: np.ndarray) -> None:
+    """A scale bar, white or black after the colour `levels` (0-1, dark to bright) under it."""
+    size = _pixel_size(image, pixel_size)
+    if size:
+        colour = _contrast_colour(levels, "lower right", limits=(0.0, 1.0))
+        scale_bar(ax, size, image.shape[1], length=length, colour=colour)
