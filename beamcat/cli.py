@@ -60,6 +60,7 @@ def _cmd_catalog_add(args) -> None:
         options=_key_values(args.option, "--option"),
         metadata=_key_values(args.meta, "--meta"),
         trusted=args.trust,
+        replace=args.replace,
     )
     print(f"{args.name} added to {catalog}")
 
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--option", action="append", default=[], metavar="K=V")
     add.add_argument("--meta", action="append", default=[], metavar="K=V")
     add.add_argument("--catalog", default=DEFAULT_CATALOG)
+    add.add_argument(
+        "--replace", action="store_true", help="replace an entry of the same name"
+    )
     add.set_defaults(func=_cmd_catalog_add)
     lst = cat_sub.add_parser("list", help="list a catalog's entries (demo when no FILE)")
     lst.add_argument("file", nargs="?")

@@ -8,6 +8,7 @@ read the environment. `open_catalog` refuses those unless ``trusted=True``.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -91,9 +92,42 @@ def load_catalog(path: str | os.PathLike, *, trusted: bool = False):
     if not trusted:
         check_trusted(data, path)
     try:
-        return Catalog.from_yaml_file(str(path))
+        cat = Catalog.from_yaml_file(str(path))
     except Exception as err:  # intake raises bare ValueError/KeyError on malformed entries
         raise CatalogError(f"{path}: malformed catalog ({type(err).__name__}: {err})") from err
+    cat.__class__ = _catalog_class()  # from_yaml_file builds a plain Catalog; same state
+    return cat
+
+
+class EntryNotFoundError(CatalogError, KeyError):
+    """A catalog has no entry of that name (a `KeyError` too, as Intake expects)."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0])
+
+
+@functools.cache
+def _catalog_class() -> type:
+    """The catalog class `load_catalog` returns (built on first use: intake loads slowly)."""
+    from intake.readers.entry import Catalog
+
+    class BeamcatCatalog(Catalog):
+        """An Intake catalog whose missing entries name the entries there are."""
+
+        def __getitem__(self, item):
+            try:
+                return super().__getitem__(item)
+            except KeyError:
+                if item in self.aliases or item in self.entries or item in self.data:
+                    raise  # a KeyError from inside the reader, not a missing entry
+                where = self.user_parameters.get("CATALOG_PATH", "catalog")
+                where = getattr(where, "default", where)
+                names = ", ".join(sorted(self.aliases)) or "none"
+                raise EntryNotFoundError(
+                    f"{where}: no entry {item!r}; the entries are: {names}"
+                ) from None
+
+    return BeamcatCatalog
 
 
 def open_catalog(path: str | os.PathLike | None = None, *, trusted: bool = False):
@@ -158,8 +192,9 @@ def add_source(
     options: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     trusted: bool = False,
+    replace: bool = False,
 ) -> None:
-    """Add (or replace) an entry in a catalog file, creating the file if needed.
+    """Add an entry to a catalog file (or replace one), creating the file if needed.
 
     Sources inside the catalog's folder, and options naming existing files
     there (such as ``frame_log``), are stored relative to it
@@ -181,6 +216,16 @@ def add_source(
     metadata : mapping
         Free metadata; beamcat shows ``instrument``, ``sample``, ``run`` and
         ``description`` in its apps.
+    trusted : bool
+        Allow a catalog file that can run code (see `open_catalog`).
+    replace : bool
+        Replace an entry of the same name; without it such an entry is an error,
+        so its source and options are never lost by accident.
+
+    Raises
+    ------
+    CatalogError
+        The name is not valid, or is taken and `replace` is False.
     """
     from intake.readers.entry import Catalog
 
@@ -189,6 +234,11 @@ def add_source(
         raise CatalogError(f"{catalog}: entry name {name!r} must be letters, digits, _ . -")
     cat = load_catalog(catalog, trusted=trusted) if catalog.exists() else Catalog()
     if name in cat:
+        if not replace:
+            raise CatalogError(
+                f"{catalog}: already has an entry {name!r}; pass replace=True "
+                "(CLI: --replace) to replace it"
+            )
         cat.delete(name)
     if format is None:
         from beamcat.catalog.formats import sniff_format

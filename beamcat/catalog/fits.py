@@ -7,8 +7,11 @@ the slices a computation asks for (``numpy.memmap`` at the HDU's data offset).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,36 +22,149 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 
 from beamcat._util import provenance, to_utc
 from beamcat.catalog._paths import expand_source
-from beamcat.errors import FormatError, OptionError
+from beamcat.errors import BeamcatError, FormatError, OptionError
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz")
 _MAGIC = b"SIMPLE  ="
 _SKIPPED_KEYS = {"", "COMMENT", "HISTORY"}
 _DISK_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_BLOCK = 2880
+_MAX_HEADER_BYTES = 1000 * _BLOCK  # 36,000 cards: far beyond any real header
+_STRUCTURE_KEY = re.compile(r"BITPIX|NAXIS\d*|PCOUNT|GCOUNT")
 
 
 def open_hdus(path: Path) -> fits.HDUList:
     """Open a FITS file for reading headers only (HDUs are parsed on first access).
 
+    The structure keywords of every HDU (BITPIX, NAXIS, NAXISn, PCOUNT, GCOUNT) are
+    checked against the file's size first (`check_structure`), so a garbled header
+    fails here instead of making astropy allocate or loop on what it claims. Use
+    the HDUs inside `reading_fits`, which turns astropy's errors into `FormatError`.
+
     Raises
     ------
     FormatError
-        When the file does not start with the FITS magic or astropy cannot parse it.
+        When the file does not start with the FITS magic, a header is cut, garbled
+        or announces more data than the file holds, or astropy cannot parse it.
     """
-    opener = gzip.open if _is_gzip(path) else open
+    gzipped = _is_gzip(path)
+    opener = gzip.open if gzipped else open
     with opener(path, "rb") as f:
         head = f.read(len(_MAGIC))
     if head != _MAGIC:
         raise FormatError(
             f"{path}: not a FITS file: expected 'SIMPLE  =' at byte 0, found {head!r}"
         )
-    try:
+    if not gzipped:  # a gzip file's size says nothing of its data's
+        check_structure(path)
+    with reading_fits(path):
         return fits.open(path, memmap=True, lazy_load_hdus=True)
-    except (OSError, ValueError) as err:
-        raise FormatError(f"{path}: unreadable FITS header: {err}") from err
+
+
+@contextlib.contextmanager
+def reading_fits(where: str | os.PathLike):
+    """Turn astropy's errors about a damaged FITS header or WCS into `FormatError`.
+
+    astropy raises OSError (header missing END card), KeyError (a missing NAXISn),
+    TypeError (a blank BITPIX), VerifyError, or WCS errors (ValueError subclasses:
+    a garbled CTYPE or CUNIT) from deep inside; the message names `where`.
+    """
+    try:
+        yield
+    except BeamcatError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, VerifyError) as err:
+        raise FormatError(
+            f"{os.fspath(where)}: damaged FITS header, astropy says: {type(err).__name__}: {err}"
+        ) from err
+
+
+def check_structure(path: Path) -> None:
+    """Check every HDU's structure keywords against the file's size, reading headers only.
+
+    A header must end (END card) inside the file; BITPIX must be one of 8, 16,
+    32, 64, -32, -64; NAXIS 0..999 with every NAXISn a non-negative integer; and
+    the data that BITPIX x GCOUNT x (PCOUNT + NAXIS1 x ... x NAXISn) announce must
+    fit in what follows. Bytes after the last HDU that do not start an extension
+    are left to astropy (which ignores trailing padding).
+
+    Raises
+    ------
+    FormatError
+        Naming the file, the HDU and the keyword.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        offset, index = 0, 0
+        while offset < size:
+            f.seek(offset)
+            if index and f.read(8) != b"XTENSION":
+                return  # padding or garbage after the last HDU: astropy skips it
+            cards, header_end = _structure_cards(f, path, offset, index)
+            data = _data_bytes(cards, path, index)
+            if header_end + data > size:
+                raise FormatError(
+                    f"{path}: truncated: HDU {index} announces {data} bytes of data at "
+                    f"offset {header_end}, the file has {size} bytes"
+                )
+            offset = header_end + -(-data // _BLOCK) * _BLOCK
+            index += 1
+
+
+def _structure_cards(f, path: Path, offset: int, index: int) -> tuple[dict, int]:
+    """The structure keywords of the header at `offset`, and where its data begin."""
+    cards: dict[str, bytes] = {}
+    f.seek(offset)
+    for block_start in range(offset, offset + _MAX_HEADER_BYTES, _BLOCK):
+        block = f.read(_BLOCK)
+        if len(block) < _BLOCK:
+            raise FormatError(
+                f"{path}: HDU {index} header (at byte {offset}) is cut: no END card "
+                f"before the end of the file at byte {block_start + len(block)}"
+            )
+        for start in range(0, _BLOCK, 80):
+            card = block[start : start + 80]
+            key = card[:8].rstrip().decode("ascii", "replace")
+            if key == "END":
+                return cards, block_start + _BLOCK
+            if card[8:10] == b"= " and _STRUCTURE_KEY.fullmatch(key):
+                cards.setdefault(key, card[10:].split(b"/")[0].strip())
+    raise FormatError(f"{path}: HDU {index} header has no END card in {_MAX_HEADER_BYTES} bytes")
+
+
+def _data_bytes(cards: dict[str, bytes], path: Path, index: int) -> int:
+    """Bytes of data an HDU's structure keywords announce (checked as `check_structure` says)."""
+
+    def integer(key: str, default: int | None = None) -> int:
+        text = cards.get(key)
+        if text is None and default is not None:
+            return default
+        try:
+            return int(text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            found = "no such card" if text is None else repr(text.decode("ascii", "replace"))
+            raise FormatError(f"{path}: HDU {index} {key}: {found}; expected an integer") from None
+
+    bitpix, naxis = integer("BITPIX"), integer("NAXIS")
+    if bitpix not in _DISK_DTYPES:
+        raise FormatError(
+            f"{path}: HDU {index} BITPIX = {bitpix}: expected one of 8, 16, 32, 64, -32, -64"
+        )
+    if not 0 <= naxis <= 999:
+        raise FormatError(f"{path}: HDU {index} NAXIS = {naxis}: expected 0 to 999")
+    sizes = [integer(f"NAXIS{n}") for n in range(1, naxis + 1)]
+    if any(n < 0 for n in sizes):
+        raise FormatError(f"{path}: HDU {index} NAXISn = {sizes}: expected sizes >= 0")
+    if not naxis:
+        return 0
+    if sizes[0] == 0 and naxis > 1:  # random groups: NAXIS1 = 0 and the groups follow
+        sizes = sizes[1:]
+    pcount, gcount = integer("PCOUNT", 0), integer("GCOUNT", 1)
+    return abs(bitpix) // 8 * gcount * (pcount + math.prod(sizes))
 
 
 def _is_gzip(path: Path) -> bool:
@@ -110,8 +226,11 @@ class _HduSlicer:
         return len(self.shape)
 
     def __getitem__(self, key) -> np.ndarray:
-        raw = np.memmap(self.path, self.disk_dtype, "r", offset=self.offset, shape=self.shape)
-        block = np.asarray(raw[key])
+        try:  # the file was checked at open time; it can still be cut since
+            raw = np.memmap(self.path, self.disk_dtype, "r", offset=self.offset, shape=self.shape)
+            block = np.asarray(raw[key])
+        except (OSError, ValueError) as err:
+            raise FormatError(f"{self.path}: cannot read the image data: {err}") from err
         if self.dtype.kind == "f":
             out = block.astype(self.dtype)
             if self.bscale != 1 or self.bzero != 0:
@@ -188,7 +307,7 @@ def hdu_dask_array(path: Path, hdul: fits.HDUList, index: int, *, chunks) -> da.
 
 
 def _read_whole(path: str, index: int, dtype: np.dtype) -> np.ndarray:
-    with fits.open(path) as hdul:
+    with reading_fits(path), fits.open(path) as hdul:  # decompression errors too
         return np.asarray(hdul[index].data, dtype=dtype)
 
 
@@ -245,7 +364,7 @@ def open_fits(
     arrays, times, exposures = [], [], []
     attrs: dict = {}
     for path in files:
-        with open_hdus(path) as hdul:
+        with open_hdus(path) as hdul, reading_fits(path):
             index = _image_hdu_index(hdul, path, hdu)
             shape = hdu_shape(hdul[index].header)
             if len(shape) not in (2, 3):

@@ -9,6 +9,7 @@ Dataset can be pickled to distributed workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,7 +21,7 @@ import xarray as xr
 
 from beamcat._util import provenance
 from beamcat.catalog._paths import expand_source
-from beamcat.errors import FormatError, SourceNotFoundError
+from beamcat.errors import BeamcatError, FormatError, SourceNotFoundError
 
 SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5")
 #: tried in order when a file has no NeXus default and no single NXdata
@@ -67,6 +68,9 @@ _TO_SI = {
     "kev": ("eV", 3),
 }
 _CHUNK_BYTES = 64 * 2**20
+# what h5py raises on a damaged file: RuntimeError "Link iteration failed", OSError "wrong
+# B-tree signature" or "filter returned failure during read" (a corrupt compressed chunk) ...
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError)
 
 
 class H5Array:
@@ -90,7 +94,7 @@ class H5Array:
     def __init__(self, filename: str | os.PathLike, path: str):
         self.filename = os.fspath(filename)
         self.path = path
-        with self._file() as f:
+        with _reading(self.filename, path), self._file() as f:
             dset = f[path]
             self.shape, self.dtype, self.chunks = dset.shape, dset.dtype, dset.chunks
         self.ndim = len(self.shape)
@@ -99,7 +103,7 @@ class H5Array:
         return h5py.File(self.filename, "r", locking=False)
 
     def __getitem__(self, key) -> np.ndarray:
-        with self._file() as f:
+        with _reading(self.filename, self.path), self._file() as f:
             return f[self.path][key]
 
     def __dask_tokenize__(self) -> tuple:
@@ -163,7 +167,7 @@ def open_hdf5(
     >>> ds.counts.where(ds.mask == 0).sum("frame")  # doctest: +SKIP
     """
     files = expand_source(source, suffixes=SUFFIXES)
-    with _open_file(files[0]) as f:
+    with _reading(files[0]), _open_file(files[0]) as f:
         signal_path = _check_path(f, files[0], path) if path else _default_signal(f, files[0])
         dims, coords = _signal_dims(f, signal_path)
         attrs = _metadata(f, signal_path)
@@ -190,6 +194,24 @@ def open_hdf5(
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
+@contextlib.contextmanager
+def _reading(file: str | os.PathLike, dataset: str | None = None):
+    """Turn h5py's errors about a damaged file into a `FormatError` naming the file.
+
+    Used around reading metadata at open time and around every chunk read that
+    dask makes, so a corrupt file fails the same way when opened or computed.
+    """
+    try:
+        yield
+    except BeamcatError:
+        raise
+    except _H5_ERRORS as err:
+        where = f"{os.fspath(file)}:{dataset}" if dataset else os.fspath(file)
+        raise FormatError(
+            f"{where}: damaged HDF5 file, h5py says: {type(err).__name__}: {err}"
+        ) from err
+
+
 def _open_file(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r", locking=False)
@@ -198,7 +220,7 @@ def _open_file(path: Path) -> h5py.File:
 
 
 def _dask_array(file: Path, dataset: str, chunks) -> da.Array:
-    with _open_file(file) as f:
+    with _reading(file), _open_file(file) as f:
         _check_path(f, file, dataset)
     arr = H5Array(file, dataset)
     if chunks is None:

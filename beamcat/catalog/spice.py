@@ -25,7 +25,14 @@ from astropy.wcs import WCS
 
 from beamcat._util import atomic_path, provenance
 from beamcat.catalog._paths import expand_source
-from beamcat.catalog.fits import FITS_SUFFIXES, hdu_dask_array, hdu_shape, header_attrs, open_hdus
+from beamcat.catalog.fits import (
+    FITS_SUFFIXES,
+    hdu_dask_array,
+    hdu_shape,
+    header_attrs,
+    open_hdus,
+    reading_fits,
+)
 from beamcat.errors import BeamcatWarning, FormatError, OptionError
 
 Source = str | os.PathLike | Iterable[str | os.PathLike]
@@ -85,7 +92,7 @@ def open_spice(source: Source, *, window: int | str = 0) -> xr.Dataset:
     >>> ds.radiance.sel(wavelength=770.4, method="nearest").isel(time=0).plot()  # doctest: +SKIP
     """
     path = _single_file(source)
-    with open_hdus(path) as hdul:
+    with open_hdus(path) as hdul, reading_fits(path):
         windows = _window_indices(hdul, path)
         names = list(windows)
         if isinstance(window, str):
@@ -118,7 +125,7 @@ def open_spice_tree(source: Source) -> xr.DataTree:
     ...     print(name, node.wavelength.values[[0, -1]])
     """
     path = _single_file(source)
-    with open_hdus(path) as hdul:
+    with open_hdus(path) as hdul, reading_fits(path):
         windows = _window_indices(hdul, path)
         nodes = {
             name.replace("/", "_"): _window_dataset(path, hdul, index, source)

@@ -59,10 +59,44 @@ def test_catalog_moves_with_its_data(tmp_path, stack):
 def test_replacing_an_entry_keeps_one(tmp_path, stack):
     catalog = tmp_path / "catalog.yaml"
     add_source(catalog, "run1", stack, format="tiff", metadata={"run": 1})
-    add_source(catalog, "run1", stack, format="tiff", metadata={"run": 2})
+    add_source(catalog, "run1", stack, format="tiff", metadata={"run": 2}, replace=True)
     (row,) = describe_entries(open_catalog(catalog))
     assert row["metadata"] == {"run": 2}
     assert not list(tmp_path.glob(".catalog.yaml*"))  # no temp file left behind
+
+
+def test_adding_a_taken_name_refuses_without_replace(tmp_path, stack):
+    catalog = tmp_path / "catalog.yaml"
+    add_source(catalog, "run1", stack, format="tiff", options={"timezone": "Europe/London"})
+    before = catalog.read_text()
+    with pytest.raises(CatalogError, match=r"catalog.yaml: already has an entry 'run1'.*replace"):
+        add_source(catalog, "run1", stack, format="tiff")
+    assert catalog.read_text() == before  # the entry and its options are kept
+
+
+def test_cli_catalog_add_refuses_a_taken_name_unless_replace(tmp_path, stack, capsys):
+    catalog = str(tmp_path / "c.yaml")
+    add = ["catalog", "add", "run1", str(stack), "--format", "tiff", "--catalog", catalog]
+    assert main([*add, "--meta", "run=1"]) == 0
+    assert main([*add, "--meta", "run=2"]) == 1
+    assert "already has an entry 'run1'" in capsys.readouterr().err
+    assert describe_entries(open_catalog(catalog))[0]["metadata"] == {"run": 1}
+    assert main([*add, "--meta", "run=2", "--replace"]) == 0
+    assert describe_entries(open_catalog(catalog))[0]["metadata"] == {"run": 2}
+
+
+def test_a_missing_entry_names_the_entries_there_are(tmp_path, stack):
+    catalog = tmp_path / "catalog.yaml"
+    add_source(catalog, "run1", stack, format="tiff")
+    add_source(catalog, "run2", stack, format="tiff")
+    cat = open_catalog(catalog)
+    expected = r"catalog.yaml: no entry 'run3'; the entries are: run1, run2"
+    with pytest.raises(CatalogError, match=expected):
+        cat["run3"]
+    with pytest.raises(KeyError):  # still a KeyError, as Intake and dict users expect
+        cat["run3"]
+    assert not hasattr(cat, "run3")  # attribute access still says AttributeError
+    assert cat["run1"].read().sizes["frame"] == 3
 
 
 @pytest.mark.parametrize(

@@ -235,3 +235,38 @@ def test_series_file_without_the_dataset(tmp_path):
         f["entry/other"] = _frames(2, 5, 6)
     with pytest.raises(SourceNotFoundError, match=r"part1\.nxs.*'/entry/plot/images'.*other"):
         open_hdf5(tmp_path / "part*.nxs")
+
+
+def _gzip_nexus(path) -> np.ndarray:
+    data = _frames(4, 6, 5)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("entry/data/data", data=data, chunks=(1, 6, 5), compression="gzip")
+    return data
+
+
+def test_corrupt_compressed_chunk_fails_at_compute_naming_the_file(tmp_path):
+    # a damaged gzip chunk is only met when dask reads it: h5py's OSError
+    # "filter returned failure during read" must come out as a FormatError
+    path = tmp_path / "scan.nxs"
+    data = _gzip_nexus(path)
+    with h5py.File(path, "r") as f:
+        chunk = f["entry/data/data"].id.get_chunk_info(2)  # frame 2's chunk
+    raw = bytearray(path.read_bytes())
+    raw[chunk.byte_offset : chunk.byte_offset + chunk.size] = b"\xff" * chunk.size
+    path.write_bytes(raw)
+    ds = open_hdf5(path)  # the metadata is intact: the open succeeds, lazily
+    np.testing.assert_array_equal(ds.counts[:2].values, data[:2])  # whole chunks still read
+    with pytest.raises(FormatError, match=r"scan.nxs:/entry/data/data: damaged HDF5 file"):
+        ds.counts.compute()
+
+
+def test_corrupt_group_structure_fails_at_open_naming_the_file(tmp_path):
+    # h5py raises RuntimeError ("Link iteration failed", "wrong B-tree signature")
+    # when a group's B-tree is garbled; beamcat must say FormatError and name the file
+    path = tmp_path / "scan.nxs"
+    _gzip_nexus(path)
+    raw = path.read_bytes()
+    assert raw.count(b"TREE") >= 1
+    path.write_bytes(raw.replace(b"TREE", b"TRXE"))
+    with pytest.raises(FormatError, match=r"scan.nxs.*(damaged|not a readable) HDF5 file"):
+        open_hdf5(path).counts.compute()
