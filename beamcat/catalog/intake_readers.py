@@ -1,15 +1,19 @@
-"""Intake 2 datatypes and readers, one pair per beamcat format.
+"""Intake 2 datatypes and readers, one pair per beamcat format, generated from the registry.
 
-Registered through the ``intake.imports`` entry point, so that after
-``import intake`` the readers are known to ``intake.readers.datatypes.recommend``
-and a catalog can name them. Each reader calls the same opener as
-`beamcat.open_dataset`.
+`beamcat.catalog.formats.REGISTRY` names each format's datatype class
+(``TIFFStack``, ``MerlinMIB`` ...) and reader (the same name + ``Reader``); both
+are module attributes here so that catalogs can name them. Registered through
+the ``intake.imports`` entry point, so that after ``import intake`` the readers
+are known to ``intake.readers.datatypes.recommend``. Each reader calls
+`beamcat.open_dataset` with its datatype's format.
 """
 
 from __future__ import annotations
 
 from intake.readers.datatypes import FileData
 from intake.readers.readers import BaseReader
+
+from beamcat.catalog.formats import REGISTRY, Format
 
 
 class BeamcatData(FileData):
@@ -24,87 +28,19 @@ class BeamcatData(FileData):
         super().__init__(url, metadata=metadata)
 
 
-class TIFFStack(BeamcatData):
-    """TIFF frames: one multi-page file, a folder or a glob -> (frame, y, x)."""
-
-    format = "tiff"
-    filepattern = "tiff?$"
-    magic = {b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"}
-
-
-class FITSStack(BeamcatData):
-    """FITS camera images, one or many files -> (frame, y, x)."""
-
-    format = "fits"
-    filepattern = "fits?$|fts$"
-
-
-class SPICEL2(BeamcatData):
-    """Solar Orbiter SPICE level-2 FITS: one spectral window -> (time, wavelength, y, x)."""
-
-    format = "spice"
-    filepattern = "solo_L2_spice.*fits$"
-
-
-class MerlinMIB(BeamcatData):
-    """Quantum Detectors Merlin MIB -> (frame, y, x) or (scan_y, scan_x, y, x)."""
-
-    format = "mib"
-    filepattern = "mib$"
-    magic = {b"MQ1,"}
-
-
-class DetectorHDF5(BeamcatData):
-    """An HDF5 dataset path, or the NeXus default signal -> (frame, y, x)."""
-
-    format = "hdf5"
-    filepattern = "(h5|hdf5?|nxs|nx5)$"
-    magic = {b"\x89HDF"}
-    structure = {"array", "hierarchy"}
-
-
-class CBORStream(BeamcatData):
-    """A recorded detector (and motor) stream, CBOR sequences -> (frame, y, x)."""
-
-    format = "cbor-stream"
-    filepattern = r"cbors?(\.gz)?$"
-
-
-class MassSpecCSV(BeamcatData):
-    """Hiden RGA mass-spectrometer CSV export -> (time,)."""
-
-    format = "massspec-csv"
-    structure = {"table", "timeseries"}
-
-
-class TemperatureLog(BeamcatData):
-    """ISIS JournalViewer temperature log export -> (time,)."""
-
-    format = "temperature-log"
-    structure = {"table", "timeseries"}
-
-
-class IMATFrameLog(BeamcatData):
-    """IMAT frame log (time, type, count, monbefore, monafter) -> (time,)."""
-
-    format = "imat-log"
-    structure = {"table", "timeseries"}
-
-
-class ZarrStore(BeamcatData):
-    """A Zarr store folder of derived results (`beamcat.analyses.tables.to_zarr`)."""
-
-    format = "zarr"
-    filepattern = "zarr/?$"
-    structure = {"array", "hierarchy"}
-
-
-class PhotonList(BeamcatData):
-    """An HDF5 photon list in drp-femtomax's layout (``hits/hits_xye``) -> (event,)."""
-
-    format = "photon-list"
-    filepattern = r"_integrated\.h5$"
-    structure = {"table"}
+def _datatype_class(fmt: Format) -> type[BeamcatData]:
+    """The Intake datatype of a registry entry (a `BeamcatData` subclass named `fmt.datatype`)."""
+    namespace = {
+        "format": fmt.name,
+        "structure": set(fmt.structure),
+        "__doc__": fmt.doc,
+        "__module__": __name__,
+    }
+    if fmt.filepattern is not None:
+        namespace["filepattern"] = fmt.filepattern
+    if fmt.magic:
+        namespace["magic"] = set(fmt.magic)
+    return type(fmt.datatype, (BeamcatData,), namespace)
 
 
 class BeamcatReader(BaseReader):
@@ -133,22 +69,8 @@ def _local(value):
     return value
 
 
-DATATYPES: dict[str, type[BeamcatData]] = {
-    cls.format: cls
-    for cls in (
-        TIFFStack,
-        FITSStack,
-        SPICEL2,
-        MerlinMIB,
-        DetectorHDF5,
-        CBORStream,
-        MassSpecCSV,
-        TemperatureLog,
-        IMATFrameLog,
-        ZarrStore,
-        PhotonList,
-    )
-}
+#: format name -> its Intake datatype, one per registry entry
+DATATYPES: dict[str, type[BeamcatData]] = {f.name: _datatype_class(f) for f in REGISTRY}
 
 
 def _reader_class(datatype: type[BeamcatData]) -> type[BeamcatReader]:
@@ -162,4 +84,5 @@ def _reader_class(datatype: type[BeamcatData]) -> type[BeamcatReader]:
 # One reader per format so intake can recommend the right one for a datatype;
 # they differ only in what they implement.
 READERS: dict[str, type[BeamcatReader]] = {f: _reader_class(d) for f, d in DATATYPES.items()}
+globals().update({cls.__name__: cls for cls in DATATYPES.values()})
 globals().update({cls.__name__: cls for cls in READERS.values()})

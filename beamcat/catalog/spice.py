@@ -25,6 +25,7 @@ from astropy.wcs import WCS
 
 from beamcat._util import atomic_path, provenance
 from beamcat.catalog._paths import expand_source
+from beamcat.catalog._windows import match_window
 from beamcat.catalog.fits import (
     FITS_SUFFIXES,
     hdu_dask_array,
@@ -50,7 +51,9 @@ def open_spice(source: Source, *, window: int | str = 0) -> xr.Dataset:
     source : path
         One SPICE L2 FITS file.
     window : int or str
-        Window index (counting spectral windows only) or its EXTNAME.
+        Window index (counting spectral windows only) or its EXTNAME: exactly,
+        ignoring case, or an unambiguous prefix or part of it
+        (``"FLT02_Two Window_OB_ID_253_"``, ``"window0"``, ``"ID_254"``).
 
     Returns
     -------
@@ -88,24 +91,14 @@ def open_spice(source: Source, *, window: int | str = 0) -> xr.Dataset:
     --------
     >>> from beamcat.catalog.spice import open_spice
     >>> ds = open_spice("solo_L2_spice-n-ras_20220402T111537_V06_100664002-000.fits",
-    ...                 window="Ne VIII 770 - Peak")  # doctest: +SKIP
+    ...                 window="Ne VIII 770")  # doctest: +SKIP
     >>> ds.radiance.sel(wavelength=770.4, method="nearest").isel(time=0).plot()  # doctest: +SKIP
     """
     path = _single_file(source)
     with open_hdus(path) as hdul, reading_fits(path):
         windows = _window_indices(hdul, path)
         names = list(windows)
-        if isinstance(window, str):
-            if window not in windows:
-                raise OptionError(f"{path}: no window {window!r}; the windows are {names}")
-            index = windows[window]
-        else:
-            if not -len(names) <= window < len(names):
-                raise OptionError(
-                    f"{path}: window index {window} out of range; the file has "
-                    f"{len(names)} windows {names}"
-                )
-            index = windows[names[window]]
+        index = windows[names[match_window(window, names, where=str(path))]]
         return _window_dataset(path, hdul, index, source)
 
 

@@ -1,0 +1,118 @@
+"""Hinode EIS level-1 HDF5 (eispac's test observation) as labelled (wavelength, y, x) windows.
+
+Values are checked against the raw arrays of the .data.h5/.head.h5 pair read
+with h5py here, following eispac's read_cube (counts x radcal, counts <= -100
+masked). eispac itself is not installed for the tests: it pulls in sunpy,
+ndcube, reproject and ~40 more packages.
+"""
+
+import h5py
+import numpy as np
+import pytest
+
+import beamcat
+from beamcat.catalog.eis import eis_windows, open_eis
+from beamcat.catalog.formats import sniff_format
+from beamcat.errors import OptionError, SourceNotFoundError
+
+DATA = "eispac_eis/eis_20210306_064444.data.h5"
+HEAD = "eispac_eis/eis_20210306_064444.head.h5"
+LINES = [
+    "Ca XV 181.900",
+    "Fe XII 186.750",
+    "Fe XII 192.410",
+    "Ar XIV 194.200",
+    "Ca XV 201.000",
+    "Fe XVII 254.950",
+    "S XIII 256.950",
+    "Fe XXIII 263.300",
+    "Fe XIV 270.510",
+]
+
+
+@pytest.fixture(scope="module")
+def raw(shared_data):
+    """The window-2 arrays straight from the files: (y, x, wavelength) counts and its tables."""
+    with h5py.File(shared_data / DATA, "r") as d, h5py.File(shared_data / HEAD, "r") as h:
+        return {
+            "counts": d["level1/win02"][()],
+            "wave": h["wavelength/win02"][()],
+            "radcal": h["radcal/win02_pre"][()],
+            "wave_corr": h["wavelength/wave_corr"][()],
+            "solar_x": h["pointing/solar_x"][()],
+            "solar_y": h["pointing/solar_y"][()],
+            "duration": h["exposure_times/duration"][()],
+            "date_obs": h["times/date_obs"][()],
+        }
+
+
+def test_sniffed_from_either_file(shared_data):
+    assert sniff_format(shared_data / DATA) == sniff_format(shared_data / HEAD) == "eis"
+    assert eis_windows(shared_data / HEAD) == LINES
+
+
+def test_window_cube_against_the_raw_arrays(shared_data, raw, raise_if_dask_computes):
+    with raise_if_dask_computes():
+        ds = beamcat.open_dataset(shared_data / DATA, window=2)
+    assert ds.intensity.dims == ("wavelength", "y", "x")
+    assert ds.sizes == {"wavelength": 24, "y": 120, "x": 25}
+    assert ds.attrs["signal"] == "intensity" and ds.attrs["format"] == "eis"
+    assert ds.attrs["window"] == "Fe XII 192.410" and ds.attrs["telescop"] == "Hinode"
+    assert ds.intensity.attrs["units"] == "erg / (cm2 s sr)"
+    # eispac's read_cube: data * radcal (float32 arrays), mask counts <= -100
+    counts = raw["counts"].transpose(2, 0, 1)
+    expected = counts * raw["radcal"][:, None, None]
+    expected[counts <= -100] = np.nan
+    got = ds.intensity.values
+    assert got.dtype == np.float32
+    # same float32 product of the same float32 operands: bit for bit, NaN where flagged
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(got).sum() == (raw["counts"] == -100).sum() == 728
+    # tables copied, not recomputed: exact
+    np.testing.assert_array_equal(ds.wavelength, raw["wave"])
+    np.testing.assert_array_equal(ds.wave_corr, raw["wave_corr"])
+    np.testing.assert_array_equal(ds.solar_x, raw["solar_x"])
+    np.testing.assert_array_equal(ds.solar_y, raw["solar_y"])
+    np.testing.assert_array_equal(ds.exposure, raw["duration"])
+    assert ds.time.values[0] == np.datetime64(raw["date_obs"][0].decode())
+    assert ds.wavelength.attrs["units"] == "Angstrom" and ds.solar_x.attrs["units"] == "arcsec"
+    # eispac's corrected wavelength of pixel (y=7, x=3) is wave - wave_corr[7, 3]
+    corrected = ds.wavelength - ds.wave_corr.isel(y=7, x=3)
+    np.testing.assert_array_equal(corrected, raw["wave"] - raw["wave_corr"][7, 3])
+
+
+def test_counts_kept_on_request(shared_data, raw):
+    ds = open_eis(shared_data / HEAD, window="win02", units="counts")
+    assert ds.intensity.attrs["units"] == "counts"
+    expected = raw["counts"].transpose(2, 0, 1).copy()
+    expected[expected <= -100] = np.nan
+    np.testing.assert_array_equal(ds.intensity.values, expected)  # no arithmetic: exact
+
+
+@pytest.mark.parametrize(
+    "window", [2, -7, "Fe XII 192.410", "fe xii 192", "FE XII 192.41", "192.4", 192.4, "win02"]
+)
+def test_window_by_index_name_part_or_wavelength(shared_data, window):
+    ds = open_eis(shared_data / DATA, window=window)  # "192.4" is part of the name; 192.4 inside
+    assert ds.attrs["window"] == "Fe XII 192.410" and ds.attrs["window_index"] == 2
+
+
+def test_bad_windows_list_the_windows(shared_data):
+    with pytest.raises(OptionError, match="matches 2 windows") as err:
+        open_eis(shared_data / DATA, window="Fe XII")
+    assert "Fe XIV 270.510" in str(err.value) and DATA.split("/")[1][:8] in str(err.value)
+    with pytest.raises(OptionError, match="no window 'Ne VIII'"):
+        open_eis(shared_data / DATA, window="Ne VIII")
+    with pytest.raises(OptionError, match="out of range"):
+        open_eis(shared_data / DATA, window=9)
+    with pytest.raises(OptionError, match="lies in 0 windows"):
+        open_eis(shared_data / DATA, window=500.0)
+    with pytest.raises(OptionError, match="units='W'"):
+        open_eis(shared_data / DATA, units="W")
+
+
+def test_missing_partner_names_it(shared_data, tmp_path):
+    lone = tmp_path / "eis_x.data.h5"
+    lone.symlink_to(shared_data / DATA)
+    with pytest.raises(SourceNotFoundError, match=r"eis_x\.head\.h5"):
+        open_eis(lone)
