@@ -129,7 +129,8 @@ def run_beamcat(folder: Path, size: int, chunks: dict | None, one_pass: bool) ->
     import dask
 
     from beamcat.analyses.calibrated_means import calibrated_means
-    from beamcat.analyses.calibration import calibrate, dark_master, flat_master
+    from beamcat.analyses.calibration import calibrate
+    from beamcat.analyses.masters import dark_master, flat_master
     from beamcat.analyses.roi import grid_means, roi_means
     from beamcat.catalog.tiff import open_tiff
 

@@ -1,30 +1,30 @@
-"""Pick the variable an accessor method works on."""
+"""What every accessor does around its analysis: pick the variable, wrap the result.
+
+`pick` is `beamcat.analyses._frames.pick` (one home for the rule: ``var``, else
+``attrs["signal"]``, else the only variable); `as_dataset` gives a Dataset
+accessor's result as a Dataset, so that a Dataset method returns a Dataset and
+calls chain.
+"""
 
 from __future__ import annotations
 
 import xarray as xr
 
-from beamcat.errors import OptionError
+from beamcat.analyses._frames import pick
+
+__all__ = ["as_dataset", "pick"]
 
 
-def pick(obj: xr.Dataset | xr.DataArray, var: str | None = None) -> xr.DataArray:
-    """The variable `var` of a Dataset (default ``attrs["signal"]``, or its only variable).
+def as_dataset(ds: xr.Dataset, result: xr.DataArray | xr.Dataset) -> xr.Dataset:
+    """`result` as a Dataset keeping `ds`'s attrs (pixel_size, source ...), with its signal.
 
-    The Dataset's attrs (source, pixel size, history ...) are carried onto the
-    DataArray under its own, so analyses can name the source in messages and
-    append to its history. A DataArray is returned as it is.
+    A DataArray becomes the one variable of the Dataset and ``attrs["signal"]``
+    names it; the result's attrs (history, units of a reduced result) win over `ds`'s.
     """
-    if isinstance(obj, xr.DataArray):
-        if var is not None:
-            raise OptionError(f"var={var!r}: a DataArray has no variables to pick")
-        return obj
-    names = sorted(map(str, obj.data_vars))
-    name = var if var is not None else obj.attrs.get("signal")
-    if name is None and len(names) == 1:
-        name = names[0]
-    where = obj.attrs.get("source", "dataset")
-    if name is None:
-        raise OptionError(f"{where}: no attrs['signal']; pass var= one of {names}")
-    if name not in obj.data_vars:
-        raise OptionError(f"{where}: no variable {name!r}; variables are {names}")
-    return obj[name].assign_attrs({**obj.attrs, **obj[name].attrs})
+    if isinstance(result, xr.DataArray):
+        history = result.attrs.get("history")
+        name = str(result.name) if result.name is not None else "result"
+        result = result.to_dataset(name=name).assign_attrs(signal=name)
+        if history is not None:
+            result.attrs["history"] = history
+    return result.assign_attrs({**ds.attrs, **result.attrs})

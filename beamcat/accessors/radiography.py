@@ -20,11 +20,13 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from beamcat.accessors._signal import pick
-from beamcat.analyses import calibration
+from beamcat.accessors._signal import as_dataset, pick
 from beamcat.analyses.calibrated_means import calibrated_means
-from beamcat.analyses.roi import Roi
+from beamcat.analyses.calibration import calibrate
+from beamcat.analyses.difference import difference
+from beamcat.analyses.outliers import remove_outliers
 from beamcat.errors import OptionError
+from beamcat.rois import Roi
 
 
 def _frames(obj: xr.Dataset | xr.DataArray, name: str) -> xr.DataArray:
@@ -34,14 +36,6 @@ def _frames(obj: xr.Dataset | xr.DataArray, name: str) -> xr.DataArray:
     if isinstance(obj, xr.DataArray):
         return obj
     raise OptionError(f"{name}: expected an xarray Dataset or DataArray, got {type(obj).__name__}")
-
-
-def _as_dataset(ds: xr.Dataset, result: xr.DataArray | xr.Dataset) -> xr.Dataset:
-    """`result` as a Dataset keeping `ds`'s attrs (pixel_size, source ...), with its signal."""
-    if isinstance(result, xr.DataArray):
-        history = result.attrs["history"]
-        result = result.to_dataset().assign_attrs(signal=str(result.name), history=history)
-    return result.assign_attrs({**ds.attrs, **result.attrs})
 
 
 class _Radiography:
@@ -74,7 +68,7 @@ class _Radiography:
         signal variable), e.g. catalog entries read with ``.read()``.
         """
         return self._wrap(
-            calibration.calibrate(
+            calibrate(
                 self._data(var),
                 _frames(dark, "dark"),
                 _frames(flat, "flat"),
@@ -129,21 +123,24 @@ class _Radiography:
         dark: float = 1000.0,
         var: str | None = None,
     ):
-        """Outliers replaced by their local median: see `calibration.remove_outliers`."""
+        """Outliers replaced by their local median: see `analyses.outliers.remove_outliers`."""
         return self._wrap(
-            calibration.remove_outliers(self._data(var), radius=radius, bright=bright, dark=dark)
+            remove_outliers(self._data(var), radius=radius, bright=bright, dark=dark)
         )
 
     def difference(
         self,
         *,
-        reference: int | np.datetime64 | str | slice = 0,
+        reference: int | np.datetime64 | str | slice | xr.DataArray = 0,
         stretch: tuple[float, float] = (2.0, 95.0),
         var: str | None = None,
     ) -> xr.Dataset:
-        """Difference to a reference frame + display stretch: see `calibration.difference`."""
+        """Difference to a reference (frame, window or image) + display stretch.
+
+        See `beamcat.analyses.difference.difference`.
+        """
         return self._wrap(
-            calibration.difference(self._data(var), reference=reference, stretch=stretch)
+            difference(self._data(var), reference=reference, stretch=stretch)
         )
 
 
@@ -158,7 +155,7 @@ class RadiographyDatasetAccessor(_Radiography):
         return pick(self._obj, var)
 
     def _wrap(self, result):
-        return _as_dataset(self._obj, result)
+        return as_dataset(self._obj, result)
 
 
 @xr.register_dataarray_accessor("radiography")

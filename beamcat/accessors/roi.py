@@ -8,8 +8,9 @@ from typing import Literal
 import xarray as xr
 
 from beamcat.accessors._signal import pick
-from beamcat.analyses.roi import Roi, grid_means, roi_means
+from beamcat.analyses.roi import grid_means, roi_means
 from beamcat.analyses.steps import step_means
+from beamcat.rois import Roi
 
 
 class RoiAccessor:

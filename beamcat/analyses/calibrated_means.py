@@ -7,7 +7,8 @@ to the box around the ROIs, the grid and the air region before it is read (a
 TIFF stack then reads only the box's rows of each file). One task per chunk
 then copies out just the regions' box and the air region (whatever bands of
 rows the chunk came in) and, frame by frame, calibrates them into one reused
-buffer with `calibrate`'s kernels and reduces it with `roi_means`' kernel. So
+buffer with `calibrate`'s kernels and reduces it with `roi_means`' kernel
+(`beamcat.analyses.region_stats`), merging as `beamcat.analyses.moments` does. So
 the work per frame is the box's pixels, the dask graph has a task per band and
 one per chunk of frames, and memory is bounded by one chunk of the box's rows.
 
@@ -34,27 +35,16 @@ import numpy as np
 import xarray as xr
 
 from beamcat.analyses.calibration import (
-    _air_mean_kernel,
-    _as_transmission,
-    _calibration_inputs,
-    _transmission_kernel,
+    air_mean_kernel,
+    as_transmission,
+    calibration_inputs,
+    transmission_kernel,
 )
-from beamcat.analyses.roi import (
-    _STATS,
-    Rect,
-    Roi,
-    _bounds,
-    _combine,
-    _grid_regions,
-    _merged,
-    _Plan,
-    _plan,
-    _result,
-    _roi_regions,
-    _roi_stats_frame,
-    check_rect,
-)
+from beamcat.analyses.moments import STATS, combine
+from beamcat.analyses.region_stats import Plan, plan, rechunk_leading, roi_stats_frame
+from beamcat.analyses.roi import grid_regions, roi_regions, stats_dataset
 from beamcat.errors import OptionError
+from beamcat.rois import Rect, Roi, bounds, check_rect
 
 __all__ = ["calibrated_means"]
 
@@ -69,15 +59,15 @@ def _calibrated_stats_kernel(
     float32 there; air : (n, ha, wa) raw counts of the air region (no pixel:
     no normalisation), air_dark, air_inverse : (ha, wa) float32 there. Frame by
     frame: the air mean and the transmission as `calibrate` computes them, into
-    one buffer, then `_roi_stats_frame`.
+    one buffer, then `roi_stats_frame`.
     """
     buffer = np.empty((1, frames.shape[1], frames.shape[2]), np.float32)
     scale = np.ones(1)
     for i in range(frames.shape[0]):
         if air.size:
-            _air_mean_kernel(air[i : i + 1], air_dark, air_inverse, scale)
-        _transmission_kernel(frames[i : i + 1], dark, inverse, scale, buffer)
-        _roi_stats_frame(buffer[0], boxes, masks, offsets, out[i])
+            air_mean_kernel(air[i : i + 1], air_dark, air_inverse, scale)
+        transmission_kernel(frames[i : i + 1], dark, inverse, scale, buffer)
+        roi_stats_frame(buffer[0], boxes, masks, offsets, out[i])
 
 
 def _cut(bands: list[np.ndarray], starts: list[int], window) -> np.ndarray:
@@ -93,7 +83,7 @@ def _cut(bands: list[np.ndarray], starts: list[int], window) -> np.ndarray:
     return np.concatenate(pieces, axis=1)
 
 
-def _block_stats(bands, *images, starts, inner, air, plan: _Plan) -> np.ndarray:
+def _calibrated_block(bands, *images, starts, inner, air, plan: Plan) -> np.ndarray:
     """Chunk step: row bands of the box of a chunk of frames -> mean, std, count ``(n, k, 3)``.
 
     `images`: dark and inverse flat of the regions' box, then of the air region.
@@ -104,18 +94,20 @@ def _block_stats(bands, *images, starts, inner, air, plan: _Plan) -> np.ndarray:
     else:
         air = _cut(bands, starts, air)
     images = [np.ascontiguousarray(image, np.float32) for image in images]
-    out = np.empty((frames.shape[0], plan.boxes.shape[0], _STATS))
+    out = np.empty((frames.shape[0], plan.boxes.shape[0], STATS))
     _calibrated_stats_kernel(frames, *images[:2], air, *images[2:], *plan, out)
-    return _combine(out)
+    return combine(out)
 
 
 def _chunk_stats(bands: list, *images: list, **kwargs) -> np.ndarray:
-    """`_block_stats` on the nested lists of blocks blockwise hands over.
+    """`_calibrated_block` on the nested lists of blocks blockwise hands over.
 
     The box's row bands (one block each along x), the images as ``[[image]]``.
     Without ``concatenate=True``, which copies the bands into one array.
     """
-    return _block_stats([band[0] for band in bands], *(image[0][0] for image in images), **kwargs)
+    return _calibrated_block(
+        [band[0] for band in bands], *(image[0][0] for image in images), **kwargs
+    )
 
 
 def _around(bounds) -> np.ndarray:
@@ -125,14 +117,14 @@ def _around(bounds) -> np.ndarray:
     return np.array([low[0], high[1], low[2], high[3]])
 
 
-def _stats(frames, dark, inverse, air: Rect | None, regions: list):
+def _calibrated_stats(frames, dark, inverse, air: Rect | None, regions: list):
     """mean, std, count ``(n, k, 3)`` of the regions in the calibrated frames (NumPy or dask).
 
     The frames are cut to the box around the regions and the air region (in
     dask, before they are read); each chunk step cuts the regions' box and the
     air region out of it.
     """
-    inner = _around([_bounds(r) for r in regions])
+    inner = _around([bounds(r) for r in regions])
     windows = [inner] if air is None else [inner, np.array(air.bounds())]
     y0, y1, x0, x1 = _around(windows)
     corner = np.array([y0, y0, x0, x0])
@@ -141,11 +133,13 @@ def _stats(frames, dark, inverse, air: Rect | None, regions: list):
         "inner": inner - corner,
         "air": None if air is None else windows[1] - corner,
         # regions relative to their box, as the kernel sees them
-        "plan": _plan(regions, slice(inner[0], inner[1]), slice(inner[2], inner[3])),
+        "plan": plan(regions, slice(inner[0], inner[1]), slice(inner[2], inner[3])),
     }
     frames = frames[:, y0:y1, x0:x1]
     if not isinstance(frames, da.Array):
-        return _block_stats([np.asarray(frames)], *map(np.asarray, images), starts=[0], **kwargs)
+        return _calibrated_block(
+            [np.asarray(frames)], *map(np.asarray, images), starts=[0], **kwargs
+        )
     frames = frames.rechunk({2: -1})
     kwargs["starts"] = np.cumsum((0, *frames.chunks[1][:-1])).tolist()
     images = [da.asarray(image).rechunk(-1) for image in images]
@@ -156,7 +150,7 @@ def _stats(frames, dark, inverse, air: Rect | None, regions: list):
         frames,
         "fyx",
         *(item for pair in pairs for item in pair),
-        new_axes={"k": len(regions), "r": _STATS},
+        new_axes={"k": len(regions), "r": STATS},
         meta=np.empty((0, 0, 0), np.float64),
     )
 
@@ -207,21 +201,23 @@ def calibrated_means(
     """
     if rois is None and grid is None:
         raise OptionError("calibrated_means: give rois, grid or both")
-    raw, dark_image, inverse = _calibration_inputs(frames, dark, flat, outliers, eps, invalid)
+    raw, dark_image, inverse = calibration_inputs(frames, dark, flat, outliers, eps, invalid)
     shape = raw.shape[-2:]
     sets = {}
     if rois is not None:
-        sets["rois"] = _roi_regions(rois, shape)
+        sets["rois"] = roi_regions(rois, shape)
     if grid is not None:
         rows, cols = grid
-        sets["grid"] = _grid_regions(shape, rows, cols, region=grid_region, edges=grid_edges)
+        sets["grid"] = grid_regions(shape, rows, cols, region=grid_region, edges=grid_edges)
     air = None if air_roi is None else check_rect(air_roi, shape, "air_roi")
     regions = [r for s in sets.values() for r in s.regions]
-    stats = _merged(_stats(raw.data, dark_image.data, inverse.data, air, regions))
-    template = _as_transmission(raw, dark, flat, air_roi, outliers, eps, invalid)
+    stats = rechunk_leading(
+        _calibrated_stats(raw.data, dark_image.data, inverse.data, air, regions)
+    )
+    template = as_transmission(raw, dark, flat, air_roi, outliers, eps, invalid)
     out, start = {}, 0
     for key, labelled in sets.items():
         stop = start + len(labelled.regions)
-        out[key] = _result(template, labelled, stats[:, start:stop])
+        out[key] = stats_dataset(template, labelled, stats[:, start:stop])
         start = stop
     return out

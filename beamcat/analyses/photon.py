@@ -80,8 +80,8 @@ from scipy.ndimage import correlate
 
 from beamcat.analyses._history import add_history
 from beamcat.analyses.detector import _check_pixels, as_background, as_frames
-from beamcat.analyses.roi import check_rect
 from beamcat.errors import BeamcatWarning, OptionError
+from beamcat.rois import check_rect
 
 __all__ = [
     "EVENT_DTYPE",

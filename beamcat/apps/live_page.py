@@ -39,7 +39,6 @@ import numpy as np
 import panel as pn
 import xarray as xr
 
-from beamcat.analyses.roi import Rect
 from beamcat.apps.quicklook import robust_limits, signal_name
 from beamcat.apps.roi_editor import RoiEditor, show_message
 from beamcat.apps.state import AppState, CatalogContext, error_message
@@ -47,6 +46,7 @@ from beamcat.catalog.cbor_stream import replay
 from beamcat.errors import OptionError
 from beamcat.figures import block_reduce
 from beamcat.live.pipeline import MODES, LivePipeline
+from beamcat.rois import Rect
 
 STREAM_FORMAT = "cbor-stream"
 PATH_CHOICE = "(path below)"

@@ -34,13 +34,15 @@ import panel as pn
 import xarray as xr
 
 from beamcat.analyses.calibrated_means import calibrated_means
-from beamcat.analyses.calibration import calibrate, dark_master, difference, flat_master
-from beamcat.analyses.roi import Rect, check_rect
+from beamcat.analyses.calibration import calibrate
+from beamcat.analyses.difference import difference
+from beamcat.analyses.masters import dark_master, flat_master
 from beamcat.analyses.timeseries import beer_lambert, normalise
 from beamcat.apps.quicklook import preview_timeseries, robust_limits, signal_name
 from beamcat.apps.roi_editor import RoiEditor, show_message
 from beamcat.apps.state import AppState, CatalogContext, error_message
 from beamcat.errors import BeamcatError, OptionError
+from beamcat.rois import Rect, check_rect
 
 NONE = "(none)"
 WHOLE_IMAGE = "whole image"

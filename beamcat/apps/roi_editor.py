@@ -28,9 +28,9 @@ import param
 from bokeh.models import BoxAnnotation
 from bokeh.palettes import Category10_10
 
-from beamcat.analyses.roi import Rect, load_rois, save_rois
 from beamcat.apps.state import error_message
 from beamcat.errors import BeamcatError
+from beamcat.rois import Rect, load_rois, save_rois
 
 ROI_COLUMNS = ("name", "x", "y", "w", "h")
 #: a resize is adopted once its edges have been still this long (a drag moves them often)

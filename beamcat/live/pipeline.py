@@ -91,10 +91,11 @@ import xarray as xr
 from beamcat.analyses import photon
 from beamcat.analyses.accumulate import Accumulator, masked
 from beamcat.analyses.detector import subtract_background, threshold
-from beamcat.analyses.roi import Roi, roi_means
+from beamcat.analyses.roi import roi_means
 from beamcat.analyses.steps import StepMeans
 from beamcat.catalog.cbor_stream import StreamEvent
 from beamcat.errors import BeamcatWarning, OptionError
+from beamcat.rois import Roi
 
 __all__ = ["MODES", "FrameResult", "LivePipeline"]
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import xarray as xr
 
-from beamcat.analyses.roi import Roi
 from beamcat.analyses.tables import to_zarr
 from beamcat.catalog.cbor_stream import replay
 from beamcat.catalog.photon_list import write_photon_list
 from beamcat.errors import BeamcatWarning, FormatError, OptionError
 from beamcat.live.pipeline import LivePipeline
+from beamcat.rois import Roi
 
 __all__ = ["ReplaySummary", "run_replay", "write_results"]
 
@@ -110,7 +110,7 @@ def run_replay(
     OptionError
         Bad pipeline options, or results already in `out` without `overwrite`.
     """
-    from beamcat.analyses.roi import load_rois
+    from beamcat.rois import load_rois
 
     if isinstance(rois, str | os.PathLike):
         rois = load_rois(rois)

@@ -30,14 +30,16 @@ import dask
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses import calibration, timeseries
+from beamcat.analyses import timeseries
 from beamcat.analyses.calibrated_means import calibrated_means
-from beamcat.analyses.calibration import calibrate, dark_master, flat_master
-from beamcat.analyses.roi import load_rois
+from beamcat.analyses.calibration import calibrate
+from beamcat.analyses.difference import difference
+from beamcat.analyses.masters import dark_master, flat_master
 from beamcat.analyses.tables import to_zarr
 from beamcat.errors import CatalogError, OptionError
 from beamcat.figures import radiography as figures
 from beamcat.figures import save_figure
+from beamcat.rois import load_rois
 from beamcat.workflows.original_csv import to_original_csv
 
 __all__ = ["parse_frames", "parse_grid", "parse_numbers", "run_radiography"]
@@ -359,4 +361,4 @@ def _difference_display(transmission: xr.DataArray, reference: xr.DataArray) -> 
         coords={"time": frames["time"].values[:1]},
     )
     stacked = xr.concat([first, frames], dim="time")
-    return calibration.difference(stacked, reference=0)["display"].isel(time=slice(1, None))
+    return difference(stacked, reference=0)["display"].isel(time=slice(1, None))

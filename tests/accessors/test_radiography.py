@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 import beamcat.accessors.radiography  # noqa: F401  (registers the accessor)
-from beamcat.analyses import calibration
+from beamcat.analyses import calibration, difference, masters, outliers
 from beamcat.errors import OptionError
 
 DIMS = ("frame", "y", "x")
@@ -54,8 +54,8 @@ def test_dataset_calibrate_matches_the_function(stacks, raise_if_dask_computes):
 
 def test_masters_as_dataarrays_and_dataarray_accessor(stacks):
     run, dark, flat = stacks
-    d = calibration.dark_master(dark.counts)
-    f = calibration.flat_master(flat.counts, d)
+    d = masters.dark_master(dark.counts)
+    f = masters.flat_master(flat.counts, d)
     by_masters = run.counts.radiography.calibrate(d, f)
     assert isinstance(by_masters, xr.DataArray) and by_masters.name == "transmission"
     by_frames = run.radiography.calibrate(dark, flat).transmission
@@ -68,14 +68,14 @@ def test_difference_and_chaining(stacks, raise_if_dask_computes):
     with raise_if_dask_computes():
         t = run.radiography.calibrate(dark, flat)
         result = t.radiography.difference(reference=slice(0, 2), stretch=(5, 90))
-    expected = calibration.difference(t.transmission, reference=slice(0, 2), stretch=(5, 90))
+    expected = difference.difference(t.transmission, reference=slice(0, 2), stretch=(5, 90))
     assert result.attrs["signal"] == "difference" and result.attrs["pixel_size"] == 2e-4
     for name in ("difference", "display"):
         assert isinstance(result[name].data, da.Array)
         np.testing.assert_array_equal(result[name].values, expected[name].values)
     # a DataArray's difference is the analysis' Dataset as it is
     xr.testing.assert_identical(
-        t.transmission.radiography.difference(), calibration.difference(t.transmission)
+        t.transmission.radiography.difference(), difference.difference(t.transmission)
     )
 
 
@@ -83,12 +83,12 @@ def test_remove_outliers_dataset_and_dataarray(stacks):
     run, _, _ = stacks
     result = run.radiography.remove_outliers(bright=500.0, dark=500.0)
     assert result.attrs["signal"] == "counts" and result.counts.dtype == np.uint16
-    expected = calibration.remove_outliers(run.counts, bright=500.0, dark=500.0)
+    expected = outliers.remove_outliers(run.counts, bright=500.0, dark=500.0)
     np.testing.assert_array_equal(result.counts.values, expected.values)
     assert result.counts.values[3, 4, 4] < 3000  # the spot is gone
     np.testing.assert_array_equal(
         run.counts.radiography.remove_outliers(radius=5).values,
-        calibration.remove_outliers(run.counts, radius=5).values,
+        outliers.remove_outliers(run.counts, radius=5).values,
     )
 
 

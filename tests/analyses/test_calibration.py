@@ -14,14 +14,12 @@ from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
 import beamcat
-from beamcat.analyses.calibration import (
-    _remove_outliers_frame,
-    calibrate,
-    calibrate_reference,
-    dark_master,
-    difference,
-    flat_master,
+from beamcat.analyses.calibration import calibrate, calibrate_reference
+from beamcat.analyses.difference import difference
+from beamcat.analyses.masters import dark_master, flat_master
+from beamcat.analyses.outliers import (
     remove_outliers,
+    remove_outliers_frame,
     remove_outliers_reference,
 )
 from beamcat.catalog import demo
@@ -182,7 +180,7 @@ def test_numba_kernel_equals_scipy_twin(frame, radius, bright, dark):
     # exact: the kernel takes the same float64 differences and the median is a pixel value;
     # small frames with windows up to 6 px make most pixels edge pixels (reflect mode)
     expected = remove_outliers_reference(frame, radius=radius, bright=bright, dark=dark)
-    got = _remove_outliers_frame(frame, radius, bright, dark)
+    got = remove_outliers_frame(frame, radius, bright, dark)
     assert got.dtype == frame.dtype
     np.testing.assert_array_equal(got, expected)
 

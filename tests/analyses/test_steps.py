@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import beamcat
-from beamcat.analyses.roi import Rect, roi_means
+from beamcat.analyses.roi import roi_means
 from beamcat.analyses.steps import StepMeans, step_means
 from beamcat.catalog.cbor_stream import replay
 from beamcat.errors import OptionError
+from beamcat.rois import Rect
 
 # means of <= 10 float64 values summed in another order than np.mean's: ~1e-16 relative;
 # std of near-equal values loses a few more digits; 1e-10 still catches any wrong frame

@@ -247,7 +247,8 @@ def test_beer_lambert_gives_the_demo_concentration(radiography):
 
 def test_demo_run_to_concentration_within_one_percent(radiography):
     """Calibrate -> ROI means -> normalise to the first frame -> Beer-Lambert, vs the truth."""
-    from beamcat.analyses.calibration import calibrate, dark_master, flat_master
+    from beamcat.analyses.calibration import calibrate
+    from beamcat.analyses.masters import dark_master, flat_master
     from beamcat.analyses.roi import roi_means
 
     folder, (truth, arrays) = radiography

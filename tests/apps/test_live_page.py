@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import beamcat
-from beamcat.analyses.roi import Rect
 from beamcat.apps.live_page import LivePage, block_reduce, display_image
 from beamcat.apps.state import AppState, CatalogContext
 from beamcat.catalog.build import add_source
 from beamcat.catalog.cbor_stream_write import write_recording
+from beamcat.rois import Rect
 
 REAL_ROIS = {"ring": Rect(200, 360, 40, 40), "ring 2": Rect(40, 440, 40, 40)}
 #: float32 frames summed in float64 by the accumulator vs float64 by NumPy: rounding only

@@ -13,13 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from beamcat.analyses.calibration import calibrate, dark_master, difference, flat_master
-from beamcat.analyses.roi import Rect, grid_means, roi_means
+from beamcat.analyses.calibration import calibrate
+from beamcat.analyses.difference import difference
+from beamcat.analyses.masters import dark_master, flat_master
+from beamcat.analyses.roi import grid_means, roi_means
 from beamcat.analyses.timeseries import beer_lambert, normalise
 from beamcat.apps.radiography_page import RadiographyPage
 from beamcat.apps.roi_editor import rois_from_boxes
 from beamcat.apps.state import AppState, CatalogContext
 from beamcat.catalog.demo import CATALOG_NAME, read_truth
+from beamcat.rois import Rect
 
 ROIS = {"bed_top": Rect(134, 75, 52, 30), "air": Rect(10, 10, 60, 60)}
 

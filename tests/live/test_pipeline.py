@@ -14,12 +14,12 @@ import beamcat
 from beamcat.analyses.accumulate import accumulate
 from beamcat.analyses.detector import subtract_background, threshold
 from beamcat.analyses.photon import clean_image, detect, histogram
-from beamcat.analyses.roi import save_rois
 from beamcat.catalog.cbor_stream import StreamEvent, replay, write_recording
 from beamcat.catalog.demo import photon as demo_photon
 from beamcat.cli import main
 from beamcat.errors import BeamcatError, FormatError, OptionError
 from beamcat.live import LivePipeline, run_replay
+from beamcat.rois import save_rois
 
 # on the LaB6 rings of the Pilatus frames, off them, and the whole frame (gaps: -1, -2)
 ROIS = {"ring": (600, 300, 300, 200), "off": (100, 100, 200, 100), "all": (0, 0, 1475, 831)}
