@@ -27,7 +27,8 @@ from pathlib import Path
 import dask
 import numpy as np
 
-from beamcat.catalog.mib import open_mib, write_mib
+from beamcat.catalog.mib import open_mib
+from beamcat.catalog.mib_write import write_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 SCAN = (128, 128)

@@ -14,17 +14,10 @@ from hypothesis import strategies as st
 
 import beamcat
 from beamcat.catalog import mib_header
-from beamcat.catalog.mib import (
-    MibFrames,
-    decode_frames,
-    detect_flyback,
-    encode_frames,
-    open_mib,
-    scan_index,
-    write_mib,
-)
+from beamcat.catalog.mib import MibFrames, decode_frames, detect_flyback, open_mib, scan_index
 from beamcat.catalog.mib_header import FrameLayout, format_frame_header, read_frame_headers
-from beamcat.errors import FormatError, OptionError
+from beamcat.catalog.mib_write import encode_frames, write_mib
+from beamcat.errors import BeamcatWarning, FormatError, OptionError
 
 EPSIC = "epsic_tools_mib"
 ROSETTA = "rosettasciio_mib"
@@ -238,7 +231,7 @@ def test_raw_codec_round_trip(depth, quad, chip, n, seed):
     # encode/decode are inverses for any chip size whose pixel count fills 64-bit groups
     shape = (2 * chip, 2 * chip) if quad else (chip, chip)
     frames = _frames(np.random.default_rng(seed), n, shape, depth)
-    from beamcat.catalog.mib import _frame_layout
+    from beamcat.catalog.mib_write import _frame_layout
 
     layout = _frame_layout(shape, depth, True, "2x2" if quad else "1x1")
     payload = encode_frames(frames, layout)
@@ -369,6 +362,47 @@ def test_truncated_file(tmp_path):
         FormatError, match=rf"ok.mib: truncated.*frame 2 is cut at byte offset {2 * frame}"
     ):
         open_mib(path)
+
+
+def _cut_copy(source, folder, frames_kept: int):
+    """`source` (.mib + .hdr) copied into `folder`, the .mib cut after `frames_kept` frames."""
+    frame_size = read_frame_headers(source, hdr_depth=None, timezone="UTC").layout.frame_size
+    cut = folder / source.name
+    cut.write_bytes(source.read_bytes()[: frames_kept * frame_size])
+    hdr = source.with_suffix(".hdr")
+    cut.with_suffix(".hdr").write_bytes(hdr.read_bytes())
+    return cut
+
+
+@pytest.mark.parametrize("kept", [8, 1])
+def test_cut_at_a_frame_boundary_says_frames_are_missing(shared_data, tmp_path, kept):
+    # the fuzzing run: a 9-frame file cut after 8 (or 1) whole frames opened silently;
+    # its .hdr says "Frames in Acquisition: 9"
+    source = shared_data / QUAD / "Single_9_Frame_CounterDepth_1_Rows_256RAW.mib"
+    intact = open_mib(source).counts.values
+    with pytest.warns(BeamcatWarning, match=rf"holds {kept} whole frames but .*announces 9"):
+        ds = open_mib(_cut_copy(source, tmp_path, kept))
+    assert ds.attrs["frames_expected"] == 9
+    assert ds.attrs["frames_missing"] == 9 - kept
+    # the whole frames, bit for bit the intact file's first ones
+    np.testing.assert_array_equal(ds.counts.values, intact[:kept])
+
+
+def test_cut_scan_is_not_reshaped_into_another_scan(shared_data, tmp_path):
+    # a 4 x 2 scan (ScanX 4, ScanY 2 in its .hdr) cut in half held 4 frames and no word
+    folder = shared_data / ROSETTA / "Merlin_navigation4x2_signalNx256_ROI"
+    source = next(folder.glob("003_*.mib"))
+    intact = open_mib(source).counts.values  # (2, 4, 64, 256)
+    with pytest.warns(BeamcatWarning, match=r"holds 4 whole frames.*flat 'frame' stack"):
+        ds = open_mib(_cut_copy(source, tmp_path, 4))
+    assert ds.counts.dims == ("frame", "y", "x")
+    assert ds.attrs["scan_shape_from"] == "none (incomplete)"
+    assert (ds.attrs["frames_expected"], ds.attrs["frames_missing"]) == (8, 4)
+    np.testing.assert_array_equal(ds.counts.values, intact[0])  # the first scan line, whole
+    # asked for, the frames that are there take the shape the caller says
+    with pytest.warns(BeamcatWarning, match=r"as scan_shape=\(1, 4\)"):
+        line = open_mib(tmp_path / source.name, scan_shape=(1, 4))
+    np.testing.assert_array_equal(line.counts.values, intact[:1])
 
 
 def test_garbage_and_empty(tmp_path):

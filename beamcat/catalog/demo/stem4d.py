@@ -1,6 +1,6 @@
 """ePSIC 4D-STEM demo: a Merlin MIB scan with fly-back frames, and an Au reference.
 
-What is written (under ``stem4d/``), with `beamcat.catalog.mib.write_mib`
+What is written (under ``stem4d/``), with `beamcat.catalog.mib_write.write_mib`
 (12-bit, U16 big-endian frames of 128 x 128, single chip, ``.hdr`` sidecars):
 
 - ``scan/20230510_101500_data.mib``: 32 scan lines of 33 frames; the first frame
@@ -113,7 +113,7 @@ def _frames(rng, components, au, thickness, exposure):
 
 def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
     """Write the 4D-STEM sample into `folder` and return its catalog entries."""
-    from beamcat.catalog.mib import write_mib
+    from beamcat.catalog.mib_write import write_mib
 
     folder.mkdir(parents=True)
     radius = undistorted_radius()
