@@ -139,12 +139,19 @@ def _is_eis(path: Path) -> bool:
     return is_eis(path)
 
 
-def _is_mib_zip(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.lower().endswith(".mib") for n in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+def _is_mib(path: Path) -> bool:
+    """A ``.mib``; a ``.hdr`` that is a Merlin sidecar; a ``.zip`` holding ``.mib`` files."""
+    name = path.name.lower()
+    if name.endswith(".hdr"):
+        with open(path, "rb") as f:
+            return f.read(4) == b"HDR,"
+    if name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return any(n.lower().endswith(".mib") for n in zf.namelist())
+        except (zipfile.BadZipFile, OSError):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------ the registry
@@ -184,9 +191,9 @@ REGISTRY: tuple[Format, ...] = (
         "MerlinMIB",
         "Quantum Detectors Merlin MIB (or a .zip of them) -> (frame, y, x) or "
         "(scan_y, scan_x, y, x).",
-        suffixes=(".mib", ".zip"),
+        suffixes=(".mib", ".hdr", ".zip"),
         magic=(b"MQ1,",),
-        sniff=lambda path: not path.name.lower().endswith(".zip") or _is_mib_zip(path),
+        sniff=_is_mib,
         filepattern="mib$",
     ),
     Format(
