@@ -65,3 +65,30 @@ def demo_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     demo.make_demo(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def local_cluster_client():
+    """A `distributed.Client` on a one-worker, two-thread LocalCluster in its own process.
+
+    ``processes=True``: every graph computed on it is pickled to the worker, so a
+    result equal to the threaded scheduler's proves the graph (kernels, readers,
+    partials) travels. Not set as the default scheduler: compute with
+    ``client.compute(...)`` or ``dask.compute(..., scheduler=client)``. Closed at
+    teardown.
+    """
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
