@@ -21,6 +21,7 @@ import xarray as xr
 
 from beamcat._util import provenance
 from beamcat.catalog._paths import expand_source
+from beamcat.catalog.nexus_modules import assemble_modules, detector_modules
 from beamcat.errors import BeamcatError, FormatError, SourceNotFoundError
 
 SUFFIXES = (".h5", ".hdf5", ".hdf", ".nxs", ".nx5")
@@ -125,6 +126,9 @@ def open_hdf5(
     source : path, glob or list of paths
         One file, or several whose datasets are frames of one series (parts of a
         Lambda or Eiger acquisition): they are concatenated along the first dim.
+        Files of different detector modules (a Lambda's ``_m1``, ``_m2``,
+        ``_m3``) are placed by their NeXus translations into one image
+        (`beamcat.catalog.nexus_modules`).
     path : str, optional
         The dataset inside each file, e.g. ``"entry/instrument/detector/data"``.
         By default the NeXus default signal: root ``@default`` -> NXentry
@@ -167,6 +171,11 @@ def open_hdf5(
     >>> ds.counts.where(ds.mask == 0).sum("frame")  # doctest: +SKIP
     """
     files = expand_source(source, suffixes=SUFFIXES)
+    modules = detector_modules(files)  # None: the files are frames of one module
+    if modules is not None:
+        return assemble_modules(
+            modules, lambda part: open_hdf5(part, path=path, variables=variables, chunks=chunks)
+        )
     with _reading(files[0]), _open_file(files[0]) as f:
         signal_path = _check_path(f, files[0], path) if path else _default_signal(f, files[0])
         dims, coords = _signal_dims(f, signal_path)
