@@ -12,8 +12,8 @@ or dtype differing from the first file's raises `FormatError` naming the file.
 from __future__ import annotations
 
 import os
-import re
 import struct
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +21,13 @@ from typing import Literal, NamedTuple
 
 import dask.array as da
 import numpy as np
-import pandas as pd
 import tifffile
 import xarray as xr
 
-from beamcat._util import provenance, to_utc
+from beamcat._util import provenance
 from beamcat.catalog._paths import expand_source
-from beamcat.errors import FormatError, OptionError
+from beamcat.catalog._tiff_tags import tag_attrs, tag_times
+from beamcat.errors import BeamcatError, FormatError, OptionError
 
 SUFFIXES = (".tif", ".tiff")
 #: with ``times="auto"``, stacks of at most this many files get every DateTime tag read
@@ -40,21 +40,14 @@ _BAND_FRAMES = 4
 # a chunk reads a whole file per single-page frame; bounding them keeps threads busy and
 # a strided selection (ds.counts[::100]) from reading thousands of files
 _CHUNK_FILES = 256
-_EPICS_EPOCH = np.datetime64("1990-01-01T00:00:00", "ns")
-_HC_EV_ANGSTROM = 12398.419843320026  # h*c in eV*Angstrom: energy = hc / wavelength
-# "# Key[:] value unit" lines of a Pilatus (camserver) ImageDescription -> attr, unit -> SI factor
-_PILATUS_KEYS = {
-    "Exposure_time": "exposure_time",
-    "Exposure_period": "exposure_period",
-    "Threshold_setting": "threshold_energy",
-    "Detector_distance": "distance",
-    "Wavelength": "wavelength",
-}
-_PILATUS_UNITS = {"s": 1.0, "m": 1.0, "eV": 1.0, "A": 1e-10}
-_PILATUS_LINE = re.compile(r"#\s*(\w+):?\s+([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*(\w+)?")
-_PILATUS_PIXEL = re.compile(r"Pixel_size\s+([\d.eE+-]+)\s*m\s*x\s*([\d.eE+-]+)\s*m")
 # tifffile raises these (besides TiffFileError) on truncated or garbled headers
 _TIFF_ERRORS = (tifffile.TiffFileError, ValueError, EOFError, IndexError, KeyError, struct.error)
+# ... and these on garbled tags (ImageWidth 0: ZeroDivisionError) or pixels (a Compression tag
+# changed: zlib.error; a codec not installed: ImportError)
+_DECODE_ERRORS = (*_TIFF_ERRORS, ZeroDivisionError, OverflowError, TypeError, zlib.error, OSError)
+#: a compressed page may decode to at most this many times the file's size (deflate's
+#: limit is ~1032): a header claiming more is garbled, not a well-compressed image
+_MAX_COMPRESSION_RATIO = 4096
 
 
 @dataclass(frozen=True)
@@ -180,10 +173,10 @@ def open_tiff(
     if frame_log is not None:
         coords |= _log_coords(frame_log, timezone, nframes)
     elif read_tags:
-        frame_times = _tag_times(files, headers, timezone, required=times == "tags")
+        frame_times = tag_times(files, headers, timezone, required=times == "tags")
         if frame_times is not None:
             coords["time"] = ("frame", frame_times)
-    attrs = provenance(source, "tiff", signal="counts", **_tag_attrs(first.tags))
+    attrs = provenance(source, "tiff", signal="counts", **tag_attrs(first.tags))
     if "time" in coords:
         attrs["timezone"] = timezone  # of the local times in the log or tags: outputs show them so
     return xr.Dataset(
@@ -229,6 +222,7 @@ def _read_header(path: Path) -> _Header:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
             npages = len(tif.pages)
+            _check_page(path, page)
             shape, dtype = tuple(page.shape), np.dtype(page.dtype)
             tags = {tag.code: tag.value for tag in page.tags.values()}
             byteorder = tif.byteorder
@@ -239,11 +233,53 @@ def _read_header(path: Path) -> _Header:
             series = tif.series[0] if len(tif.series) == 1 else None
             if npages > 1 and series is not None and series.dataoffset is not None:
                 offset = series.dataoffset if series.size == npages * page.size else None
-    except _TIFF_ERRORS as err:
+    except BeamcatError:
+        raise
+    except _DECODE_ERRORS as err:
         raise FormatError(f"{path}: not a readable TIFF file ({err})") from None
     if len(shape) != 2:
         raise FormatError(f"{path}: page 0 has shape {shape}; expected a 2-D grayscale image")
     return _Header(npages, shape, dtype, tags, offset, byteorder, raw_block)
+
+
+def _check_page(path: Path, page) -> None:
+    """Check what a page's tags claim against each other and the file, before any allocation.
+
+    The pixels' bytes (StripByteCounts or TileByteCounts) must lie inside the
+    file; uncompressed, they must be exactly what ImageWidth x ImageLength x
+    BitsPerSample need (a BitsPerSample changed from 32 to 16 would otherwise
+    decode half of each row as another image); compressed, the image may not
+    exceed `_MAX_COMPRESSION_RATIO` times the file (ImageWidth 2**31 - 1 would
+    otherwise allocate terabytes).
+    """
+    size = os.fstat(page.parent.filehandle.fileno()).st_size
+    if page.dtype is None or min(page.shape, default=0) < 1:
+        raise FormatError(
+            f"{path}: page 0 is {page.shape} of BitsPerSample {page.bitspersample}, "
+            f"SampleFormat {page.sampleformat}: expected a non-empty image of a numeric type"
+        )
+    counts = [int(c) for c in page.databytecounts]
+    end = max((int(o) + c for o, c in zip(page.dataoffsets, counts, strict=True)), default=0)
+    if end > size:
+        raise FormatError(
+            f"{path}: truncated: page 0's pixels run to byte {end}, the file has {size} bytes"
+        )
+    itemsize = np.dtype(page.dtype).itemsize
+    pixels = int(np.prod(page.shape, dtype=np.int64))
+    if page.is_tiled:
+        pixels = len(counts) * page.tilelength * page.tilewidth * page.tiledepth
+    needed = pixels * itemsize
+    if page.compression == 1 and sum(counts) != needed:
+        raise FormatError(
+            f"{path}: page 0 holds {sum(counts)} bytes of pixels (StripByteCounts) but its "
+            f"{page.imagewidth} x {page.imagelength} image of {page.bitspersample}-bit "
+            f"{np.dtype(page.dtype)} needs {needed}: the header is inconsistent"
+        )
+    if needed > _MAX_COMPRESSION_RATIO * size:
+        raise FormatError(
+            f"{path}: page 0 claims a {page.imagewidth} x {page.imagelength} image "
+            f"({needed} bytes) in a {size}-byte file: its header is garbled"
+        )
 
 
 def _stack_headers(files: list[Path], first: _Header, *, read_all: bool) -> list[_Header | None]:
@@ -402,7 +438,12 @@ class TiffStack:
                         self.paths[0],
                     )
                     out[j] = page.asarray()
-        except _TIFF_ERRORS as err:
+        except ImportError as err:  # tifffile imports codecs on first use
+            raise FormatError(
+                f"{path}: its compression needs a codec that is not installed ({err}); "
+                "tifffile decodes it with the imagecodecs package: pip install imagecodecs"
+            ) from None
+        except _DECODE_ERRORS as err:
             raise FormatError(f"{path}: not a readable TIFF file ({err})") from None
         return out
 
@@ -433,67 +474,3 @@ def _log_coords(frame_log, timezone: str, nframes: int) -> dict:
         if name in log.variables:
             coords[name] = ("frame", log[name].values, dict(log[name].attrs))
     return coords
-
-
-def _tag_times(files, headers, timezone: str, *, required: bool) -> np.ndarray | None:
-    """One UTC time per single-page file from its DateTime or EPICS timestamp tags."""
-    stamps = []
-    for path, header in zip(files, headers, strict=True):
-        stamp = _tag_time(header.tags) if header.npages == 1 else None
-        if stamp is None:
-            if required:
-                raise FormatError(
-                    f"{path}: no DateTime (306) or EPICS timestamp tag on a single page; "
-                    "times='tags' needs one per file, each file one frame"
-                )
-            return None
-        stamps.append(stamp)
-    if all(utc for _, utc in stamps):
-        return np.array([t for t, _ in stamps], dtype="datetime64[ns]")
-    if not any(utc for _, utc in stamps):
-        return to_utc([t for t, _ in stamps], timezone)
-    raise FormatError(
-        f"{files[0]} ...: some files carry EPICS (UTC) and others DateTime (local) times"
-    )
-
-
-def _tag_time(tags: dict) -> tuple[np.datetime64, bool] | None:
-    """(time, is_utc) from EPICS areaDetector timestamp tags, else from DateTime."""
-    if str(tags.get(305, "")).startswith("EPICS") and 65002 in tags and 65003 in tags:
-        seconds, nanoseconds = int(tags[65002]), int(tags[65003])
-        return _EPICS_EPOCH + np.timedelta64(seconds * 10**9 + nanoseconds, "ns"), True
-    text = tags.get(306)
-    if not isinstance(text, str):
-        return None
-    stamp = pd.to_datetime(text.strip(), format="%Y:%m:%d %H:%M:%S", errors="coerce")
-    return None if pd.isna(stamp) else (stamp.to_datetime64(), False)
-
-
-def _tag_attrs(tags: dict) -> dict:
-    """Detector attrs from the first page's tags (Model, Software, Pilatus header)."""
-    attrs = {}
-    for code, name in ((272, "model"), (305, "software")):
-        value = tags.get(code)
-        if isinstance(value, str) and value.strip() and value.strip() != "Unknown":
-            attrs[name] = value.strip()
-    description = tags.get(270)
-    if isinstance(description, str) and description.lstrip().startswith("#"):
-        attrs |= _pilatus_attrs(description)
-    return attrs
-
-
-def _pilatus_attrs(description: str) -> dict:
-    """Geometry and exposure from a Pilatus ``# Key value unit`` ImageDescription, in SI."""
-    attrs = {}
-    pixel = _PILATUS_PIXEL.search(description)
-    if pixel:
-        size_x, size_y = float(pixel[1]), float(pixel[2])
-        attrs["pixel_size"] = size_x
-        if size_y != size_x:
-            attrs["pixel_size_y"] = size_y
-    for key, value, unit in _PILATUS_LINE.findall(description):
-        if key in _PILATUS_KEYS and unit in _PILATUS_UNITS:
-            attrs[_PILATUS_KEYS[key]] = float(value) * _PILATUS_UNITS[unit]
-    if attrs.get("wavelength"):
-        attrs["energy"] = _HC_EV_ANGSTROM / (attrs["wavelength"] * 1e10)
-    return attrs
