@@ -3,6 +3,7 @@
 import inspect
 
 import pytest
+import xarray as xr
 
 import beamcat
 from beamcat.catalog import formats
@@ -116,3 +117,20 @@ def test_unknown_format_lists_the_registry():
     with pytest.raises(OptionError, match="unknown format 'jpeg'") as err:
         formats.get_opener("jpeg")
     assert "eis" in str(err.value) and "tiff" in str(err.value)
+
+
+def test_catalog_entries_use_the_registry(shared_data, tmp_path):
+    from beamcat.catalog.build import add_source, describe_entries, open_catalog
+
+    catalog = tmp_path / "c.yaml"
+    eis = shared_data / "eispac_eis/eis_20210306_064444.head.h5"
+    add_source(catalog, "fe12", eis, options={"window": "Fe XII 192"})
+    add_source(catalog, "bad", shared_data / TIFF, options={"frame_logg": "x.csv"})
+    cat = open_catalog(catalog)
+    rows = {r["name"]: r for r in describe_entries(cat)}
+    assert rows["fe12"]["format"] == "eis" and rows["bad"]["format"] == "tiff"
+    # the Intake reader calls open_dataset: the same Dataset as opening the file directly
+    direct = beamcat.open_dataset(eis, window="Fe XII 192")
+    xr.testing.assert_identical(cat["fe12"].read(), direct)
+    with pytest.raises(OptionError, match="format 'tiff' takes no option 'frame_logg'"):
+        cat["bad"].read()
