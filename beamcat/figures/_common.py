@@ -169,8 +169,25 @@ def _holoviews():
     return hv
 
 
+def _halo_colour(colour: str) -> str:
+    """White behind a dark colour, black behind a light one (relative luminance at 0.5)."""
+    r, g, b = mpl.colors.to_rgb(colour)
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "black"
+
+
+def _halo(colour: str, linewidth: float) -> list:
+    """Path effects: a contrasting halo under a line, so it shows on any background."""
+    return [
+        patheffects.Stroke(linewidth=linewidth + 2.0, foreground=_halo_colour(colour)),
+        patheffects.Normal(),
+    ]
+
+
 def _add_rectangle(ax, roi: Rect, *, colour: str, gid: str, linewidth: float = 1.5) -> Rectangle:
-    """Outline `roi` on its pixel edges (pixel centres at integer x, y)."""
+    """Outline `roi` on its pixel edges (pixel centres at integer x, y), over a contrasting halo.
+
+    A black ROI on a black bed gets a white halo, a gold one on a bright flat a black one.
+    """
     y0, y1, x0, x1 = roi.bounds()
     patch = Rectangle(
         (x0 - 0.5, y0 - 0.5),
@@ -180,6 +197,7 @@ def _add_rectangle(ax, roi: Rect, *, colour: str, gid: str, linewidth: float = 1
         edgecolor=colour,
         linewidth=linewidth,
         gid=gid,
+        path_effects=_halo(colour, linewidth),
     )
     ax.add_patch(patch)
     return patch

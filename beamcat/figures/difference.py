@@ -53,8 +53,10 @@ class _DifferenceFigure:
             fontweight="bold",
             path_effects=_OUTLINE,
         )
+        #: what changes from frame to frame, and what lies on it (for blitting)
+        self.animated = [self.image, self.stamp]
         if pixel_size:
-            scale_bar(
+            bar = scale_bar(
                 ax,
                 pixel_size,
                 nx,
@@ -62,6 +64,7 @@ class _DifferenceFigure:
                 location=location,
                 colour=_contrast_colour(first, location),
             )
+            self.animated.append(bar)
 
     def show(self, frame: np.ndarray, stamp: str) -> None:
         self.image.set_data(frame)
@@ -193,6 +196,7 @@ def save_difference_frames(
         animation=animation,
         fps=fps,
         progress=progress,
+        animated=fig.animated,
     )
 
 

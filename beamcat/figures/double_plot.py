@@ -194,7 +194,8 @@ def double_plot(
     Figure
         Axes labelled ``"ms"`` (top; with a twin ``"temperature"``) and ``"n"``
         (ROI transmission), sharing x. Each ROI line has gid ``"roi:<name>"``
-        (one line per run), each species ``"species:<name>"``.
+        (one line per run), each species ``"species:<name>"``; the panel letters are
+        texts with gid ``"panel:a"``, ``"panel:b"``.
 
     Raises
     ------
@@ -268,14 +269,18 @@ def double_plot(
             color="red",
             fontsize=8,
         )
-    for letter, ax in zip("ab", axes, strict=False):  # panel letters where the original puts them
+    for letter, ax in zip("ab", axes, strict=False):
+        # in the figure's left margin at the top of each panel: outside the data area, so
+        # never on a curve (the original's sat on the data in the panels' lower right)
         ax.annotate(
             letter,
-            (0.98, 0.03),
-            xycoords="axes fraction",
-            ha="right",
+            (0.01, 1.0),
+            xycoords=("figure fraction", "axes fraction"),
+            ha="left",
+            va="top",
             fontweight="bold",
             fontsize=11,
+            gid=f"panel:{letter}",
         )
     return fig
 

@@ -88,9 +88,12 @@ class _GridFigure:
             fontweight="bold",
             path_effects=_OUTLINE,
         )
+        #: what changes from frame to frame, and what lies on it (for blitting)
+        self.animated = [self.cells, self.stamp]
         if pixel_size:
             colour = _contrast_colour(reference.values, "lower left")
-            scale_bar(ax, pixel_size, nx, location="lower left", colour=colour)
+            bar = scale_bar(ax, pixel_size, nx, location="lower left", colour=colour)
+            self.animated.append(bar)  # above the cells where they meet
 
     def show(self, cell_values: np.ndarray, stamp: str) -> None:
         self.cells.set_array(np.asarray(cell_values, dtype=np.float64).ravel())
@@ -243,6 +246,7 @@ def save_grid_frames(
         animation=animation,
         fps=fps,
         progress=progress,
+        animated=grid.animated,
     )
 
 

@@ -1,9 +1,9 @@
 """The radiography ROI image: the reference image with coloured, labelled ROIs.
 
-`roi_image` (matplotlib) and its HoloViews twin `roi_image_hv`. ROI outlines are
-drawn in their colour over a thin dark halo and labelled on a dark box, so a
-box stays visible on any background (the original's black box vanished on the
-black bed).
+`roi_image` (matplotlib) and its HoloViews twin `roi_image_hv`. ROI outlines
+and labels are drawn in their colour over a contrasting halo (white behind a
+dark colour, black behind a light one), so a box stays visible on any
+background: the original's black box vanished on the black bed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from beamcat.figures._common import (
     _colour,
     _contrast_colour,
     _figure,
+    _halo,
+    _halo_colour,
     _holoviews,
     _hv_image,
     _pixel_size,
@@ -85,13 +87,18 @@ def roi_image(
             patch = _add_rectangle(ax, roi, colour=colour, gid=f"roi:{name}")
             anchor = (patch.get_x(), patch.get_y() - 1.0)
         else:
-            ax.contour(roi.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.5)
+            contour = ax.contour(
+                roi.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.5
+            )
+            contour.set_path_effects(_halo(colour, 1.5))
             rows, cols = np.nonzero(roi)
             anchor = (cols.min() - 0.5, rows.min() - 1.5)
         text = ax.annotate(
             name, anchor, color=colour, fontsize=8, fontweight="bold", va="bottom", ha="left"
         )
-        text.set_path_effects([patheffects.withStroke(linewidth=2, foreground="white")])
+        text.set_path_effects(
+            [patheffects.withStroke(linewidth=2.5, foreground=_halo_colour(colour))]
+        )
     size = _pixel_size(reference, pixel_size)
     if size:
         scale_bar(

@@ -12,11 +12,16 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from matplotlib.animation import FFMpegWriter, PillowWriter
+from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from beamcat._util import atomic_path
 from beamcat.errors import OptionError
@@ -109,6 +114,8 @@ def save_frames(
     fps: float = 4.0,
     animation_dpi: float = 80,
     progress: bool = False,
+    animated: Sequence[Artist] = (),
+    workers: int | None = None,
 ) -> dict[str, list[Path]]:
     """Write an image sequence (``folder/name/name_NNNN.<fmt>``) and an animation of one figure.
 
@@ -132,15 +139,24 @@ def save_frames(
     dpi : float
         Resolution of the frame files.
     animation : {"gif", "mp4"} or None
-        GIF through Pillow (matplotlib's `PillowWriter`, which keeps the frames
-        in memory until the end: keep `animation_dpi` modest for long runs), MP4
-        through ffmpeg (streamed; ffmpeg must be on PATH), or none.
+        GIF through Pillow (frames kept in memory until the end: keep
+        `animation_dpi` modest for long runs), MP4 through ffmpeg (streamed;
+        ffmpeg must be on PATH), or none.
     fps : float
         Frames per second of the animation.
     animation_dpi : float
         Resolution of the animation frames.
     progress : bool
         Show a tqdm progress bar (on stderr).
+    animated : sequence of Artist
+        The artists `update` changes. Given, the rest of the figure is rendered
+        once and, per frame, only these are drawn over it (blitting, in z-order),
+        the PNG frames are encoded on `workers` threads and the GIF frames are
+        the PNG renders scaled to `animation_dpi`; PDF/SVG frames and MP4 are
+        still drawn whole. Artists that overlap an animated one and lie above
+        it must be in the list too.
+    workers : int, optional
+        Threads encoding PNG frames (blitting only); default up to 4, one per CPU.
 
     Returns
     -------
@@ -151,6 +167,13 @@ def save_frames(
     ------
     OptionError
         Unknown format or animation, or ``"mp4"`` without ffmpeg.
+
+    Notes
+    -----
+    Measured on the demo radiography job (48 grid frames, PNG at 150 dpi and a
+    GIF, 2 shared cores): a whole redraw per frame wrote ~4.5 frames/s; blitting
+    the cells, the time stamp and the scale bar over a rendered background with
+    threaded PNG encoding is several times faster (see the README's figures).
     """
     formats = _check_formats(formats)
     if animation not in ("gif", "mp4", None):
@@ -162,6 +185,26 @@ def save_frames(
     fig.set_layout_engine("none")
     frames_dir = Path(folder) / name
     frames_dir.mkdir(parents=True, exist_ok=True)
+    steps = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc=name, unit="frame")
+    if animated and animation != "mp4":
+        return _blit_frames(
+            fig,
+            update,
+            steps,
+            frames_dir,
+            name=name,
+            formats=formats,
+            dpi=dpi,
+            animation=animation,
+            fps=fps,
+            animation_dpi=animation_dpi,
+            animated=animated,
+            workers=workers,
+        )
     written: dict[str, list[Path]] = {"frames": [], "animation": []}
     target = Path(folder) / f"{name}.{animation}"
     with contextlib.ExitStack() as stack:
@@ -170,11 +213,6 @@ def save_frames(
             tmp = stack.enter_context(_atomic_named(target))
             writer = PillowWriter(fps=fps) if animation == "gif" else FFMpegWriter(fps=fps)
             stack.enter_context(writer.saving(fig, tmp, animation_dpi))
-        steps = range(count)
-        if progress:
-            from tqdm import tqdm
-
-            steps = tqdm(steps, desc=name, unit="frame")
         for i in steps:
             update(i)
             for fmt in formats:
@@ -187,3 +225,87 @@ def save_frames(
     if animation is not None:
         written["animation"].append(target)
     return written
+
+
+def _write_png(rgba: np.ndarray, path: Path) -> Path:
+    """One RGBA frame as a PNG file, atomically (runs on a worker thread: PIL frees the GIL)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgba, "RGBA").save(tmp, format="png")
+    return path
+
+
+def _gif_frame(rgba: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """One animation frame: the render scaled to `size` (box filter), 256 colours (a worker)."""
+    frame = Image.fromarray(rgba, "RGBA").convert("RGB")
+    if frame.size != size:
+        frame = frame.resize(size, Image.Resampling.BOX)
+    return frame.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+
+
+def _blit_frames(
+    fig,
+    update,
+    steps,
+    frames_dir,
+    *,
+    name,
+    formats,
+    dpi,
+    animation,
+    fps,
+    animation_dpi,
+    animated,
+    workers,
+) -> dict[str, list[Path]]:
+    """`save_frames` for PNG/GIF by blitting `animated` over a once-rendered background."""
+    raster_dpi = dpi if "png" in formats else animation_dpi
+    artists = sorted(animated, key=lambda a: a.get_zorder())
+    canvas = FigureCanvasAgg(fig)
+    old_dpi = fig.dpi
+    frames: list[Future | list[Path]] = []  # per frame and format, in order
+    gif: list[Future] = []
+    pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
+    try:
+        fig.set_dpi(raster_dpi)
+        _set_animated(artists, True)
+        canvas.draw()  # everything but the animated artists, once
+        background = canvas.copy_from_bbox(fig.bbox)
+        for i in steps:
+            update(i)
+            canvas.restore_region(background)
+            for artist in artists:
+                fig.draw_artist(artist)
+            rgba = np.array(canvas.buffer_rgba())  # a copy: the buffer is redrawn next frame
+            stem = frames_dir / f"{name}_{i:04d}"
+            for fmt in formats:
+                if fmt == "png":
+                    frames.append(pool.submit(_write_png, rgba, stem.with_name(f"{stem.name}.png")))
+                else:  # vector output has no pixels to blit: drawn whole
+                    _set_animated(artists, False)
+                    frames.append(save_figure(fig, stem, formats=(fmt,), dpi=dpi, tight=False))
+                    _set_animated(artists, True)
+            if animation == "gif":
+                scale = animation_dpi / raster_dpi
+                size = tuple(max(1, round(n * scale)) for n in rgba.shape[1::-1])
+                gif.append(pool.submit(_gif_frame, rgba, size))
+        written = {"frames": [], "animation": []}
+        for item in frames:
+            written["frames"] += [item.result()] if isinstance(item, Future) else item
+        images = [job.result() for job in gif]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _set_animated(artists, False)
+        fig.set_dpi(old_dpi)
+    if animation == "gif":
+        target = frames_dir.parent / f"{name}.gif"
+        with _atomic_named(target) as tmp:
+            images[0].save(
+                tmp, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0
+            )
+        written["animation"].append(target)
+    return written
+
+
+def _set_animated(artists, value: bool) -> None:
+    for artist in artists:
+        artist.set_animated(value)

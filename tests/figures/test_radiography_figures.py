@@ -8,11 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
 from beamcat.analyses.roi import grid_means
 from beamcat.errors import OptionError
+from beamcat.figures import difference as difference_module
+from beamcat.figures import grid as grid_module
 from beamcat.figures import radiography as fr
 from beamcat.figures import save_figure, save_frames
 
@@ -126,6 +130,28 @@ def test_double_plot_several_runs_normalised_to_the_first_frame_of_the_first_run
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
 
 
+def test_double_plot_panel_letters_sit_outside_the_data_area():
+    # the issue: the letters sat on the curves; now they are in the left margin, so no
+    # curve can pass under them whatever the data (checked on the drawn extents)
+    ms, temp = _logs()
+    fig = fr.double_plot(_means(), massspec=ms, temperature=temp)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    letters = {t.get_gid(): t for ax in fig.axes for t in ax.texts if t.get_gid()}
+    assert sorted(letters) == ["panel:a", "panel:b"]
+    for gid, label in (("panel:a", "ms"), ("panel:b", "n")):
+        box = letters[gid].get_window_extent(renderer)
+        ax = _axes(fig, label)
+        for other in fig.axes:  # no data area, twin axes included
+            assert not box.overlaps(other.get_window_extent(renderer)), (gid, other.get_label())
+        for text in [ax.yaxis.label, *ax.get_yticklabels()]:
+            if text.get_text():
+                assert not box.overlaps(text.get_window_extent(renderer)), (gid, text)
+        # at the top of its panel: its top within a letter's height of the axes' top
+        top = ax.get_window_extent(renderer).y1
+        assert abs(box.y1 - top) <= box.height
+
+
 def test_double_plot_errors_name_the_problem():
     ms, _ = _logs()
     with pytest.raises(OptionError, match="Oxygen"):
@@ -175,6 +201,29 @@ def test_roi_image_draws_each_roi_on_its_pixel_edges():
     assert patches["roi:bed"].get_edgecolor() != patches["roi:wall"].get_edgecolor()
     assert [t.get_text() for t in ax.texts] == ["bed", "wall", "blob"]
     assert len(ax.collections) == 1  # the mask's contour
+
+
+def test_roi_outlines_show_on_a_dark_and_on_a_bright_background(tmp_path):
+    # the issue: the first ROI colour (black, the original's) vanished on the black bed; each
+    # outline now has a halo of the contrasting grey: white behind dark, black behind light
+    image = np.zeros((60, 80), np.float32)
+    image[:, 40:] = 1.0  # dark bed on the left, bright flat on the right
+    rois = {"bed": (8, 10, 20, 30), "flat": (50, 10, 20, 30)}
+    fig = fr.roi_image(
+        xr.DataArray(image, dims=("y", "x")), rois, colours=("black", "gold"), width=8.0
+    )
+    # drawn at 8 in and 80 dpi: 8 output pixels per image pixel (the axes fill the figure)
+    (png,) = save_figure(fig, tmp_path / "rois", dpi=80, tight=False)
+    grey = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert grey.shape == (480, 640)
+
+    def left_edge(x, y, w, h):  # the outline's left side, +-4 output pixels around it
+        return grey[8 * y + 16 : 8 * (y + h) - 16, 8 * x - 4 : 8 * x + 4]
+
+    # on the black bed the white halo shows where a black line alone would not
+    assert left_edge(*rois["bed"]).max() > 128
+    flat_edge = left_edge(*rois["flat"])  # on the white flat the black halo shows
+    assert flat_edge.min() < 128  # the black halo shows where a gold line is faint
 
 
 def test_scale_bar_is_its_physical_length_in_pixels(tmp_path):
@@ -252,6 +301,53 @@ def test_save_grid_frames_writes_a_sequence_and_a_gif(tmp_path):
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.n_frames == 3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("which", ["grid", "difference"])
+def test_blitted_frames_equal_whole_redraws(tmp_path, which):
+    # save_frames draws only the changing artists over a once-rendered background (the fast
+    # path); each PNG frame must be what a whole redraw of the same figure gives, pixel for
+    # pixel up to antialiasing rounding (<= 2 of 255 levels on a few edge pixels)
+    if which == "grid":
+        values = _grid_values(3)
+        fig = grid_module._GridFigure(
+            _reference(),
+            grid_module._cells(values),
+            norm=Normalize(0, 1),
+            cmap="inferno",
+            alpha=0.7,
+            label="v",
+            pixel_size=1e-4,
+            width=4.0,
+        )
+
+        def update(i):
+            fig.show(values.isel(time=i).values, f"{i} min")
+
+    else:
+        display = _display(3)
+        fig = difference_module._DifferenceFigure(
+            (30, 40),
+            pixel_size=1e-4,
+            scale_bar_length=None,
+            location="lower right",
+            width=4.0,
+            first=display[0].values,
+        )
+
+        def update(i):
+            fig.show(display[i].values, f"{i} min")
+
+    kwargs = {"name": which, "dpi": 50, "animation": "gif"}
+    fast = save_frames(fig.fig, update, 3, tmp_path / "fast", animated=fig.animated, **kwargs)
+    whole = save_frames(fig.fig, update, 3, tmp_path / "whole", **kwargs)
+    for a, b in zip(fast["frames"], whole["frames"], strict=True):
+        pa, pb = (np.asarray(Image.open(p).convert("RGB"), dtype=int) for p in (a, b))
+        assert pa.shape == pb.shape
+        assert np.abs(pa - pb).max() <= 2
+    for out in (fast, whole):
+        with Image.open(out["animation"][0]) as gif:
+            assert gif.n_frames == 3
 
 
 def test_save_frames_mp4_needs_ffmpeg(tmp_path, monkeypatch):
