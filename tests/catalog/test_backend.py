@@ -53,6 +53,8 @@ def test_lazy_and_the_same_dask_arrays(shared_data, raise_if_dask_computes):
         ref = beamcat.open_dataset(path)
         ds = xr.open_dataset(path, engine="beamcat")
         chunked = xr.open_dataset(path, engine="beamcat", chunks={})
+        summed = ds.counts.sum(("y", "x"))  # reductions stay lazy through xarray's adapters
+    assert isinstance(summed.data, da.Array)
     # chunks=None (xarray's default) keeps beamcat's dask array behind xarray's adapters
     assert isinstance(ds.counts.data, da.Array) and ds.counts.data.name == ref.counts.data.name
     # chunks={} rechunks along the preferred chunks the backend declares: beamcat's own
