@@ -37,17 +37,41 @@ def describe(obj, name: str) -> str:
     return f"{name} ({source})" if source else name
 
 
-def pick(obj: xr.Dataset | xr.DataArray, var: str | None = None) -> xr.DataArray:
+def pick(
+    obj: xr.Dataset | xr.DataArray,
+    var: str | None = None,
+    *,
+    default: str | None = None,
+    what: str = "",
+) -> xr.DataArray:
     """The variable `var` of a Dataset (default ``attrs["signal"]``, or its only variable).
 
     The Dataset's attrs (source, pixel size, history ...) are carried onto the
     DataArray under its own, so analyses can name the source in messages and
     append to its history. A DataArray is returned as it is.
 
+    Parameters
+    ----------
+    obj : Dataset or DataArray
+    var : str, optional
+        The variable; by default ``attrs["signal"]``, else `default`, else the
+        Dataset's only variable.
+    default : str, optional
+        The name to try when there is no ``attrs["signal"]`` (``"mean"`` for
+        ROI means).
+    what : str
+        What the variable should hold, for messages (``"per-frame means"``).
+
     Raises
     ------
     OptionError
         No such variable, no signal to default to, or `var` given with a DataArray.
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"counts": ("x", [1, 2])}, attrs={"signal": "counts"})
+    >>> pick(ds).values.tolist()
+    [1, 2]
     """
     if isinstance(obj, xr.DataArray):
         if var is not None:
@@ -56,14 +80,15 @@ def pick(obj: xr.Dataset | xr.DataArray, var: str | None = None) -> xr.DataArray
     if not isinstance(obj, xr.Dataset):
         raise OptionError(f"expected an xarray Dataset or DataArray, got {type(obj).__name__}")
     names = sorted(map(str, obj.data_vars))
-    name = var if var is not None else obj.attrs.get("signal")
+    name = var if var is not None else obj.attrs.get("signal", default)
     if name is None and len(names) == 1:
         name = names[0]
     where = obj.attrs.get("source", "dataset")
     if name is None:
         raise OptionError(f"{where}: no attrs['signal']; pass var= one of {names}")
     if name not in obj.data_vars:
-        raise OptionError(f"{where}: no variable {name!r}; variables are {names}")
+        holds = f" of {what}" if what else ""
+        raise OptionError(f"{where}: no variable {name!r}{holds}; variables are {names}")
     return obj[name].assign_attrs({**obj.attrs, **obj[name].attrs})
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims
 from beamcat.analyses._history import add_history
 from beamcat.errors import OptionError
 
 __all__ = ["as_background", "as_frames", "subtract_background", "threshold"]
-
-PIXEL_DIMS = ("y", "x")
 
 
 def as_frames(frames: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -28,14 +27,6 @@ def as_frames(frames: xr.DataArray | np.ndarray) -> xr.DataArray:
     if frames.ndim not in (2, 3):
         raise OptionError(f"frames: expected a (frame, y, x) or (y, x) array, got {frames.shape}")
     return xr.DataArray(frames, dims=("frame", "y", "x")[-frames.ndim :])
-
-
-def _check_pixels(frames: xr.DataArray) -> tuple[int, int]:
-    """The frame shape ``(ny, nx)``; OptionError unless the last dims are ``("y", "x")``."""
-    if tuple(frames.dims[-2:]) != PIXEL_DIMS:
-        where = frames.attrs.get("source", frames.name)
-        raise OptionError(f"{where}: expected detector dims (..., 'y', 'x'), got {frames.dims}")
-    return frames.sizes["y"], frames.sizes["x"]
 
 
 def as_background(
@@ -97,7 +88,7 @@ def subtract_background(
     >>> subtract_background(raw, 100).values.tolist()
     [[[0.0, 0.0, 30.0]]]
     """
-    dark = as_background(background, _check_pixels(frames))
+    dark = as_background(background, check_pixel_dims(frames))
     dtype = np.result_type(frames.dtype, np.float32)
     if isinstance(dark, xr.DataArray):
         dtype = np.result_type(dtype, dark.dtype)
@@ -136,7 +127,7 @@ def threshold(frames: xr.DataArray, value: float = 12) -> xr.DataArray:
     >>> threshold(im, 12).values.tolist()
     [[0.0, 0.0, 12.0, 40.0]]
     """
-    _check_pixels(frames)
+    check_pixel_dims(frames)
     if not np.isfinite(value):
         raise OptionError(f"threshold value={value!r}: expected a finite number")
     out = frames.where(~(frames < value), 0).astype(frames.dtype)

@@ -21,6 +21,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from beamcat.analyses._frames import pick
 from beamcat.analyses._history import carried, history
 from beamcat.errors import OptionError
 
@@ -65,18 +66,11 @@ def _steps(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 def _frame_values(means: xr.Dataset | xr.DataArray) -> xr.DataArray:
-    if isinstance(means, xr.DataArray):
-        return means
-    if not isinstance(means, xr.Dataset):
+    if not isinstance(means, xr.Dataset | xr.DataArray):
         raise OptionError(
             f"step_means: expected ROI means (a Dataset or DataArray), got {type(means).__name__}"
         )
-    name = means.attrs.get("signal", "mean")
-    if name not in means.data_vars:
-        raise OptionError(
-            f"step_means: no variable {name!r} of per-frame means; has {sorted(means.data_vars)}"
-        )
-    return means[name].assign_attrs({**means.attrs, **means[name].attrs})
+    return pick(means, default="mean", what="per-frame means")
 
 
 def _along(values: xr.DataArray, dim: str) -> dict:

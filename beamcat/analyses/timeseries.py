@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+from beamcat.analyses._frames import reference_frame
 from beamcat.analyses._history import add_history
 from beamcat.errors import BeamcatWarning, OptionError
 
@@ -166,41 +167,14 @@ def normalise(
     [1.0, 0.5, 0.25]
     """
     _check_dim(data, dim)
-    ref = _reference(data, dim, reference)
+    ref = reference_frame(data, dim, reference, what="normalise")
+    if dim in ref.dims:  # a window: its mean
+        ref = ref.mean(dim)
     out = data / ref.where(ref != 0)
     out.attrs = add_history(
         {**data.attrs, "units": "1"}, f"normalise(dim={dim!r}, reference={reference!r})"
     )
     return out.rename(data.name)
-
-
-def _reference(data: xr.DataArray, dim: str, reference) -> xr.DataArray:
-    n = data.sizes[dim]
-    if isinstance(reference, int | np.integer) and not isinstance(reference, bool):
-        if not -n <= reference < n:
-            raise OptionError(f"reference={reference}: out of range, {dim!r} has {n} samples")
-        return data.isel({dim: int(reference)}, drop=True)
-    if isinstance(reference, slice):
-        positional = all(
-            v is None or isinstance(v, int | np.integer)
-            for v in (reference.start, reference.stop, reference.step)
-        )
-        window = data.isel({dim: reference}) if positional else data.sel({dim: reference})
-        if window.sizes[dim] == 0:
-            raise OptionError(f"reference={reference!r}: selects no sample of {dim!r}")
-        return window.mean(dim)
-    if dim not in data.coords:
-        raise OptionError(
-            f"reference={reference!r}: {dim!r} has no coordinate to look a label up in; "
-            "pass a position (int) or a slice of positions"
-        )
-    coord = data[dim].values
-    label = np.asarray(reference, dtype=coord.dtype)
-    if not coord.min() <= label <= coord.max():
-        raise OptionError(
-            f"reference={reference!r}: outside {dim!r}, which runs {coord.min()} to {coord.max()}"
-        )
-    return data.sel({dim: label}, method="nearest", drop=True)
 
 
 def reduced_transmission(transmission: xr.DataArray) -> xr.DataArray:

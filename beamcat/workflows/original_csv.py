@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from beamcat._util import atomic_open, to_utc
+from beamcat.analyses._frames import pick
 from beamcat.errors import OptionError
 
 __all__ = ["to_original_csv"]
@@ -111,10 +112,7 @@ def to_original_csv(
 def _series(obj: xr.Dataset | xr.DataArray, var: str | None, what: str) -> xr.DataArray:
     """The means DataArray, along a ``time`` dim."""
     if isinstance(obj, xr.Dataset):
-        var = var or obj.attrs.get("signal") or "mean"
-        if var not in obj.data_vars:
-            raise OptionError(f"{what}: no variable {var!r}; has {list(obj.data_vars)}")
-        obj = obj[var]
+        obj = pick(obj, var, default="mean", what=f"{what} means")
     if "time" not in obj.coords or obj["time"].ndim != 1:
         raise OptionError(f"{what}: no 1-d 'time' coordinate to write Absolute Time from")
     (dim,) = obj["time"].dims

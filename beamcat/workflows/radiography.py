@@ -31,6 +31,7 @@ import numpy as np
 import xarray as xr
 
 from beamcat.analyses import timeseries
+from beamcat.analyses._frames import pick, reference_frame
 from beamcat.analyses.calibrated_means import calibrated_means
 from beamcat.analyses.calibration import calibrate
 from beamcat.analyses.difference import difference
@@ -95,24 +96,10 @@ def _entry(catalog, name: str, what: str) -> xr.Dataset:
     return catalog[name].read()
 
 
-def _signal(ds: xr.Dataset, name: str) -> xr.DataArray:
-    var = ds.attrs.get("signal")
-    if var not in ds.data_vars:
-        raise OptionError(f"entry {name!r}: no signal variable (attrs['signal'] = {var!r})")
-    return ds[var].assign_attrs({**ds.attrs, **ds[var].attrs})
-
-
 def _reference_image(transmission: xr.DataArray, frames: int | slice, flag: str) -> xr.DataArray:
     """The frame `frames` of `transmission`, or the mean of a range of frames (lazy)."""
-    n = transmission.sizes["time"]
-    if isinstance(frames, int):
-        if not -n <= frames < n:
-            raise OptionError(f"{flag} {frames}: the run has frames 0 .. {n - 1}")
-        return transmission.isel(time=frames, drop=True)
-    window = transmission.isel(time=frames)
-    if window.sizes["time"] == 0:
-        raise OptionError(f"{flag} {frames.start}:{frames.stop}: no frame of 0 .. {n - 1}")
-    return window.mean("time", skipna=True)
+    ref = reference_frame(transmission, "time", frames, what=flag)
+    return ref.mean("time", skipna=True) if "time" in ref.dims else ref
 
 
 def _progress(enabled: bool):
@@ -242,8 +229,8 @@ def run_radiography(
     rois = load_rois(rois) if isinstance(rois, str | os.PathLike) else dict(rois)
     out = Path(out)
 
-    dark_image = dark_master(_signal(_entry(catalog, dark, "--dark"), dark))
-    flat_image = flat_master(_signal(_entry(catalog, flat, "--flat"), flat), dark_image)
+    dark_image = dark_master(pick(_entry(catalog, dark, "--dark")))
+    flat_image = flat_master(pick(_entry(catalog, flat, "--flat")), dark_image)
     logs = {
         key: _entry(catalog, name, f"--{key}")
         for key, name in (("massspec", massspec), ("temperature", temperature))
@@ -252,7 +239,7 @@ def run_radiography(
     lazy, sizes = {}, {}
     for name in runs:
         ds = _entry(catalog, name, "run")
-        frames = _signal(ds, name)
+        frames = pick(ds)
         if "time" not in frames.coords:
             raise OptionError(f"run {name!r}: frames without times; give the entry a frame_log")
         transmission = calibrate(frames, dark_image, flat_image, air_roi=air_roi)
