@@ -7,7 +7,9 @@ converted with vectorised pandas calls. Writers write atomically.
 
 from __future__ import annotations
 
+import csv
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,14 +19,30 @@ import xarray as xr
 
 from beamcat._util import atomic_open, provenance
 from beamcat.catalog._paths import expand_source
-from beamcat.errors import FormatError, OptionError
+from beamcat.errors import BeamcatWarning, FormatError, OptionError
 
 #: parses a column of strings into naive times, NaT where a string does not fit
 TimeParser = Callable[[pd.Series], pd.DatetimeIndex]
 
 
-def read_lines(path: Path, expected: str) -> list[str]:
-    """The lines of a text file; FormatError for an empty or binary file."""
+class LogLines(list):
+    """The lines of a log file; ``cut_line`` is the number of a last line left out as cut."""
+
+    cut_line: int | None = None
+
+    def attrs(self) -> dict:
+        """``{"cut_line": n}`` when the last line was left out, else nothing."""
+        return {} if self.cut_line is None else {"cut_line": self.cut_line}
+
+
+def read_lines(path: Path, expected: str) -> LogLines:
+    """The lines of a text file; FormatError for an empty or binary file.
+
+    Loggers end every line they write; a file whose last line has no end of line
+    was cut while being written or copied, and that line may hold a number cut
+    short ("320" of "32041"). It is left out with a `BeamcatWarning`, and
+    `LogLines.attrs` gives the ``cut_line`` attr that records it.
+    """
     data = path.read_bytes()
     if not data.strip():
         raise FormatError(f"{path}: empty file: expected {expected}")
@@ -34,7 +52,30 @@ def read_lines(path: Path, expected: str) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:  # Windows exports may carry cp1252 unit signs
         text = data.decode("latin-1")
-    return text.splitlines()
+    lines = LogLines(text.splitlines())
+    if not data.endswith((b"\n", b"\r")) and lines[-1].strip():
+        lines.cut_line = len(lines)
+        warnings.warn(
+            f"{path}, line {len(lines)}: the file ends inside this line (no end of line): "
+            f"it was cut; the line is left out ({lines.pop()!r}); attrs['cut_line'] says so",
+            BeamcatWarning,
+            stacklevel=3,
+        )
+    return lines
+
+
+def split_csv(lines: Sequence[str], path: Path) -> list[list[str]]:
+    """Each line's comma-separated cells, stripped; one parse per line keeps row == line.
+
+    csv's own errors (a field over its size limit, a NUL byte) name the line.
+    """
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        try:
+            rows.append([c.strip() for c in next(csv.reader([line]), [])])
+        except csv.Error as err:
+            raise row_error(path, i, f"not a CSV row ({err})") from None
+    return rows
 
 
 def row_error(path: Path, line: int, message: str) -> FormatError:
@@ -58,12 +99,13 @@ def parse_numbers(
     text = pd.Series([v.strip() for v in values], dtype=object)
     out = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
     missing = text.str.lower().isin(["", "nan"]).to_numpy()
-    bad = np.isnan(out) & ~(missing & allow_empty)
+    bad = (np.isnan(out) & ~(missing & allow_empty)) | np.isinf(out)
     if integer:
         bad |= ~np.isnan(out) & (out != np.round(out))
     if bad.any():
         i = int(np.argmax(bad))
         kind = "an integer" if integer else "a number"
+        kind = f"{kind}: it is infinite" if np.isinf(out[i]) else kind
         raise row_error(path, int(lines[i]), f"{what} {values[i]!r} is not {kind}")
     return out.astype(np.int64) if integer else out
 

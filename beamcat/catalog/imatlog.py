@@ -14,7 +14,6 @@ imat_roi_analysis' 03_Image_Processing.py does).
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from beamcat.catalog._logtable import (
     per_time,
     read_lines,
     row_error,
+    split_csv,
     strptime_parser,
     write_atomic,
 )
@@ -106,8 +106,8 @@ def open_imat_log(
 def _read_log(path: Path, *, timezone: str) -> xr.Dataset:
     rows, line_numbers = [], []
     first = True
-    for i, line in enumerate(read_lines(path, _EXPECTED), start=1):
-        fields = [c.strip() for c in next(csv.reader([line]), [])]
+    lines = read_lines(path, _EXPECTED)
+    for i, fields in enumerate(split_csv(lines, path), start=1):
         if not any(fields):
             continue
         if first and _is_header(fields):
@@ -164,7 +164,7 @@ def _read_log(path: Path, *, timezone: str) -> xr.Dataset:
             "time": ("time", time),
             "elapsed": ("time", elapsed, {"units": "s", "long_name": "time since the first frame"}),
         },
-        attrs={"signal": "count", "timezone": timezone},
+        attrs={"signal": "count", "timezone": timezone, **lines.attrs()},
     )
 
 

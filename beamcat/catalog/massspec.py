@@ -44,6 +44,7 @@ from beamcat.catalog._logtable import (
     per_time,
     read_lines,
     row_error,
+    split_csv,
     write_atomic,
 )
 from beamcat.errors import FormatError, OptionError
@@ -139,8 +140,7 @@ def _read_export(
     path: Path, *, timezone: str, units: str | None, elapsed_column: str | None
 ) -> xr.Dataset:
     lines = read_lines(path, _EXPECTED)
-    # one csv parse per line keeps row index == line index even with stray quotes
-    rows = [[c.strip() for c in next(csv.reader([line]), [])] for line in lines]
+    rows = split_csv(lines, path)
     header_i = _find_data_header(rows)
     if header_i is None:
         raise FormatError(
@@ -200,6 +200,7 @@ def _read_export(
         start_time=pd.Timestamp(to_utc([start], timezone)[0]).tz_localize("UTC").isoformat(),
         timezone=timezone,
         **_header_attrs(block),
+        **lines.attrs(),
     )
     return ds
 

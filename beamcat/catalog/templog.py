@@ -96,7 +96,7 @@ def open_temperature_log(
 
 def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> xr.Dataset:
     lines = read_lines(path, _EXPECTED)
-    prop = None
+    prop, stray = None, None
     rows, line_numbers = [], []
     for i, line in enumerate(lines, start=1):
         fields = line.partition("#")[0].split()  # rows may end in '# 12345'
@@ -105,7 +105,16 @@ def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> 
             if match and prop is None:
                 prop = match["name"]
             if not _is_data_row(fields):
+                if fields and not line.lstrip().startswith("#"):
+                    stray = stray or (i, line.strip())  # text that is not a comment
                 continue
+            if stray:  # before the first data row: a garbled row, not a header
+                raise row_error(
+                    path,
+                    stray[0],
+                    f"{stray[1]!r} is neither a '#' comment nor a row "
+                    "'<seconds> <value> <dd/mm/yyTHH:MM:SS>'",
+                )
         elif not fields:
             continue
         if len(fields) != 3:
@@ -140,7 +149,7 @@ def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> 
             ),
         },
     )
-    ds.attrs.update(signal=var, property=prop or "", timezone=timezone)
+    ds.attrs.update(signal=var, property=prop or "", timezone=timezone, **lines.attrs())
     return ds
 
 
