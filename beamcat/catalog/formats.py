@@ -309,8 +309,9 @@ def check_options(format: str, options: Mapping[str, Any], source: Any = None) -
     """
     accepted = format_options(format)
     unknown = [name for name in options if name not in accepted]
-    if not unknown:
-        return
+    params = inspect.signature(get_opener(format)).parameters.values()
+    if not unknown or any(p.kind is p.VAR_KEYWORD for p in params):
+        return  # an opener taking **options checks them itself
     name = unknown[0]
     near = difflib.get_close_matches(name, accepted, n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
