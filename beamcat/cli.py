@@ -1,7 +1,7 @@
 """The ``beamcat`` command: demo data, catalogs and the app.
 
 Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``,
-``radiography RUN --dark D --flat F --rois FILE --out DIR``,
+``radiography RUN [--dark D --flat F] --rois FILE --out DIR``,
 ``replay RECORDING... [--realtime] [--mode M] [--rois FILE] [--out DIR]``;
 ``beamcat COMMAND --help`` tells the options.
 """
@@ -89,17 +89,45 @@ def _cmd_catalog_show(args) -> None:
 def _cmd_serve(args) -> None:
     from beamcat.apps.serve import serve
 
-    serve(_catalog_path(args.catalog), port=args.port, show=args.show, trusted=args.trust)
+    serve(
+        _catalog_path(args.catalog),
+        port=args.port,
+        address=args.address,
+        show=args.show,
+        trusted=args.trust,
+    )
+
+
+def _calibration_entries(catalog, run: str, dark: str | None, flat: str | None) -> dict:
+    """The dark and flat entries of `run`: as given, else guessed as the Radiography page does."""
+    if dark is not None and flat is not None:
+        return {"dark": dark, "flat": flat}
+    from beamcat.workflows.calibration_entries import default_entries, describe
+
+    guessed = default_entries(describe(catalog), run=run)
+    chosen = {"dark": dark, "flat": flat}
+    for kind, given in chosen.items():
+        if given is None:
+            if guessed[kind] is None:
+                raise BeamcatError(
+                    f"run {run!r}: no {kind} entry found in the catalog (a stack of the run's "
+                    f"shape named or described '{kind}'); pass --{kind} ENTRY"
+                )
+            chosen[kind] = guessed[kind]
+            print(f"--{kind} {guessed[kind]} (guessed from the catalog)", file=sys.stderr)
+    return chosen
 
 
 def _cmd_radiography(args) -> None:
     from beamcat.workflows import radiography as job
 
+    catalog = _open(args.catalog, args.trust)
+    calibration = _calibration_entries(catalog, args.run[0], args.dark, args.flat)
     written = job.run_radiography(
-        _open(args.catalog, args.trust),
+        catalog,
         args.run,
-        dark=args.dark,
-        flat=args.flat,
+        dark=calibration["dark"],
+        flat=calibration["flat"],
         rois=Path(args.rois),
         out=Path(args.out),
         grid=job.parse_grid(args.grid),
@@ -149,89 +177,187 @@ def _cmd_replay(args) -> None:
         print(f"{kind}: {path}")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default when it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text
+            and default not in (None, False, [], argparse.SUPPRESS)
+            and (action.option_strings or action.nargs in ("?", "*"))
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+#: the ROI file layouts, for the help of --rois (read by `beamcat.rois.load_rois`)
+ROIS_HELP = """\
+ROI file (--rois), JSON, either layout:
+  {"bed_top": [134, 75, 52, 30], "bed_bottom": [134, 120, 52, 30]}
+  {"rois": {"bed_top": {"x": 134, "y": 75, "w": 52, "h": 30}}}
+x, y: the top-left pixel (column, row); w, h: width and height in pixels.
+Or CSV with the header name,x,y,w,h and one row per ROI."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="beamcat", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="beamcat", description=__doc__.splitlines()[0], formatter_class=_HelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="write the demo data set and its catalog")
-    demo.add_argument("dir", nargs="?", default="beamcat-demo")
+    def command(parent, name: str, text: str, **kwargs) -> argparse.ArgumentParser:
+        return parent.add_parser(
+            name, help=text, description=text, formatter_class=_HelpFormatter, **kwargs
+        )
+
+    def trust(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--trust",
+            action="store_true",
+            help="allow catalogs whose Intake templates run code (only for catalogs you trust)",
+        )
+
+    demo = command(sub, "demo", "write the demo data set and its catalog into a folder")
+    demo.add_argument(
+        "dir", nargs="?", default="beamcat-demo", help="folder to write (must not hold a demo)"
+    )
     demo.set_defaults(func=_cmd_demo)
 
-    cat = sub.add_parser("catalog", help="build and inspect catalogs")
+    cat = command(sub, "catalog", "build and inspect catalogs")
     cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
-    add = cat_sub.add_parser("add", help="add a source to a catalog file")
-    add.add_argument("name")
+    add = command(cat_sub, "add", "add a source to a catalog file (created if missing)")
+    add.add_argument("name", help="entry name (a Python identifier, e.g. imat_run)")
     add.add_argument("source", nargs="+", help="file, folder, glob or several files")
-    add.add_argument("--format", help="beamcat format (sniffed when omitted)")
-    add.add_argument("--option", action="append", default=[], metavar="K=V")
-    add.add_argument("--meta", action="append", default=[], metavar="K=V")
-    add.add_argument("--catalog", default=DEFAULT_CATALOG)
+    add.add_argument("--format", help="beamcat format, e.g. tiff, mib (sniffed when omitted)")
     add.add_argument(
-        "--replace", action="store_true", help="replace an entry of the same name"
+        "--option",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="reader option, repeatable; values read as YAML, e.g. scan_shape=[32,32]",
     )
+    add.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="entry metadata, repeatable, e.g. run=1 or description='open beam'",
+    )
+    add.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file to add to")
+    add.add_argument("--replace", action="store_true", help="replace an entry of the same name")
     add.set_defaults(func=_cmd_catalog_add)
-    lst = cat_sub.add_parser("list", help="list a catalog's entries (demo when no FILE)")
-    lst.add_argument("file", nargs="?")
+    lst = command(cat_sub, "list", "list a catalog's entries")
+    lst.add_argument("file", nargs="?", help="catalog file (the demo catalog when omitted)")
     lst.set_defaults(func=_cmd_catalog_list)
-    show = cat_sub.add_parser("show", help="describe one entry and open it lazily")
-    show.add_argument("name")
-    show.add_argument("--catalog", help="catalog file (demo when omitted)")
+    show = command(cat_sub, "show", "describe one entry and open it lazily")
+    show.add_argument("name", help="entry name")
+    show.add_argument("--catalog", help="catalog file (the demo catalog when omitted)")
     show.set_defaults(func=_cmd_catalog_show)
     for p in (add, lst, show):
-        p.add_argument("--trust", action="store_true", help="allow code-running templates")
+        trust(p)
 
-    srv = sub.add_parser("serve", help="serve the catalog browser app")
-    srv.add_argument("catalog", nargs="?", help="catalog file (demo when omitted)")
-    srv.add_argument("--port", type=int, default=5006)
+    srv = command(sub, "serve", "serve the catalog browser app (Catalog, Radiography, Live pages)")
+    srv.add_argument("catalog", nargs="?", help="catalog file (the demo catalog when omitted)")
+    srv.add_argument("--port", type=int, default=5006, help="port to listen on; 0 picks a free one")
+    srv.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to bind (panel serve's --address); 0.0.0.0 serves other machines too",
+    )
     srv.add_argument("--show", action="store_true", help="open a browser tab")
-    srv.add_argument("--trust", action="store_true", help="allow code-running templates")
+    trust(srv)
     srv.set_defaults(func=_cmd_serve)
 
-    rad = sub.add_parser("radiography", help="calibrate runs, write ROI/grid tables and figures")
+    rad = command(
+        sub,
+        "radiography",
+        "calibrate runs, write ROI/grid tables and figures",
+        epilog=ROIS_HELP,
+    )
     rad.add_argument("run", nargs="+", help="catalog entry of the run (several: one double plot)")
-    rad.add_argument("--dark", required=True, metavar="ENTRY")
-    rad.add_argument("--flat", required=True, metavar="ENTRY")
-    rad.add_argument("--rois", required=True, metavar="FILE", help="ROI set, JSON or CSV")
-    rad.add_argument("--out", required=True, metavar="DIR")
-    rad.add_argument("--catalog", help="catalog file (demo when omitted)")
-    rad.add_argument("--grid", metavar="ROWSxCOLS", help="grid heat maps, e.g. 8x8")
-    rad.add_argument("--grid-region", metavar="X,Y,W,H", help="gridded region (whole image)")
-    rad.add_argument("--air", metavar="X,Y,W,H", help="open-beam region for drift normalisation")
-    rad.add_argument("--beer-lambert", metavar="THICKNESS_CM,SIGMA_BARN")
     rad.add_argument(
-        "--difference", nargs="?", const="0", metavar="N|N:M", help="reference frame(s)"
+        "--dark",
+        metavar="ENTRY",
+        help="entry of the dark frames (guessed from the catalog when omitted: "
+        "a stack named or described 'dark', of the run's shape, sharing its run or prefix)",
+    )
+    rad.add_argument(
+        "--flat",
+        metavar="ENTRY",
+        help="entry of the open-beam frames (guessed as --dark is: 'flat' or 'open beam')",
+    )
+    rad.add_argument(
+        "--rois", required=True, metavar="FILE", help="ROI set, JSON or CSV (layouts below)"
+    )
+    rad.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    rad.add_argument("--catalog", help="catalog file (the demo catalog when omitted)")
+    rad.add_argument("--grid", metavar="ROWSxCOLS", help="grid cell means and heat maps, e.g. 8x8")
+    rad.add_argument(
+        "--grid-region", metavar="X,Y,W,H", help="region the grid covers (the whole image)"
+    )
+    rad.add_argument("--air", metavar="X,Y,W,H", help="open-beam region for drift normalisation")
+    rad.add_argument(
+        "--beer-lambert",
+        metavar="THICKNESS_CM,SIGMA_BARN",
+        help="concentration (mmol/cm3) instead of reduced transmission",
+    )
+    rad.add_argument(
+        "--difference",
+        nargs="?",
+        const="0",
+        metavar="N|N:M",
+        help="difference images against frame N or the mean of N:M (0 when given bare)",
     )
     rad.add_argument("--reference", default="0", metavar="N|N:M", help="frame(s) to normalise to")
-    rad.add_argument("--massspec", metavar="ENTRY")
-    rad.add_argument("--temperature", metavar="ENTRY")
+    rad.add_argument("--massspec", metavar="ENTRY", help="mass-spec log for the double plot")
+    rad.add_argument("--temperature", metavar="ENTRY", help="temperature log for the double plot")
     rad.add_argument("--species", metavar="A,B", help="mass-spec species to plot (all)")
-    rad.add_argument("--smooth", metavar="WINDOW,ORDER", help="Savitzky-Golay for the plots")
-    rad.add_argument("--pixel-size", type=float, metavar="METRES", help="for scale bars")
-    rad.add_argument("--format", default="png", metavar="png,pdf,svg")
-    rad.add_argument("--dpi", type=float, default=200)
-    rad.add_argument("--animation", choices=("gif", "mp4", "none"), default="gif")
+    rad.add_argument(
+        "--smooth", metavar="WINDOW,ORDER", help="Savitzky-Golay smoothing of the plots, e.g. 21,3"
+    )
+    rad.add_argument(
+        "--pixel-size",
+        type=float,
+        metavar="METRES",
+        help="pixel pitch for scale bars (the run's pixel_size attribute)",
+    )
+    rad.add_argument("--format", default="png", metavar="png,pdf,svg", help="figure formats")
+    rad.add_argument("--dpi", type=float, default=200, help="figure resolution")
+    rad.add_argument(
+        "--animation", choices=("gif", "mp4", "none"), default="gif", help="image-sequence movie"
+    )
     rad.add_argument("--frame-step", type=int, default=1, metavar="N", help="draw every N-th frame")
-    rad.add_argument("--no-progress", action="store_true")
-    rad.add_argument("--trust", action="store_true", help="allow code-running templates")
+    rad.add_argument("--no-progress", action="store_true", help="no progress bars")
+    trust(rad)
     rad.set_defaults(func=_cmd_radiography)
 
-    rep = sub.add_parser("replay", help="play a recorded stream through the live pipeline")
+    rep = command(
+        sub, "replay", "play a recorded stream through the live pipeline", epilog=ROIS_HELP
+    )
     rep.add_argument("recording", nargs="+", help="stream files (detector + sardana) or folder")
     rep.add_argument("--realtime", action="store_true", help="at the recorded pace")
     rep.add_argument("--speed", type=float, default=1.0, help="pace factor with --realtime")
-    rep.add_argument("--mode", choices=("image", "cmos", "photon"), default="image")
+    rep.add_argument(
+        "--mode", choices=("image", "cmos", "photon"), default="image", help="processing"
+    )
     rep.add_argument("--rois", metavar="FILE", help="ROI set, JSON or CSV, for step means")
     rep.add_argument("--out", metavar="DIR", help="write accumulated image, step means, photons")
     rep.add_argument("--stream", help="detector stream, when the files hold several")
     rep.add_argument("--background", type=float, default=100.0, help="dark level (ADU)")
-    rep.add_argument("--threshold", type=float, help="cmos: 12, photon: 8 ADU above background")
+    rep.add_argument(
+        "--threshold", type=float, help="pixel threshold above background (cmos: 12, photon: 8 ADU)"
+    )
     rep.add_argument("--energy-min", type=float, default=1100.0, help="photon energy cut (ADU)")
     rep.add_argument("--energy-max", type=float, help="photon pile-up flag above (ADU)")
-    rep.add_argument("--photon-roi", metavar="X,Y,W,H", help="photon detection region")
+    rep.add_argument(
+        "--photon-roi", metavar="X,Y,W,H", help="photon detection region (the whole frame)"
+    )
     rep.add_argument("--mask-negative", action="store_true", help="negative pixels count 0")
     rep.add_argument("--overwrite", action="store_true", help="replace results in --out")
-    rep.add_argument("--no-progress", action="store_true")
+    rep.add_argument("--no-progress", action="store_true", help="no progress lines")
     rep.set_defaults(func=_cmd_replay)
     return parser
 

@@ -1,0 +1,96 @@
+"""The ``beamcat`` command's help (every argument explained, defaults shown) and serve's options."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from beamcat import cli
+
+
+def _subparsers(parser: argparse.ArgumentParser, prefix=()):
+    """(command words, parser) of every (sub)command, depth first."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subparsers(sub, (*prefix, name))
+
+
+COMMANDS = dict(_subparsers(cli.build_parser()))
+
+
+def test_every_command_is_covered():
+    assert set(COMMANDS) >= {
+        ("demo",),
+        ("catalog",),
+        ("catalog", "add"),
+        ("catalog", "list"),
+        ("catalog", "show"),
+        ("serve",),
+        ("radiography",),
+        ("replay",),
+    }
+
+
+@pytest.mark.parametrize("words", list(COMMANDS), ids=" ".join)
+def test_every_argument_has_help_and_shows_its_default(words, capsys):
+    # the issue: `demo [dir]`, --catalog, --port, --dark/--flat/--out, --option/--meta had no
+    # help text nor shown defaults; now every argument says what it is, and what it defaults to
+    parser = COMMANDS[words]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+            continue
+        assert action.help, f"beamcat {' '.join(words)}: {action.dest} has no help"
+    with pytest.raises(SystemExit):
+        cli.main([*words, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for action in parser._actions:
+        shown = action.default not in (None, False, [], argparse.SUPPRESS)
+        if shown and not isinstance(action, argparse._HelpAction):
+            assert f"(default: {action.default})" in text, (words, action.dest)
+
+
+def test_help_shows_the_defaults_users_asked_about(capsys):
+    expected = {
+        ("demo",): "(default: beamcat-demo)",
+        ("serve",): "(default: 5006)",
+        ("catalog", "add"): f"(default: {cli.DEFAULT_CATALOG})",
+    }
+    for words, default in expected.items():
+        with pytest.raises(SystemExit):
+            cli.main([*words, "--help"])
+        assert default in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["radiography", "replay"])
+def test_roi_file_layouts_are_in_the_help(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert '{"bed_top": [134, 75, 52, 30]' in out  # the layout a new user tries first
+    assert '{"rois": {"bed_top": {"x": 134, "y": 75, "w": 52, "h": 30}}}' in out
+
+
+def test_radiography_dark_and_flat_are_optional():
+    args = cli.build_parser().parse_args(["radiography", "run", "--rois", "r.json", "--out", "o"])
+    assert args.dark is None and args.flat is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "address", "port"),
+    [
+        (["serve"], "127.0.0.1", 5006),
+        (["serve", "--address", "0.0.0.0", "--port", "8080"], "0.0.0.0", 8080),
+    ],
+)
+def test_serve_passes_address_and_port_through(monkeypatch, argv, address, port):
+    from beamcat.apps import serve as serve_module
+
+    calls = []
+    monkeypatch.setattr(serve_module, "serve", lambda catalog, **kw: calls.append((catalog, kw)))
+    assert cli.main(argv) == 0
+    ((catalog, kwargs),) = calls
+    assert catalog is None  # the demo catalog
+    assert kwargs == {"port": port, "address": address, "show": False, "trusted": False}
