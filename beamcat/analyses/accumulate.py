@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 from beamcat.analyses._history import carried, history
+from beamcat.analyses.moments import sum_frames
 from beamcat.errors import OptionError
 
 __all__ = ["Accumulator", "accumulate", "running_sum", "sum_dtype"]
@@ -97,8 +98,9 @@ def accumulate(
     Dataset
         ``sum (y, x)`` in int64 (integer frames) or float64 (float frames), and
         ``count`` (0-d int64) the number of frames summed. Dask-backed when
-        `frames` is: a tree reduction over the frame chunks, nothing computed
-        here. Coordinates of `frames` not along `dim` are kept; attrs
+        `frames` is: the frame-sum tree reduction of `beamcat.analyses.moments`
+        (a partial sum per frame chunk, added), nothing computed here.
+        Coordinates of `frames` not along `dim` are kept; attrs
         ``pixel_size`` (m), ``energy``, ``detector``, ``source`` ... are carried,
         ``signal="sum"`` and one more ``history`` line.
 
@@ -117,7 +119,10 @@ def accumulate(
     _check(frames, dim)
     dtype = sum_dtype(frames.dtype)
     data = masked(frames.data, mask_negative)
-    total = frames.copy(data=data).sum(dim, dtype=dtype, skipna=False, keep_attrs=False)
+    axis = frames.get_axis_num(dim)
+    kept = [d for d in frames.dims if d != dim]
+    coords = {k: v for k, v in frames.coords.items() if dim not in v.dims}
+    total = xr.DataArray(sum_frames(data, axis=axis, dtype=dtype), dims=kept, coords=coords)
     line = f"accumulate: {frames.sizes[dim]} frames along {dim!r}, mask_negative={mask_negative}"
     return _result(frames, total, ((), np.int64(frames.sizes[dim])), f"sum over {dim}", line)
 

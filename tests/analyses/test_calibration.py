@@ -333,6 +333,23 @@ def test_difference_bad_reference(small, reference, match):
         difference(calibrate(run, dark, flat), reference=reference)
 
 
+def test_difference_against_a_reference_image(small, raise_if_dask_computes):
+    run, dark, flat = small
+    t = calibrate(run.chunk({"frame": 2}), dark, flat)  # dims (time, y, x)
+    image = t.isel(time=2).compute().assign_attrs(source="ref.tif")
+    with raise_if_dask_computes():  # a given image: nothing is computed to get it
+        by_image = difference(t, reference=image)
+    # the same subtraction of the same float32 image: identical to reference=2
+    xr.testing.assert_identical(
+        by_image.drop_attrs(), difference(t, reference=2).compute().drop_attrs()
+    )
+    assert "reference=image (ref.tif)" in by_image.attrs["history"]
+    with pytest.raises(OptionError, match=r"reference \(ref.tif\): shape \(y: 11, x: 15\)"):
+        difference(t, reference=image[1:])
+    # the accessor takes it too
+    xr.testing.assert_identical(t.radiography.difference(reference=image), by_image)
+
+
 # --------------------------------------------------------------------------- errors
 
 
