@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import time as _time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +50,7 @@ from beamcat._util import provenance, to_utc
 from beamcat.catalog import _cbor_items as items
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.cbor_stream_write import write_recording
-from beamcat.errors import FormatError, OptionError
+from beamcat.errors import BeamcatWarning, FormatError, OptionError
 
 __all__ = ["StreamEvent", "open_cbor_stream", "replay", "write_recording"]
 
@@ -58,6 +59,8 @@ SUFFIXES = (".cbors", ".cbors.gz", ".cbor", ".cbor.gz")
 PIXEL_SIZES = {"pilatus": 172e-6, "balor": 12e-6, "zyla": 6.5e-6}
 _STINS = "STINS"
 _SARDANA = "sardana"
+_HTYPES = ("header", "image", "series_end")
+_PACKETS = ("DataDescription", "RecordData", "RecordEnd")
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ def open_cbor_stream(
     for name in motors.names:
         coords[name] = ("frame", motors.positions[name], {"long_name": name})
     attrs = provenance(files, "cbor-stream", signal="counts", **_header_attrs(detector))
-    attrs.update(_scan_attrs(motors))
+    attrs.update(_scan_attrs(motors), **_missing(recording, detector, motors))
     return xr.Dataset(
         {"counts": (("frame", "y", "x"), counts, {"units": "counts"})},
         coords=coords,
@@ -269,6 +272,7 @@ def replay(
     recording = _index(expand_source(source, suffixes=SUFFIXES))
     detector = _detector(recording, stream)
     motors = _motors(recording, detector)
+    _missing(recording, detector, motors)
     header = _header_attrs(detector)
     frame_of = {(m.file, m.item): i for i, m in enumerate(detector.frames)}
     events: dict[int, list[_Message]] = {}
@@ -415,6 +419,12 @@ def _detector(recording: _Recording, stream: str | None) -> _Detector:
         raise OptionError(f"stream={stream!r}: {files} holds detector streams {names}")
     messages = [m for m in recording.messages if m.stream == stream]
     _check_unique(recording, messages)
+    for m in messages:  # an image under another htype would be lost without a word
+        if m.header.get("htype") not in _HTYPES:
+            raise FormatError(
+                f"{recording.where(m)}: htype {m.header.get('htype')!r}: expected one of "
+                f"{', '.join(map(repr, _HTYPES))}"
+            )
     starts = [m for m in messages if m.header.get("htype") == "header"]
     if not starts:
         raise FormatError(
@@ -480,6 +490,12 @@ def _motors(recording: _Recording, detector: _Detector) -> _Motors:
     if not messages:
         return _Motors({}, (), np.full(n, -1, dtype=np.int64))
     _check_unique(recording, messages)
+    for m in messages:  # a record dropped would give its frames the next point's position
+        if m.header.get("type") not in _PACKETS:
+            raise FormatError(
+                f"{recording.where(m)}: sardana packet type {m.header.get('type')!r}: "
+                f"expected one of {', '.join(_PACKETS)}"
+            )
     descriptions = [m for m in messages if m.header.get("type") == "DataDescription"]
     records = [m for m in messages if m.header.get("type") == "RecordData"]
     if not descriptions:
@@ -502,6 +518,41 @@ def _motors(recording: _Recording, detector: _Detector) -> _Motors:
     points = np.array([_number(recording, r, "point_nb") for r in records] + [-1])
     step[has] = points[which[has]].astype(np.int64)
     return _Motors(description, names, step, positions)
+
+
+def _missing(recording: _Recording, detector: _Detector, motors: _Motors) -> dict:
+    """Warn of what a cut recording lacks; the attrs that record it (none when whole).
+
+    A detector stream ends with a ``series_end`` message: without it the
+    recording was cut or stopped, and frames may be missing. With a sardana
+    stream, frames after its last RecordData have no motor position.
+    """
+    files = "; ".join(map(str, recording.files))
+    attrs, notes = {}, []
+    ended = any(
+        m.stream == detector.stream and m.header.get("htype") == "series_end"
+        for m in recording.messages
+    )
+    if not ended:
+        attrs["series_end"] = 0
+        notes.append(
+            f"stream {detector.stream!r} has no series_end: the recording was cut or "
+            f"stopped early, frames may be missing ({len(detector.frames)} opened)"
+        )
+    unplaced = int(np.count_nonzero(motors.step < 0)) if motors.description else 0
+    if unplaced:
+        attrs["frames_without_position"] = unplaced
+        notes.append(
+            f"{unplaced} of {len(detector.frames)} frames come after the sardana stream's "
+            "last RecordData: their motor positions are NaN and step -1"
+        )
+    if notes:
+        warnings.warn(
+            f"{files}: {'; '.join(notes)}; attrs {', '.join(attrs)} say so",
+            BeamcatWarning,
+            stacklevel=3,
+        )
+    return attrs
 
 
 def _number(recording: _Recording, record: _Message, key: str) -> float:

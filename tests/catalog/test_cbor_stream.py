@@ -18,7 +18,7 @@ import pytest
 import beamcat
 from beamcat.catalog import _cbor_items, cbor_stream
 from beamcat.catalog.cbor_stream import open_cbor_stream, replay, write_recording
-from beamcat.errors import FormatError, OptionError
+from beamcat.errors import BeamcatWarning, FormatError, OptionError
 
 DETECTOR = "pilatus_lab6pilatus-ingester-61591c49-9ac8-4cde-9b7e-ca7828b412fb.cbors.gz"
 SARDANA = "pilatus_lab6sardana-ingester-61591c49-9ac8-4cde-9b7e-ca7828b412fb.cbors"
@@ -312,7 +312,8 @@ def test_naive_recorded_times_read_in_timezone(tmp_path):
     items = [(0, [header]), (1, [_image_header([1, 2]), b"\x01\x00\x02\x00"])]
     path = tmp_path / "naive.cbors"
     path.write_bytes(b"".join(_message(e, "zyla", "STINS", parts, naive) for e, parts in items))
-    ds = open_cbor_stream(path, timezone="Europe/Stockholm")
+    with pytest.warns(BeamcatWarning, match="no series_end"):  # two items, no series end
+        ds = open_cbor_stream(path, timezone="Europe/Stockholm")
     assert ds.time.values[0] == np.datetime64("2024-11-21T11:21:03.5", "ns")
 
 
@@ -489,7 +490,8 @@ def test_stream_choice(tmp_path):
         open_cbor_stream(path)
     with pytest.raises(OptionError, match="stream='pilatus'"):
         open_cbor_stream(path, stream="pilatus")
-    ds = open_cbor_stream(path, stream="andor3_zyla10")
+    with pytest.warns(BeamcatWarning, match="no series_end"):  # two items, no series end
+        ds = open_cbor_stream(path, stream="andor3_zyla10")
     np.testing.assert_array_equal(ds.counts.values, [[[1, 2]]])
     assert ds.attrs["pixel_size"] == 6.5e-6  # Zyla pitch from the stream name
 
@@ -504,3 +506,65 @@ def test_write_recording_checks_its_options(tmp_path):
     with pytest.raises(OptionError, match="expected \\(frame, y, x\\)"):
         _write(tmp_path, frames=np.zeros((4, 4)))
     assert not list(tmp_path.iterdir())  # nothing half-written left behind
+
+
+# --- cut or inconsistent recordings: fail, or open what is whole and say what is missing ------
+
+
+def test_detector_stream_cut_after_an_item_says_so(tmp_path):
+    # the fuzzing run: a stream cut between items opened with fewer frames and no word
+    frames, paths = _write(tmp_path, gzip=False)
+    parts = _split_items(paths[0])  # header, 10 images, series_end
+    cut = tmp_path / "cut.cbors"
+    cut.write_bytes(b"".join(parts[:7]))  # the header and 6 whole images
+    with pytest.warns(BeamcatWarning, match=r"cut\.cbors: stream 'balor' has no series_end"):
+        ds = open_cbor_stream(cut)
+    assert ds.attrs["series_end"] == 0
+    np.testing.assert_array_equal(ds.counts.values, frames[:6])  # the whole ones, unchanged
+    with pytest.warns(BeamcatWarning, match="no series_end"):
+        assert [e.kind for e in replay(cut)] == ["header"] + ["image"] * 6
+    assert "series_end" not in open_cbor_stream(paths[0]).attrs  # a whole one says nothing
+
+
+def test_sardana_stream_with_only_its_header_says_frames_lack_positions(real, tmp_path):
+    # the fuzzing run: 30 frames without motor positions and no warning
+    parts = _split_items(real[1])  # DataDescription, 5 RecordData, RecordEnd
+    header_only = tmp_path / "sardana.cbors"
+    header_only.write_bytes(parts[0])
+    with pytest.warns(BeamcatWarning, match=r"30 of 30 frames come after .* last RecordData"):
+        ds = open_cbor_stream([real[0], header_only])
+    assert ds.attrs["frames_without_position"] == 30
+    assert np.isnan(ds.dummy_mot_01).all() and (ds.step == -1).all()
+
+
+def _sardana_packets(path: Path) -> list:
+    return [cbor2.loads(item) for item in _split_items(path)]
+
+
+def test_sardana_record_without_type_is_an_error_not_a_shift(real, tmp_path):
+    # the fuzzing run: the first record dropped gave frames 1-6 the second point's 1.25
+    decoded = _sardana_packets(real[1])
+    event, streams, when = decoded[1].value  # cbor2 drops tag 55799: tag 42877
+    typ, (packet,) = streams["sardana"].value
+    record = json.loads(packet)
+    assert record["type"] == "RecordData" and record["dummy_mot_01"] == 1.0
+    del record["type"]
+    streams["sardana"] = cbor2.CBORTag(42878, [typ, [json.dumps(record).encode()]])
+    decoded[1] = cbor2.CBORTag(55799, cbor2.CBORTag(42877, [event, streams, when]))
+    bad = tmp_path / "sardana.cbors"
+    bad.write_bytes(b"".join(cbor2.dumps(item) for item in decoded))
+    with pytest.raises(FormatError, match=r"sardana\.cbors: item 1 \(event 6\): sardana packet"):
+        open_cbor_stream([real[0], bad])
+
+
+def test_image_under_an_unknown_htype_is_an_error_not_a_lost_frame(tmp_path):
+    header = b'{"htype": "header", "msg_number": 0, "filename": "x.h5"}'
+    odd = _image_header([1, 2]).replace(b'"htype": "image"', b'"htype": "imagf"')
+    path = tmp_path / "odd.cbors"
+    path.write_bytes(
+        _message(0, "zyla", "STINS", [header])
+        + _message(1, "zyla", "STINS", [_image_header([1, 2]), b"\x01\x00\x02\x00"])
+        + _message(2, "zyla", "STINS", [odd, b"\x03\x00\x04\x00"])
+    )
+    with pytest.raises(FormatError, match=r"odd\.cbors: item 2 \(event 2\): htype 'imagf'"):
+        open_cbor_stream(path)
