@@ -11,7 +11,7 @@ __all__ = ["BeamcatError", "BeamcatWarning", "__version__", "open_catalog", "ope
 def __getattr__(name):
     # intake is imported only when a catalog is asked for: `import beamcat` stays fast
     if name == "open_catalog":
-        from beamcat.catalog.build import open_catalog
+        from beamcat.catalog.catalogs import open_catalog
 
         return open_catalog
     raise AttributeError(f"module 'beamcat' has no attribute {name!r}")

@@ -36,7 +36,7 @@ def _catalog_path(arg: str | None) -> Path | None:
 
 
 def _open(arg: str | None, trusted: bool):
-    from beamcat.catalog.build import open_catalog
+    from beamcat.catalog.catalogs import open_catalog
 
     return open_catalog(_catalog_path(arg), trusted=trusted)
 

@@ -18,7 +18,8 @@ import param
 import xarray as xr
 
 from beamcat.apps.quicklook import signal_name
-from beamcat.catalog.build import METADATA_KEYS, describe_entries, open_catalog
+from beamcat.catalog.build import METADATA_KEYS, describe_entries
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.errors import BeamcatError, CatalogError
 
 
@@ -30,7 +31,7 @@ class CatalogContext:
     catalog : path, intake Catalog or None
         None opens the embedded demo catalog.
     trusted : bool
-        Passed to `beamcat.catalog.build.open_catalog`.
+        Passed to `beamcat.catalog.catalogs.open_catalog`.
     """
 
     def __init__(self, catalog: str | os.PathLike | Any | None = None, *, trusted: bool = False):

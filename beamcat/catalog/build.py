@@ -3,7 +3,10 @@
 A catalog file is YAML that Intake turns into readers; Intake templates such as
 ``{func(module:object)}``, ``{import(...)}``, ``{pickle64(...)}`` or ``{env(...)}``
 and reader/datatype class names outside beamcat make it run arbitrary code or
-read the environment. `open_catalog` refuses those unless ``trusted=True``.
+read the environment. `load_catalog` (and `beamcat.catalog.catalogs.open_catalog`)
+refuses those unless ``trusted=True``. Opening the demo catalog is
+`beamcat.catalog.catalogs.open_catalog`'s: the demo writes its catalog with
+`add_source`, so this module does not import it.
 """
 
 from __future__ import annotations
@@ -128,39 +131,6 @@ def _catalog_class() -> type:
                 ) from None
 
     return BeamcatCatalog
-
-
-def open_catalog(path: str | os.PathLike | None = None, *, trusted: bool = False):
-    """Open a beamcat catalog; ``None`` opens the embedded demo catalog.
-
-    Parameters
-    ----------
-    path : path, optional
-        A catalog YAML file. When None, the demo data set is generated on first
-        use into the user cache folder and its catalog is opened.
-    trusted : bool
-        Allow Intake templates that import or run code (``{func(...)}``,
-        ``{import(...)}``, ``{pickle64(...)}``, ``{env(...)}``) and reader
-        classes outside beamcat. Only for catalogs you wrote yourself.
-
-    Returns
-    -------
-    intake.readers.entry.Catalog
-        ``cat[name].read()`` (or ``cat[name].to_reader().read()``) gives the
-        entry's Dataset.
-
-    Examples
-    --------
-    >>> import beamcat
-    >>> cat = beamcat.open_catalog()  # doctest: +SKIP
-    >>> list(cat)  # doctest: +SKIP
-    >>> ds = cat["stem4d_scan"].read()  # doctest: +SKIP
-    """
-    if path is None:
-        from beamcat.catalog.demo import ensure_demo
-
-        path = ensure_demo()
-    return load_catalog(path, trusted=trusted)
 
 
 def make_reader(

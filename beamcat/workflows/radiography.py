@@ -218,7 +218,7 @@ def run_radiography(
     ...                 rois="rois.json", out="results", grid=(8, 8))  # doctest: +SKIP
     """
     if isinstance(catalog, str | os.PathLike):
-        from beamcat.catalog.build import open_catalog
+        from beamcat.catalog.catalogs import open_catalog
 
         catalog = open_catalog(catalog)
     runs = [run] if isinstance(run, str) else list(run)

@@ -23,7 +23,7 @@ from beamcat.analyses.outliers import (
     remove_outliers_reference,
 )
 from beamcat.catalog import demo
-from beamcat.catalog.build import open_catalog
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.errors import BeamcatError, OptionError
 
 DIMS = ("frame", "y", "x")

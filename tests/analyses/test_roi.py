@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from beamcat.analyses.region_stats import KERNELS, plan, roi_stats_stack
 from beamcat.analyses.roi import grid_edges, grid_means, roi_means
 from beamcat.catalog import demo
-from beamcat.catalog.build import open_catalog
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 from beamcat.rois import Rect, load_rois, save_rois
 

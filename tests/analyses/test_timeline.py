@@ -12,7 +12,7 @@ import beamcat
 from beamcat.analyses.timeline import interp_onto, timeline
 from beamcat.analyses.timeseries import savgol
 from beamcat.catalog import demo
-from beamcat.catalog.build import open_catalog
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.errors import BeamcatError, OptionError
 
 S = np.timedelta64(1, "s")

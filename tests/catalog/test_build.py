@@ -7,7 +7,8 @@ import pytest
 import tifffile
 import yaml
 
-from beamcat.catalog.build import add_source, describe_entries, load_catalog, open_catalog
+from beamcat.catalog.build import add_source, describe_entries, load_catalog
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.cli import main
 from beamcat.errors import CatalogError, SourceNotFoundError, UntrustedCatalogError
 

@@ -12,7 +12,8 @@ from scipy.ndimage import map_coordinates
 
 import beamcat
 from beamcat.catalog import demo
-from beamcat.catalog.build import describe_entries, open_catalog
+from beamcat.catalog.build import describe_entries
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.catalog.demo import gainmap, read_truth
 from beamcat.errors import OptionError
 

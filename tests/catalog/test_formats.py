@@ -120,7 +120,8 @@ def test_unknown_format_lists_the_registry():
 
 
 def test_catalog_entries_use_the_registry(shared_data, tmp_path):
-    from beamcat.catalog.build import add_source, describe_entries, open_catalog
+    from beamcat.catalog.build import add_source, describe_entries
+    from beamcat.catalog.catalogs import open_catalog
 
     catalog = tmp_path / "c.yaml"
     eis = shared_data / "eispac_eis/eis_20210306_064444.head.h5"

@@ -13,7 +13,8 @@ import xarray as xr
 
 import beamcat
 from beamcat.analyses.tables import to_zarr
-from beamcat.catalog.build import add_source, describe_entries, open_catalog
+from beamcat.catalog.build import add_source, describe_entries
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.catalog.formats import sniff_format
 from beamcat.catalog.intake_readers import DATATYPES, READERS
 from beamcat.catalog.photon_list import is_photon_list, open_photon_list, write_photon_list

@@ -8,7 +8,8 @@ import pytest
 import xarray as xr
 
 import beamcat
-from beamcat.catalog.build import add_source, describe_entries, open_catalog
+from beamcat.catalog.build import add_source, describe_entries
+from beamcat.catalog.catalogs import open_catalog
 from beamcat.catalog.formats import sniff_format
 from beamcat.catalog.intake_readers import DATATYPES, READERS
 from beamcat.catalog.zarr_store import open_zarr_store
