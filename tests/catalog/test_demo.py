@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -329,7 +330,7 @@ def test_spice_spectra_match_the_planted_lines(catalog, demo_dir):
 @pytest.fixture
 def cache(monkeypatch, tmp_path):
     monkeypatch.setattr(platformdirs, "user_cache_dir", lambda name: str(tmp_path / name))
-    return tmp_path / "beamcat" / f"demo-{beamcat.__version__}"
+    return tmp_path / "beamcat" / f"demo-{demo.generator_key()}"  # keyed by the generator
 
 
 def _fake_make_demo(calls):
@@ -372,6 +373,28 @@ def test_ensure_demo_replaces_a_cache_folder_without_catalog(cache, monkeypatch)
     monkeypatch.setattr(demo, "make_demo", _fake_make_demo(calls))
     assert demo.ensure_demo().exists() and len(calls) == 1
     assert not (cache / "radiography").exists()
+
+
+def test_cache_is_keyed_by_the_generator_sources(cache, monkeypatch, tmp_path):
+    # the issue: the key was the package version, so a changed generator was not regenerated
+    sources = Path(demo.__file__).parent
+    copy = tmp_path / "sources"
+    copy.mkdir()
+    for path in sources.glob("*.py"):
+        (copy / path.name).write_bytes(path.read_bytes())
+    assert demo.generator_key(copy) == demo.generator_key() == demo.generator_key(sources)
+    with open(copy / "radiography.py", "a") as f:
+        f.write("\n# a changed generator\n")
+    changed = demo.generator_key(copy)
+    assert changed != demo.generator_key()
+    calls = []
+    monkeypatch.setattr(demo, "make_demo", _fake_make_demo(calls))
+    first = demo.ensure_demo()
+    assert first.parent == cache and len(calls) == 1
+    monkeypatch.setattr(demo, "generator_key", lambda folder=None: changed)
+    second = demo.ensure_demo()  # the changed generator's demo: made anew, beside the old
+    assert second.parent.name == f"demo-{changed}" and len(calls) == 2
+    assert first.exists()
 
 
 def test_open_catalog_without_path_opens_the_cached_demo(cache, demo_dir, monkeypatch):

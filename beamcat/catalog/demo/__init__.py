@@ -5,7 +5,8 @@ and an Intake catalog (``catalog.yaml``) of them; sources are stored relative
 to the catalog, so the folder can be moved. Each sample folder holds
 ``truth.json`` and ``truth.npz``: what an analysis must find (see the module
 docstrings of `radiography`, `photon`, `gainmap`, `stem4d` and `spice`, and
-`read_truth`). `ensure_demo` generates it once into the user cache folder;
+`read_truth`). `ensure_demo` generates it once into the user cache folder (keyed by a hash
+of the generator's sources, `generator_key`);
 ``beamcat.open_catalog()`` opens that catalog.
 
 Examples
@@ -17,6 +18,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -83,13 +85,38 @@ def make_demo(directory: str | os.PathLike, *, seed: int = 0) -> Path:
     return catalog
 
 
+def generator_key(folder: str | os.PathLike | None = None) -> str:
+    """A short hash of the demo generator's sources (``beamcat/catalog/demo/*.py``).
+
+    The cached demo is keyed by it, so a changed generator is regenerated even
+    when the package version did not change (a version key missed that).
+
+    Parameters
+    ----------
+    folder : path, optional
+        Where the generator sources are; default this package's folder.
+
+    Returns
+    -------
+    str
+        16 hex digits of the SHA-256 of the sources' names and bytes, in name order.
+
+    Examples
+    --------
+    >>> len(generator_key())
+    16
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder or Path(__file__).parent).glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def cache_folder() -> Path:
-    """Where `ensure_demo` keeps the demo: ``<user cache>/beamcat/demo-<version>``."""
+    """Where `ensure_demo` keeps the demo: ``<user cache>/beamcat/demo-<generator_key()>``."""
     import platformdirs
 
-    from beamcat._util import __version__
-
-    return Path(platformdirs.user_cache_dir("beamcat")) / f"demo-{__version__}"
+    return Path(platformdirs.user_cache_dir("beamcat")) / f"demo-{generator_key()}"
 
 
 def ensure_demo() -> Path:
