@@ -11,8 +11,9 @@ import pandas as pd
 import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter
 
+from beamcat.apps._banners import error_message
 from beamcat.apps.quicklook import plot_quicklook, quicklook
-from beamcat.apps.state import AppState, error_message
+from beamcat.apps.state import AppState
 from beamcat.catalog.build import METADATA_KEYS
 
 #: table columns, in order (``source`` is hidden but kept for the attrs view)

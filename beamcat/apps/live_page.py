@@ -39,9 +39,10 @@ import numpy as np
 import panel as pn
 import xarray as xr
 
+from beamcat.apps._banners import Banners, error_message
 from beamcat.apps.quicklook import robust_limits, signal_name
-from beamcat.apps.roi_editor import RoiEditor, show_message
-from beamcat.apps.state import AppState, CatalogContext, error_message
+from beamcat.apps.roi_editor import RoiEditor
+from beamcat.apps.state import AppState, CatalogContext
 from beamcat.catalog.cbor_stream import replay
 from beamcat.errors import OptionError
 from beamcat.figures import block_reduce
@@ -222,8 +223,8 @@ class LivePage(pn.viewable.Viewer):
         self.shown: xr.DataArray | None = None
         self.shape: tuple[int, int] | None = None
         self._options: dict | None = None  # what `pipeline` was made with
-        self._errors: dict[str, str] = {}
-        self._notes: dict[str, str] = {}
+        self.banners = Banners()
+        self._set_error, self._set_note = self.banners.set_error, self.banners.set_note
         self._callback = None
         self._geometry: tuple | None = None  # of the image overlay in `image_pane`
         self._image_pipe: hv.streams.Pipe | None = None  # feeds that overlay's image
@@ -250,8 +251,7 @@ class LivePage(pn.viewable.Viewer):
         self.reset_button = pn.widgets.Button(label="Reset", width=70)
         self.max_filter = pn.widgets.Checkbox(label="Max filter (keep hot pixels)", value=True)
         self.zoom = pn.widgets.Select(label="Zoom", options=[WHOLE_IMAGE], width=150)
-        self.alert = pn.pane.Alert(alert_type="danger", visible=False, sizing_mode="stretch_width")
-        self.note = pn.pane.Alert(alert_type="warning", visible=False, sizing_mode="stretch_width")
+        self.alert, self.note = self.banners.alert, self.banners.note
         self.count = pn.pane.Markdown("No frame yet.", css_classes=["beamcat-live-count"])
 
         self.roi_editor = RoiEditor(report_error=self._set_error, report_note=self._set_note)
@@ -311,16 +311,6 @@ class LivePage(pn.viewable.Viewer):
 
     def __panel__(self):
         return self._layout
-
-    # ------------------------------------------------------------------ messages
-
-    def _set_error(self, what: str, message: str | None) -> None:
-        """Show (or clear, with None) the error of one part of the page in the red alert."""
-        show_message(self.alert, self._errors, what, message)
-
-    def _set_note(self, what: str, message: str | None) -> None:
-        """Show (or clear) a warning that leaves results usable, in the yellow alert."""
-        show_message(self.note, self._notes, what, message)
 
     # ------------------------------------------------------------------ recording
 

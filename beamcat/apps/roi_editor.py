@@ -28,7 +28,7 @@ import param
 from bokeh.models import BoxAnnotation
 from bokeh.palettes import Category10_10
 
-from beamcat.apps.state import error_message
+from beamcat.apps._banners import Banner, error_message
 from beamcat.errors import BeamcatError
 from beamcat.rois import Rect, load_rois, save_rois
 
@@ -148,10 +148,10 @@ class RoiEditor(pn.viewable.Viewer):
     ):
         super().__init__(**params)
         self.shape: tuple[int, int] | None = None
-        self.alert = pn.pane.Alert(alert_type="danger", visible=False, sizing_mode="stretch_width")
-        self._messages: dict[str, str] = {}
-        self._report_error = report_error or self._show
-        self._report_note = report_note or self._show
+        self._banner = Banner("danger", "beamcat-roi-errors")
+        self.alert = self._banner.pane
+        self._report_error = report_error or self._banner.set
+        self._report_note = report_note or self._banner.set
         self._syncing = False
         # resize handles: per bokeh figure, one BoxAnnotation per ROI name
         self._handles: dict[str, dict[str, BoxAnnotation]] = {}
@@ -399,16 +399,3 @@ class RoiEditor(pn.viewable.Viewer):
         return hv.Labels(rows, ["x", "y"], "name").opts(
             text_color="white", text_align="left", text_baseline="top", text_font_size="9pt"
         )
-
-    def _show(self, what: str, message: str | None) -> None:
-        show_message(self.alert, self._messages, what, message)
-
-
-def show_message(pane: pn.pane.Alert, messages: dict, what: str, message: str | None) -> None:
-    """Set (or clear, with None) the message of `what` in an alert showing all of `messages`."""
-    if message:
-        messages[what] = message
-    else:
-        messages.pop(what, None)
-    pane.object = "\n\n".join(messages.values())
-    pane.visible = bool(messages)

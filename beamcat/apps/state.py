@@ -17,10 +17,14 @@ from typing import Any
 import param
 import xarray as xr
 
+from beamcat.apps._banners import error_message
 from beamcat.apps.quicklook import signal_name
 from beamcat.catalog.build import METADATA_KEYS, describe_entries
 from beamcat.catalog.catalogs import open_catalog
-from beamcat.errors import BeamcatError, CatalogError
+from beamcat.errors import CatalogError
+from beamcat.workflows.calibration_entries import EntryInfo, entry_info
+
+__all__ = ["AppState", "CatalogContext", "catalog_label", "error_message"]
 
 
 class CatalogContext:
@@ -67,6 +71,14 @@ class CatalogContext:
             raise cached
         return cached
 
+    def entry_info(self, name: str) -> EntryInfo:
+        """Format, metadata, and the signal's dims and shape (empty if it cannot be opened)."""
+        return entry_info(self.rows[name], lambda: self.open(name))
+
+    def entry_infos(self) -> dict[str, EntryInfo]:
+        """`entry_info` of every entry (opens headers only; cached after the first call)."""
+        return {name: self.entry_info(name) for name in self.names}
+
     def summary(self, name: str) -> dict[str, Any]:
         """One table row: name, format, dims, shape, size (bytes) and metadata, or the error.
 
@@ -99,11 +111,6 @@ class AppState(param.Parameterized):
     def __init__(self, context: CatalogContext, **params):
         super().__init__(**params)
         self.context = context
-
-
-def error_message(err: Exception) -> str:
-    """A beamcat error's message (it names the file); other errors prefixed by their type."""
-    return str(err) if isinstance(err, BeamcatError) else f"{type(err).__name__}: {err}"
 
 
 def catalog_label(context: CatalogContext) -> str:

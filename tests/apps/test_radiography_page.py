@@ -222,7 +222,7 @@ def test_bad_choices_show_an_alert_and_the_page_recovers(rpage):
 
 def test_rois_are_computed_once(rpage, monkeypatch):
     calls = []
-    import beamcat.apps.radiography_page as module
+    import beamcat.apps.radiography_data as module  # where the page calls calibrated_means
 
     real = module.calibrated_means
     monkeypatch.setattr(
@@ -234,3 +234,11 @@ def test_rois_are_computed_once(rpage, monkeypatch):
     # one reduction, for the new ROI only
     assert calls == [["wall"]]
     assert pd.Index(rpage.series["roi"].values).tolist() == [*ROIS, "wall"]
+
+
+def test_only_runs_it_can_calibrate_are_offered(rpage):
+    # the demo's other stacks (femtomax_scan, gainmap_pos*) have no dark and flat of their own
+    assert rpage.run.options == ["imat_run"]
+    rpage.state.entry = "femtomax_scan"  # selected on the catalog page
+    assert rpage.run.value == "imat_run" and rpage.dark.value == "imat_dark"
+    assert not rpage.alert.visible  # no shape-mismatch banner over a stale image
