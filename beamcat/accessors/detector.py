@@ -17,8 +17,13 @@ class DetectorAccessor:
 
     Examples
     --------
-    >>> ds = beamcat.open_dataset("scan_0007andor3_balor-ingester.cbors.gz")  # doctest: +SKIP
-    >>> ds.detector.subtract_background(100).detector.threshold(12)  # doctest: +SKIP
+    On the demo catalog's FemtoMAX scan:
+
+    >>> import beamcat
+    >>> scan = beamcat.open_catalog()["femtomax_scan"].read()
+    >>> clean = scan.detector.subtract_background(100).detector.threshold(12)
+    >>> clean.attrs["history"].splitlines()[-2:]
+    ['subtract_background(100.0, clip=True)', 'threshold(12)']
     """
 
     def __init__(self, obj: xr.Dataset | xr.DataArray):

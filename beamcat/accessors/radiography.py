@@ -4,12 +4,26 @@ Each method picks the variable (``var``, default ``ds.attrs["signal"]``) and
 calls its twin in `beamcat.analyses.calibration` (or `.calibrated_means`); nothing
 is computed.
 
+`calibrated_means` returns a dict of Datasets (``"rois"``, ``"grid"``), as its
+function twin does: the two result sets have different dims.
+
 Examples
 --------
->>> import beamcat.accessors.radiography  # doctest: +SKIP
->>> t = run.radiography.calibrate(dark, flat, air_roi=(10, 10, 60, 60))  # doctest: +SKIP
->>> run.radiography.calibrated_means(dark, flat, rois=rois, grid=(8, 8))  # doctest: +SKIP
->>> t.radiography.difference(reference=slice(0, 5)).display  # doctest: +SKIP
+On the demo catalog's IMAT run, darks and flats:
+
+>>> import beamcat
+>>> cat = beamcat.open_catalog()
+>>> run, dark, flat = (cat[n].read() for n in ("imat_run", "imat_dark", "imat_flat"))
+>>> t = run.radiography.calibrate(dark, flat, air_roi=(10, 10, 60, 60))
+>>> t.attrs["signal"], t["transmission"].dims
+('transmission', ('time', 'y', 'x'))
+>>> out = run.radiography.calibrated_means(
+...     dark, flat, rois={"bed": (134, 75, 52, 30)}, grid=(8, 8), air_roi=(10, 10, 60, 60)
+... )
+>>> sorted(out), out["rois"]["mean"].dims
+(['grid', 'rois'], ('roi', 'time'))
+>>> t.radiography.difference(reference=slice(0, 5))["display"].dims
+('time', 'y', 'x')
 """
 
 from __future__ import annotations
@@ -124,9 +138,7 @@ class _Radiography:
         var: str | None = None,
     ):
         """Outliers replaced by their local median: see `analyses.outliers.remove_outliers`."""
-        return self._wrap(
-            remove_outliers(self._data(var), radius=radius, bright=bright, dark=dark)
-        )
+        return self._wrap(remove_outliers(self._data(var), radius=radius, bright=bright, dark=dark))
 
     def difference(
         self,
@@ -139,9 +151,7 @@ class _Radiography:
 
         See `beamcat.analyses.difference.difference`.
         """
-        return self._wrap(
-            difference(self._data(var), reference=reference, stretch=stretch)
-        )
+        return self._wrap(difference(self._data(var), reference=reference, stretch=stretch))
 
 
 @xr.register_dataset_accessor("radiography")

@@ -18,10 +18,18 @@ class RoiAccessor:
 
     Examples
     --------
-    >>> ds = beamcat.open_dataset("run_0042/")  # doctest: +SKIP
-    >>> ds.roi.means({"bed": (134, 75, 52, 30)}).mean  # (roi, frame)  # doctest: +SKIP
-    >>> ds.roi.step_means({"peak": (700, 400, 40, 40)}).mean  # (roi, step)  # doctest: +SKIP
-    >>> ds.roi.grid(8, 8, region=(120, 60, 80, 140)).mean  # (row, col, frame)  # doctest: +SKIP
+    On the demo catalog's IMAT run and FemtoMAX scan:
+
+    >>> import beamcat
+    >>> cat = beamcat.open_catalog()
+    >>> run = cat["imat_run"].read()
+    >>> run.roi.means({"bed": (134, 75, 52, 30)})["mean"].dims
+    ('roi', 'frame')
+    >>> run.roi.grid(8, 8, region=(120, 60, 80, 140))["mean"].shape  # (row, col, frame)
+    (8, 8, 48)
+    >>> scan = cat["femtomax_scan"].read()
+    >>> scan.roi.step_means({"peak": (100, 100, 40, 40)})["mean"].dims
+    ('roi', 'step')
     """
 
     def __init__(self, obj: xr.Dataset | xr.DataArray):

@@ -83,12 +83,19 @@ def timeline(
 
     Examples
     --------
+    The demo catalog's IMAT run (its calibrated ROI means), mass spectrometer
+    and temperature logs:
+
     >>> import beamcat
-    >>> ms = beamcat.open_dataset("massspec.csv", timezone="Europe/London")  # doctest: +SKIP
-    >>> temp = beamcat.open_dataset("temperature.log", timezone="Europe/London")  # doctest: +SKIP
-    >>> aligned = timeline(means, ms, temp, names=["run1", "ms", "temp"],
-    ...                    origin="2024-12-13T14:10:00")  # doctest: +SKIP
-    >>> aligned["ms"].Argon.plot(x="elapsed")  # doctest: +SKIP
+    >>> cat = beamcat.open_catalog()
+    >>> run, dark, flat = (cat[n].read() for n in ("imat_run", "imat_dark", "imat_flat"))
+    >>> means = run.radiography.calibrated_means(dark, flat, rois={"bed": (134, 75, 52, 30)})
+    >>> ms, temp = cat["imat_massspec"].read(), cat["imat_temperature"].read()
+    >>> aligned = timeline(
+    ...     means["rois"], ms, temp, names=["run1", "ms", "temp"], origin="2024-12-13T14:10:00"
+    ... )
+    >>> list(aligned), aligned["ms"]["Argon"].dims
+    (['run1', 'ms', 'temp'], ('time',))
     """
     if duplicates not in ("mean", "first", "error"):
         raise OptionError(f"duplicates={duplicates!r}: expected 'mean', 'first' or 'error'")
@@ -139,8 +146,15 @@ def interp_onto(
 
     Examples
     --------
-    >>> table = interp_onto(timeline(means, temp, names=["run1", "temp"]), "run1")  # doctest: +SKIP
-    >>> table["temp.Temp2"]  # doctest: +SKIP
+    With ``means`` and ``temp`` of `timeline`'s example:
+
+    >>> import beamcat
+    >>> cat = beamcat.open_catalog()
+    >>> means = cat["imat_run"].read().roi.means({"bed": (134, 75, 52, 30)})
+    >>> temp = cat["imat_temperature"].read()
+    >>> table = interp_onto(timeline(means, temp, names=["run1", "temp"]), "run1")
+    >>> list(table.data_vars)
+    ['run1.mean', 'run1.std', 'run1.count', 'temp.Temp2']
     """
     if reference not in aligned:
         raise OptionError(f"reference={reference!r}: expected one of {list(aligned)}")
