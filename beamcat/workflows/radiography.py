@@ -338,14 +338,8 @@ def _pixel_size(ds: xr.Dataset, pixel_size: float | None) -> float | None:
 def _difference_display(transmission: xr.DataArray, reference: xr.DataArray) -> xr.DataArray:
     """Stretched difference frames against an already computed reference image (lazy).
 
-    The reference is prepended as frame 0 and `difference(reference=0)` used, so
-    the reference window is not recomputed for every chunk of frames rendered.
+    The image is given to `difference` as it is, so the reference window is not
+    recomputed for every chunk of frames rendered.
     """
-    frames = transmission.reset_coords(drop=True)
-    first = xr.DataArray(
-        np.asarray(reference.values, np.float32)[None],
-        dims=frames.dims,
-        coords={"time": frames["time"].values[:1]},
-    )
-    stacked = xr.concat([first, frames], dim="time")
-    return difference(stacked, reference=0)["display"].isel(time=slice(1, None))
+    image = reference.reset_coords(drop=True).astype(np.float32)
+    return difference(transmission.reset_coords(drop=True), reference=image)["display"]
