@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import ndimage
 
 import beamcat
+from beamcat.analyses import calibration, outliers
 from beamcat.analyses.calibration import calibrate, calibrate_reference
 from beamcat.analyses.difference import difference
 from beamcat.analyses.masters import dark_master, flat_master
@@ -178,11 +179,29 @@ def test_psi_step_wedge_transmissions(shared_data):
 )
 def test_numba_kernel_equals_scipy_twin(frame, radius, bright, dark):
     # exact: the kernel takes the same float64 differences and the median is a pixel value;
-    # small frames with windows up to 6 px make most pixels edge pixels (reflect mode)
-    expected = remove_outliers_reference(frame, radius=radius, bright=bright, dark=dark)
-    got = remove_outliers_frame(frame, radius, bright, dark)
-    assert got.dtype == frame.dtype
-    np.testing.assert_array_equal(got, expected)
+    # small frames with windows up to 6 px make most pixels edge pixels (reflect mode).
+    # The outliers.KERNELS table (kernel -> twin) drives this test.
+    assert outliers.KERNELS == {remove_outliers_frame: remove_outliers_reference}
+    for kernel, twin in outliers.KERNELS.items():
+        expected = twin(frame, radius=radius, bright=bright, dark=dark)
+        got = kernel(frame, radius, bright, dark)
+        assert got.dtype == frame.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("kernel", list(calibration.KERNELS), ids=lambda k: k.__name__)
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32, np.float64])
+def test_transmission_kernel_equals_numpy_twin(kernel, dtype):
+    # the same float32 products and float64 divisions rounded to float32: bit for bit
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 4000, (3, 9, 7)).astype(dtype)
+    dark = rng.normal(100, 3, (9, 7)).astype(np.float32)
+    inverse = (1 / rng.normal(3000, 50, (9, 7))).astype(np.float32)
+    inverse[2, 3] = np.nan  # a dead flat pixel stays NaN
+    scale = np.array([1.0, 0.5, 1.25])
+    got = kernel(frames, dark, inverse, scale)
+    np.testing.assert_array_equal(got, calibration.KERNELS[kernel](frames, dark, inverse, scale))
+    assert got.dtype == np.float32 and np.isnan(got[:, 2, 3]).all()
 
 
 def test_outliers_at_edges_and_corners_match_twin():
