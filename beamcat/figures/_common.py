@@ -264,15 +264,15 @@ def _image_axes(fig: Figure):
     return ax
 
 
-def _corner_text(ax, text: str, gid: str):
-    """White, outlined text in the top-left corner of an image."""
+def _corner_text(ax, text: str, gid: str | None = None, *, fontsize: float = 10):
+    """White, outlined text in the top-left corner of an image (also the frames' time stamp)."""
     return ax.annotate(
         text,
         (0.03, 0.97),
         xycoords="axes fraction",
         va="top",
         color="white",
-        fontsize=10,
+        fontsize=fontsize,
         fontweight="bold",
         path_effects=_OUTLINE,
         gid=gid,

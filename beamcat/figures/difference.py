@@ -17,11 +17,11 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from beamcat.figures._common import (
-    _OUTLINE,
     _TIME_UNITS,
     _check_image,
     _check_time_axis,
     _contrast_colour,
+    _corner_text,
     _elapsed,
     _figure,
     _holoviews,
@@ -43,16 +43,7 @@ class _DifferenceFigure:
         ax = self.fig.add_axes((0.0, 0.0, 1.0, 1.0), label="image")
         self.image = ax.imshow(first, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_axis_off()
-        self.stamp = ax.annotate(
-            "",
-            (0.03, 0.97),
-            xycoords="axes fraction",
-            va="top",
-            color="white",
-            fontsize=14,
-            fontweight="bold",
-            path_effects=_OUTLINE,
-        )
+        self.stamp = _corner_text(ax, "", fontsize=14)
         #: what changes from frame to frame, and what lies on it (for blitting)
         self.animated = [self.image, self.stamp]
         if pixel_size:

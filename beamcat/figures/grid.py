@@ -21,11 +21,11 @@ from matplotlib.patches import Rectangle
 
 from beamcat.errors import OptionError
 from beamcat.figures._common import (
-    _OUTLINE,
     _TIME_UNITS,
     _check_image,
     _check_time_axis,
     _contrast_colour,
+    _corner_text,
     _elapsed,
     _figure,
     _holoviews,
@@ -78,16 +78,7 @@ class _GridFigure:
         ax.add_collection(self.cells)
         colourbar = self.fig.colorbar(self.cells, ax=ax, shrink=0.9)
         colourbar.set_label(label)
-        self.stamp = ax.annotate(
-            "",
-            (0.03, 0.97),
-            xycoords="axes fraction",
-            va="top",
-            color="white",
-            fontsize=12,
-            fontweight="bold",
-            path_effects=_OUTLINE,
-        )
+        self.stamp = _corner_text(ax, "", fontsize=12)
         #: what changes from frame to frame, and what lies on it (for blitting)
         self.animated = [self.cells, self.stamp]
         if pixel_size:

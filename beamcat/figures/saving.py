@@ -170,10 +170,11 @@ def save_frames(
 
     Notes
     -----
-    Measured on the demo radiography job (48 grid frames, PNG at 150 dpi and a
-    GIF, 2 shared cores): a whole redraw per frame wrote ~4.5 frames/s; blitting
-    the cells, the time stamp and the scale bar over a rendered background with
-    threaded PNG encoding is several times faster (see the README's figures).
+    Measured on the demo radiography job (``--grid 8x8 --difference 0:3``, 48
+    frames, PNG at 150 dpi and a GIF, 2 busy shared cores, best of 2 in one run):
+    redrawing the whole figure per frame wrote the grid frames at 3.2 frames/s
+    (the job took 24 s); blitting with threaded encoding at 9.5 frames/s (12 s).
+    Alone, the grid sequence goes from ~5 to 15-25 frames/s.
     """
     formats = _check_formats(formats)
     if animation not in ("gif", "mp4", None):
