@@ -21,8 +21,9 @@ S = np.timedelta64(1, "s")
 @pytest.fixture(scope="module")
 def real_logs(shared_data):
     folder = shared_data / "imat_roi_analysis"
-    ms = beamcat.open_dataset(folder / "example-ms.csv")
-    temp = beamcat.open_dataset(folder / "example-temp.csv")
+    # naive local times: read as UTC, said explicitly (readers warn when it is assumed)
+    ms = beamcat.open_dataset(folder / "example-ms.csv", timezone="UTC")
+    temp = beamcat.open_dataset(folder / "example-temp.csv", timezone="UTC")
     return ms, temp
 
 
