@@ -170,3 +170,37 @@ def test_parsers():
     assert parse_frames("3", "--f") == 3 and parse_frames("0:5", "--f") == slice(0, 5)
     with pytest.raises(OptionError, match="--x"):
         parse_numbers("1,nan", 2, "--x")
+
+
+def test_cli_without_dark_and_flat_guesses_them_from_the_catalog(demo_run, tmp_path, capsys):
+    # the Radiography page's guess (workflows.calibration_entries), shared with the CLI: the
+    # demo's imat_run has imat_dark and imat_flat; the tables are those of the explicit run
+    catalog, truth, arrays, rois = demo_run
+    out = tmp_path / "out"
+    argv = ["radiography", "imat_run", "--catalog", str(catalog), "--rois", str(rois)]
+    argv += ["--out", str(out), "--no-progress", "--animation", "none", "--dpi", "30"]
+    argv += ["--air", ",".join(map(str, truth["rois"]["air"]))]  # the demo's source drift
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "--dark imat_dark (guessed" in err and "--flat imat_flat (guessed" in err
+    table = pd.read_csv(out / "imat_run_greyvalues.csv")
+    columns = list(truth["rois"])
+    order = [truth["regions"].index(name) for name in truth["rois"]]
+    truth_t = arrays["transmission"][:, order]
+    np.testing.assert_allclose(table[columns].to_numpy(), truth_t, rtol=5e-3)  # as explicit
+
+
+def test_cli_says_when_no_dark_can_be_guessed(demo_run, tmp_path, capsys, monkeypatch):
+    from beamcat.workflows import calibration_entries
+
+    catalog, _, _, rois = demo_run
+    monkeypatch.setattr(
+        calibration_entries,
+        "default_entries",
+        lambda entries, run=None: {"run": run, "dark": None, "flat": "imat_flat"},
+    )
+    argv = ["radiography", "imat_run", "--catalog", str(catalog), "--rois", str(rois)]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no dark entry found" in err and "--dark ENTRY" in err
+    assert not (tmp_path / "out").exists()
