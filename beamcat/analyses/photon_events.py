@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from functools import cached_property
 
 import dask
 import dask.array as da
@@ -181,15 +182,20 @@ class PhotonEvents:
 
     def __init__(self, tables: xr.Dataset):
         self.tables, self.attrs = tables, tables.attrs
-        events = tables["events"].data
-        self.table = events.map_blocks(
-            _concat,
-            dtype=EVENT_DTYPE,
-            chunks=((np.nan,) * events.numblocks[0],),
-            meta=np.zeros(0, EVENT_DTYPE),
-        )
-        over = tables["over_threshold"].data.sum()
-        self.counts = da.stack([over, da.full((), _pixels_analysed(tables), dtype=np.int64)])
+
+    @cached_property
+    def table(self) -> da.Array:
+        """The events, one chunk of unknown length per frame chunk (built on first use)."""
+        events = self.tables["events"].data
+        unknown = ((np.nan,) * events.numblocks[0],)
+        meta = np.zeros(0, EVENT_DTYPE)
+        return events.map_blocks(_concat, dtype=EVENT_DTYPE, chunks=unknown, meta=meta)
+
+    @cached_property
+    def counts(self) -> da.Array:
+        """Pixels above threshold and pixels analysed (built on first use)."""
+        over = self.tables["over_threshold"].data.sum()
+        return da.stack([over, da.full((), _pixels_analysed(self.tables), dtype=np.int64)])
 
     def compute(self, **kwargs) -> xr.Dataset:
         """Run the detection (``dask.compute`` with `kwargs`): the event list; may warn."""
