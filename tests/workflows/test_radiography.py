@@ -204,3 +204,23 @@ def test_cli_says_when_no_dark_can_be_guessed(demo_run, tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert "no dark entry found" in err and "--dark ENTRY" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_reads_both_roi_file_layouts_the_same(demo_run, tmp_path):
+    # the issue: the obvious {"bed_top": [134, 75, 52, 30]} failed; both layouts now give
+    # the same tables (byte for byte: the same ROIs in the same order)
+    catalog, truth, _, _ = demo_run
+    layouts = {
+        "lists": truth["rois"],
+        "boxes": {"rois": {n: dict(zip("xywh", r, strict=True)) for n, r in truth["rois"].items()}},
+    }
+    tables = {}
+    for name, layout in layouts.items():
+        rois = tmp_path / f"{name}.json"
+        rois.write_text(json.dumps(layout))
+        out = tmp_path / name
+        args = _args(catalog, rois, out, "--animation", "none", "--dpi", "20")
+        assert main([*args, "--frame-step", "48"]) == 0
+        tables[name] = (out / "imat_run_greyvalues.csv").read_text()
+    assert tables["lists"] == tables["boxes"]
+    assert tables["lists"].splitlines()[0].split(",")[2:] == list(truth["rois"])
