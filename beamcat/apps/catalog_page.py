@@ -12,12 +12,16 @@ import panel as pn
 from bokeh.models.widgets.tables import NumberFormatter
 
 from beamcat.apps._banners import error_message
+from beamcat.apps._plots import plot_pane
 from beamcat.apps.quicklook import plot_quicklook, quicklook
 from beamcat.apps.state import AppState
 from beamcat.catalog.build import METADATA_KEYS
 
-#: table columns, in order (``source`` is hidden but kept for the attrs view)
-COLUMNS = ("name", "format", "dims", "shape", "size", "error", *METADATA_KEYS, "source")
+#: table columns, in order: what a user recognises an entry by first (``source`` is hidden
+#: but kept for the attrs view)
+COLUMNS = ("name", "format", *METADATA_KEYS, "dims", "shape", "size", "error", "source")
+#: rows shown at once; a longer catalog is paginated (page buttons under the table)
+PAGE_SIZE = 25
 _PENDING = "…"
 _ATTRS_CSS = """
 table {table-layout: fixed; width: 100%; border-collapse: collapse; font-size: 0.85em}
@@ -67,13 +71,18 @@ class CatalogPage(pn.viewable.Viewer):
             disabled=True,
             show_index=False,
             hidden_columns=["source"],
-            height=300,  # scrolls, so the quick look below stays in view
-            layout="fit_data_fill",
+            # every row, or pages of PAGE_SIZE rows; every column within the page's width
+            # (long text is cut, its tooltip shows it whole)
+            pagination="local" if len(self._rows) > PAGE_SIZE else None,
+            page_size=PAGE_SIZE,
+            layout="fit_columns",
             # dims/shape/size arrive after the first render: size their columns up front
-            widths={"dims": 190, "shape": 150, "size": 90, "error": 260},
+            widths={"name": 140, "format": 100, "instrument": 120, "sample": 140, "run": 80}
+            | {"description": 180, "dims": 100, "shape": 100, "size": 70},
             formatters={"size": NumberFormatter(format="0.0 b", nan_format="")},  # KiB, MiB
             configuration={"columnDefaults": {"tooltip": True}},
             sizing_mode="stretch_width",
+            css_classes=["beamcat-catalog-table"],
         )
         self.title = pn.pane.Markdown("Select an entry to see its quick look.")
         # images are at most 480 px wide plus axes and colour bar (plot_quicklook)
@@ -160,7 +169,7 @@ class CatalogPage(pn.viewable.Viewer):
             self.plot.objects = [pn.pane.Alert(plot, alert_type="danger")]
         else:
             # sized by the plot itself, so images keep their aspect and colour bar
-            self.plot.objects = [pn.pane.HoloViews(plot)]
+            self.plot.objects = [plot_pane(plot)]
         self.attrs.object = attrs_html(attrs)
 
 

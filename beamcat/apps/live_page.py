@@ -40,6 +40,7 @@ import panel as pn
 import xarray as xr
 
 from beamcat.apps._banners import Banners, error_message
+from beamcat.apps._plots import plot_pane
 from beamcat.apps.quicklook import robust_limits, signal_name
 from beamcat.apps.roi_editor import RoiEditor
 from beamcat.apps.state import AppState, CatalogContext
@@ -256,12 +257,12 @@ class LivePage(pn.viewable.Viewer):
 
         self.roi_editor = RoiEditor(report_error=self._set_error, report_note=self._set_note)
         self.roi_editor.param.watch(self._on_rois, "rois")
-        self.image_pane = pn.pane.HoloViews(css_classes=["beamcat-live-image"])
-        self.steps_pane = pn.pane.HoloViews(
+        self.image_pane = plot_pane(css_classes=["beamcat-live-image"])
+        self.steps_pane = plot_pane(
             _empty("ROI means: draw a ROI, then replay"), css_classes=["beamcat-live-steps"]
         )
-        self.clean_pane = pn.pane.HoloViews(_empty("Clean image"), visible=False)
-        self.histogram_pane = pn.pane.HoloViews(_empty("Energy histogram"), visible=False)
+        self.clean_pane = plot_pane(_empty("Clean image"), visible=False)
+        self.histogram_pane = plot_pane(_empty("Energy histogram"), visible=False)
         self._photon_options = pn.Row(
             self.background, self.threshold, self.energy_min, self.energy_max, visible=False
         )

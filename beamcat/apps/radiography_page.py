@@ -40,6 +40,7 @@ import xarray as xr
 
 from beamcat.analyses.difference import difference
 from beamcat.apps._banners import Banners, error_message
+from beamcat.apps._plots import plot_pane
 from beamcat.apps.quicklook import preview_timeseries
 from beamcat.apps.radiography_data import (
     Calibrated,
@@ -175,13 +176,13 @@ class RadiographyPage(pn.viewable.Viewer):
             lambda data: grid_element(data, self.calibrated.shape if self.calibrated else (1, 1)),
             streams=[self._grid_pipe],
         )
-        self.image_pane = pn.pane.HoloViews(
+        self.image_pane = plot_pane(
             self._image_overlay(None), css_classes=["beamcat-reference-image"]
         )
-        self.curves_pane = pn.pane.HoloViews(
+        self.curves_pane = plot_pane(
             hv.Curve([]), sizing_mode="stretch_width", css_classes=["beamcat-curves"]
         )
-        self.difference_pane = pn.pane.HoloViews(hv.Image([]), css_classes=["beamcat-difference"])
+        self.difference_pane = plot_pane(hv.Image([]), css_classes=["beamcat-difference"])
 
         options = pn.Column(
             self.reference_frames,

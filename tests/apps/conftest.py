@@ -21,6 +21,7 @@ import tifffile
 from playwright.sync_api import expect, sync_playwright
 
 from beamcat.catalog.build import add_source
+from beamcat.catalog.demo import CATALOG_NAME
 from beamcat.catalog.spice import write_spice_l2
 from beamcat.catalog.templog import write_temperature_log
 
@@ -62,7 +63,10 @@ def make_small_catalog(folder: Path) -> SmallCatalog:
         format="tiff",
         metadata={"instrument": "IMAT", "sample": "catalyst bed", "run": "42", "description": "x"},
     )
-    add_source(cat, "temp", folder / "temp.csv", format="temperature-log")
+    # the log's clock wrote UTC (said, so no naive-time warning)
+    add_source(
+        cat, "temp", folder / "temp.csv", format="temperature-log", options={"timezone": "UTC"}
+    )
     add_source(cat, "spectra", folder / "spice.fits", format="spice")
     add_source(cat, "broken", broken, format="tiff")
     return SmallCatalog(cat, frames, temperatures, radiance, broken)
@@ -155,6 +159,13 @@ def _serving(catalog: Path, folder: Path) -> Iterator[str]:
 def serving():
     """``with serving(catalog, folder) as url:`` the app served from a subprocess."""
     return _serving
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_dir, tmp_path_factory):
+    """The app on the demo catalog, one server for the session's tests (they only read)."""
+    with _serving(demo_dir / CATALOG_NAME, tmp_path_factory.mktemp("demo_server")) as url:
+        yield url
 
 
 def _at(plot: dict, shape: tuple, x: float, y: float) -> tuple[float, float]:

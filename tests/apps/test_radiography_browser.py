@@ -5,20 +5,11 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from beamcat.catalog.demo import CATALOG_NAME
-
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(demo_dir, tmp_path_factory, serving):
-    """The app on the demo catalog; yields its URL."""
-    with serving(demo_dir / CATALOG_NAME, tmp_path_factory.mktemp("server")) as url:
-        yield url
-
-
 def test_draw_a_roi_and_see_its_curve(
-    server, tmp_path, chromium, drag, find_plot, browser_rois, wait_for, painted
+    demo_server, tmp_path, chromium, drag, find_plot, browser_rois, wait_for, painted
 ):
     """Draw, resize and move a ROI with the mouse; each step is checked once the page adopted it.
 
@@ -30,7 +21,7 @@ def test_draw_a_roi_and_see_its_curve(
     ``interact``): on a loaded machine a redraw from the server can race it.
     """
     page = chromium.new_page(viewport={"width": 1500, "height": 1400})
-    page.goto(server)
+    page.goto(demo_server)
     page.locator(".bk-tab", has_text="Radiography").click()
     status = page.locator(".beamcat-radiography-status")
     # the demo run is the default; picking it again is what a user would do
