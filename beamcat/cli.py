@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import yaml
 
-from beamcat.errors import BeamcatError
+from beamcat.errors import BeamcatError, OptionError
 
 DEFAULT_CATALOG = "catalog.yaml"
 
@@ -29,6 +30,42 @@ def _key_values(pairs: list[str], flag: str) -> dict:
             raise BeamcatError(f"{flag} {pair!r}: expected KEY=VALUE")
         out[key] = yaml.safe_load(value) if value else ""
     return out
+
+
+def parse_numbers(text: str | None, count: int, flag: str) -> tuple[float, ...] | None:
+    """``"a,b,c"`` -> a tuple of `count` numbers (ints where integral); None stays None."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise OptionError(f"{flag} {text!r}: expected {count} comma-separated numbers")
+    return tuple(int(v) if v.is_integer() else v for v in values)
+
+
+def parse_grid(text: str | None) -> tuple[int, int] | None:
+    """``"8x8"`` (rows x cols) -> ``(8, 8)``; None stays None."""
+    if text is None:
+        return None
+    rows, sep, cols = text.lower().partition("x")
+    if not (sep and rows.strip().isdigit() and cols.strip().isdigit()):
+        raise OptionError(f"--grid {text!r}: expected ROWSxCOLS, e.g. 8x8")
+    return int(rows), int(cols)
+
+
+def parse_frames(text: str | None, flag: str) -> int | slice | None:
+    """``"3"`` -> frame 3; ``"0:5"`` -> frames 0 to 4 (their mean); None stays None."""
+    if text is None:
+        return None
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            return int(start)
+        return slice(int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise OptionError(f"{flag} {text!r}: expected a frame index N or a range N:M") from None
 
 
 def _catalog_path(arg: str | None) -> Path | None:
@@ -130,16 +167,16 @@ def _cmd_radiography(args) -> None:
         flat=calibration["flat"],
         rois=Path(args.rois),
         out=Path(args.out),
-        grid=job.parse_grid(args.grid),
-        grid_region=job.parse_numbers(args.grid_region, 4, "--grid-region"),
-        air_roi=job.parse_numbers(args.air, 4, "--air"),
-        beer_lambert=job.parse_numbers(args.beer_lambert, 2, "--beer-lambert"),
-        difference=job.parse_frames(args.difference, "--difference"),
-        reference=job.parse_frames(args.reference, "--reference"),
+        grid=parse_grid(args.grid),
+        grid_region=parse_numbers(args.grid_region, 4, "--grid-region"),
+        air_roi=parse_numbers(args.air, 4, "--air"),
+        beer_lambert=parse_numbers(args.beer_lambert, 2, "--beer-lambert"),
+        difference=parse_frames(args.difference, "--difference"),
+        reference=parse_frames(args.reference, "--reference"),
         massspec=args.massspec,
         temperature=args.temperature,
         species=args.species.split(",") if args.species else None,
-        smooth=job.parse_numbers(args.smooth, 2, "--smooth"),
+        smooth=parse_numbers(args.smooth, 2, "--smooth"),
         pixel_size=args.pixel_size,
         formats=args.format.split(","),
         dpi=args.dpi,
@@ -153,7 +190,6 @@ def _cmd_radiography(args) -> None:
 
 def _cmd_replay(args) -> None:
     from beamcat.live.replay import run_replay
-    from beamcat.workflows.radiography import parse_numbers
 
     summary = run_replay(
         args.recording,

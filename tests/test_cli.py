@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from beamcat import cli
+from beamcat.errors import OptionError
 
 
 def _subparsers(parser: argparse.ArgumentParser, prefix=()):
@@ -94,3 +95,11 @@ def test_serve_passes_address_and_port_through(monkeypatch, argv, address, port)
     ((catalog, kwargs),) = calls
     assert catalog is None  # the demo catalog
     assert kwargs == {"port": port, "address": address, "show": False, "trusted": False}
+
+
+def test_parsers():
+    assert cli.parse_grid("8x4") == (8, 4)
+    assert cli.parse_numbers("1,2.5", 2, "--x") == (1, 2.5)
+    assert cli.parse_frames("3", "--f") == 3 and cli.parse_frames("0:5", "--f") == slice(0, 5)
+    with pytest.raises(OptionError, match="--x"):
+        cli.parse_numbers("1,nan", 2, "--x")

@@ -43,46 +43,7 @@ from beamcat.figures import save_figure
 from beamcat.rois import load_rois
 from beamcat.workflows.original_csv import to_original_csv
 
-__all__ = ["parse_frames", "parse_grid", "parse_numbers", "run_radiography"]
-
-
-# --------------------------------------------------------------------------- option parsing
-
-
-def parse_numbers(text: str | None, count: int, flag: str) -> tuple[float, ...] | None:
-    """``"a,b,c"`` -> a tuple of `count` numbers (ints where integral); None stays None."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != count or not all(np.isfinite(values)):
-        raise OptionError(f"{flag} {text!r}: expected {count} comma-separated numbers")
-    return tuple(int(v) if v.is_integer() else v for v in values)
-
-
-def parse_grid(text: str | None) -> tuple[int, int] | None:
-    """``"8x8"`` (rows x cols) -> ``(8, 8)``; None stays None."""
-    if text is None:
-        return None
-    rows, sep, cols = text.lower().partition("x")
-    if not (sep and rows.strip().isdigit() and cols.strip().isdigit()):
-        raise OptionError(f"--grid {text!r}: expected ROWSxCOLS, e.g. 8x8")
-    return int(rows), int(cols)
-
-
-def parse_frames(text: str | None, flag: str) -> int | slice | None:
-    """``"3"`` -> frame 3; ``"0:5"`` -> frames 0 to 4 (their mean); None stays None."""
-    if text is None:
-        return None
-    start, sep, stop = text.partition(":")
-    try:
-        if not sep:
-            return int(start)
-        return slice(int(start) if start else None, int(stop) if stop else None)
-    except ValueError:
-        raise OptionError(f"{flag} {text!r}: expected a frame index N or a range N:M") from None
+__all__ = ["run_radiography"]
 
 
 # --------------------------------------------------------------------------- the job

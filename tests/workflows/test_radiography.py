@@ -12,8 +12,7 @@ from PIL import Image
 import beamcat
 from beamcat.catalog import demo
 from beamcat.cli import main
-from beamcat.errors import OptionError
-from beamcat.workflows.radiography import parse_frames, parse_grid, parse_numbers, run_radiography
+from beamcat.workflows.radiography import run_radiography
 
 
 @pytest.fixture(scope="session")
@@ -162,14 +161,6 @@ def test_roi_outside_the_image_exits_1(demo_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'far'" in err and "outside the image" in err
     assert not (tmp_path / "out").exists()  # nothing written before the inputs are checked
-
-
-def test_parsers():
-    assert parse_grid("8x4") == (8, 4)
-    assert parse_numbers("1,2.5", 2, "--x") == (1, 2.5)
-    assert parse_frames("3", "--f") == 3 and parse_frames("0:5", "--f") == slice(0, 5)
-    with pytest.raises(OptionError, match="--x"):
-        parse_numbers("1,nan", 2, "--x")
 
 
 def test_cli_without_dark_and_flat_guesses_them_from_the_catalog(demo_run, tmp_path, capsys):
