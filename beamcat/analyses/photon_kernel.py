@@ -9,11 +9,11 @@ and the benchmark.
 Speed (what the kernel does per pixel): one pass over the frame, row by row, that
 writes a 0/1 mask of the above-threshold pixels branch-free (the loop vectorises: a
 frame of 2048 x 2048 uint16 is read in well under a millisecond); the mask is then
-read 32 bytes at a time and only groups that hold a 1 are scanned for positions. A uniform dark
-level (a broadcast view, strides 0) is read as one number, a dark frame row by
-row. Everything after the scan works on the above-threshold pixels only (the
-seeds, ~0.5 % of a sparse frame): each climbs to its 3 x 3 maximum, finds that
-maximum among the sorted seeds by bisection, and the maxima are the hits.
+read 32 bytes at a time and only groups that hold a 1 are scanned for positions. A
+uniform dark level (a broadcast view, strides 0) is read as one number, a dark
+frame row by row. Everything after the scan works on the above-threshold pixels
+only (the seeds, ~0.5 % of a sparse frame): each climbs to its 3 x 3 maximum,
+finds that maximum among the seeds of its row, and the maxima are the hits.
 """
 
 from __future__ import annotations
@@ -78,8 +78,10 @@ def _seeds(frame, background, level, uniform, threshold):  # pragma: no cover - 
     mask = np.zeros(groups * GROUP, np.uint8)
     words = mask.view(np.uint64)
     seeds = np.empty(max(ny * nx // 256, 64), np.int64)
+    row_start = np.empty(ny + 1, np.int64)  # seeds of row y: seeds[row_start[y]:row_start[y + 1]]
     n = 0
     for y in range(ny):
+        row_start[y] = n
         row, dark = frame[y], background[y]
         if uniform:
             for x in range(nx):
@@ -95,14 +97,18 @@ def _seeds(frame, background, level, uniform, threshold):  # pragma: no cover - 
                     if mask[x]:
                         seeds[n] = y * nx + x
                         n += 1
-    return seeds[:n]
+    row_start[ny] = n
+    return seeds[:n], row_start
 
 
 @numba.njit(nogil=True, cache=True)
-def _find(sorted_values, value):  # pragma: no cover - numba
-    """Index of `value` in `sorted_values`, or -1."""
-    i = np.searchsorted(sorted_values, value)
-    return i if i < sorted_values.size and sorted_values[i] == value else -1
+def _find(seeds, row_start, nx, y, x):  # pragma: no cover - numba
+    """Index of pixel (y, x) among the `seeds` (looked for in its row only), or -1."""
+    value = y * nx + x
+    for i in range(row_start[y], row_start[y + 1]):
+        if seeds[i] >= value:
+            return i if seeds[i] == value else -1
+    return -1
 
 
 @numba.njit(nogil=True, cache=True)
@@ -136,10 +142,10 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
     ny, nx = frame.shape
     uniform = background.strides[0] == 0 and background.strides[1] == 0
     level = background[0, 0] if uniform and ny > 0 and nx > 0 else 0.0
-    over = _seeds(frame, background, level, uniform, threshold)
+    over, row_start = _seeds(frame, background, level, uniform, threshold)
     # each seed's root: its 3 x 3 maximum (maxima: climbed to; original: one step), an
-    # above-threshold pixel itself (its signal >= the seed's), so found among the seeds;
-    # a NaN root (original only) is not, and its hit's energy would be NaN: dropped
+    # above-threshold pixel itself (its signal >= the seed's), so found among the seeds of
+    # its row; a NaN root (original only) is not, and its hit's energy would be NaN: dropped
     members = np.zeros(over.size, np.int64)
     for i in range(over.size):
         y, x = over[i] // nx, over[i] % nx
@@ -150,7 +156,7 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
             if original or (py == y and px == x):
                 break
             y, x = py, px
-        root = i if py * nx + px == over[i] else _find(over, py * nx + px)
+        root = i if py * nx + px == over[i] else _find(over, row_start, nx, py, px)
         if root >= 0:
             members[root] += 1
     hits = np.nonzero(members)[0]
