@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from beamcat._util import to_utc
+from beamcat.catalog._localtime import local_to_utc
 from beamcat.errors import FormatError
 
 _EPICS_EPOCH = np.datetime64("1990-01-01T00:00:00", "ns")
@@ -30,8 +30,14 @@ _PILATUS_LINE = re.compile(r"#\s*(\w+):?\s+([-+]?[\d.]+(?:[eE][-+]?\d+)?)\s*(\w+
 _PILATUS_PIXEL = re.compile(r"Pixel_size\s+([\d.eE+-]+)\s*m\s*x\s*([\d.eE+-]+)\s*m")
 
 
-def tag_times(files, headers, timezone: str, *, required: bool) -> np.ndarray | None:
-    """One UTC time per single-page file from its DateTime or EPICS timestamp tags."""
+def tag_times(
+    files, headers, timezone: str | None, *, required: bool
+) -> tuple[np.ndarray | None, dict]:
+    """One UTC time per single-page file from its DateTime or EPICS timestamp tags.
+
+    Also the attrs saying in which zone local DateTime tags were read (see
+    `beamcat.catalog._localtime.local_to_utc`); EPICS times are UTC.
+    """
     stamps = []
     for path, header in zip(files, headers, strict=True):
         stamp = _tag_time(header.tags) if header.npages == 1 else None
@@ -41,12 +47,13 @@ def tag_times(files, headers, timezone: str, *, required: bool) -> np.ndarray | 
                     f"{path}: no DateTime (306) or EPICS timestamp tag on a single page; "
                     "times='tags' needs one per file, each file one frame"
                 )
-            return None
+            return None, {}
         stamps.append(stamp)
     if all(utc for _, utc in stamps):
-        return np.array([t for t, _ in stamps], dtype="datetime64[ns]")
+        zone = {"timezone": timezone} if timezone else {}
+        return np.array([t for t, _ in stamps], dtype="datetime64[ns]"), zone
     if not any(utc for _, utc in stamps):
-        return to_utc([t for t, _ in stamps], timezone)
+        return local_to_utc([t for t, _ in stamps], timezone, files[0])
     raise FormatError(
         f"{files[0]} ...: some files carry EPICS (UTC) and others DateTime (local) times"
     )

@@ -46,8 +46,9 @@ import numpy as np
 import xarray as xr
 from dask.base import tokenize
 
-from beamcat._util import provenance, to_utc
+from beamcat._util import provenance
 from beamcat.catalog import _cbor_items as items
+from beamcat.catalog._localtime import local_to_utc
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.cbor_stream_write import write_recording
 from beamcat.errors import BeamcatWarning, FormatError, OptionError
@@ -151,7 +152,7 @@ def open_cbor_stream(
     source: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     stream: str | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     chunks: int | None = None,
 ) -> xr.Dataset:
     """Open a recorded dranspose detector stream (plus its sardana motor stream).
@@ -165,8 +166,10 @@ def open_cbor_stream(
     stream : str, optional
         The detector stream to open (``"pilatus"``, ``"andor3_balor"``); needed
         only when the files hold several.
-    timezone : str
-        How to read recorded times that carry no time zone (dranspose writes UTC).
+    timezone : str, optional
+        How to read recorded times that carry no time zone (dranspose writes UTC);
+        None (default) reads such times as UTC with a `BeamcatWarning`, and
+        ``attrs["timezone_assumed"]`` says so.
     chunks : int, optional
         Frames per dask chunk; by default chunks of about dask's
         ``array.chunk-size``.
@@ -216,16 +219,17 @@ def open_cbor_stream(
         meta=np.empty((0, 0, 0), detector.dtype),
     )
     frames = detector.frames
+    times, zone = _utc([m.time for m in frames], timezone, files[0])
     coords = {
         "frame": ("frame", np.array([m.header.get("frame", i) for i, m in enumerate(frames)])),
         "event_number": ("frame", np.array([m.event for m in frames], dtype=np.int64)),
-        "time": ("frame", _utc([m.time for m in frames], timezone)),
+        "time": ("frame", times),
         "step": ("frame", motors.step, {"long_name": "scan point number"}),
     }
     for name in motors.names:
         coords[name] = ("frame", motors.positions[name], {"long_name": name})
     attrs = provenance(files, "cbor-stream", signal="counts", **_header_attrs(detector))
-    attrs.update(_scan_attrs(motors), **_missing(recording, detector, motors))
+    attrs.update(_scan_attrs(motors), **_missing(recording, detector, motors), **zone)
     return xr.Dataset(
         {"counts": (("frame", "y", "x"), counts, {"units": "counts"})},
         coords=coords,
@@ -239,7 +243,7 @@ def replay(
     realtime: bool = False,
     speed: float = 1.0,
     stream: str | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
 ) -> Iterator[StreamEvent]:
     """Yield a recording's events in event order, like ``dranspose replay`` feeds a worker.
 
@@ -279,7 +283,8 @@ def replay(
     for m in recording.messages:
         if m.stream == detector.stream or m.typ == _SARDANA:
             events.setdefault(m.event, []).append(m)
-    times = _utc([_event_time(ms, detector.stream) for ms in events.values()], timezone)
+    when = [_event_time(ms, detector.stream) for ms in events.values()]
+    times, _ = _utc(when, timezone, recording.files[0])
     start_wall, start_time = _time.monotonic(), None
     with _Reader(recording) as reader:
         for (number, messages), when in zip(events.items(), times, strict=True):
@@ -610,10 +615,10 @@ def _scan_attrs(motors: _Motors) -> dict:
     return attrs
 
 
-def _utc(times: list[datetime | None], timezone: str) -> np.ndarray:
+def _utc(times: list[datetime | None], timezone: str | None, where) -> tuple[np.ndarray, dict]:
     if any(t is None for t in times):
-        return np.array([np.datetime64("NaT", "ns")] * len(times), dtype="datetime64[ns]")
-    return to_utc(times, timezone)
+        return np.full(len(times), np.datetime64("NaT", "ns")), {}
+    return local_to_utc(times, timezone, where)
 
 
 def _event_time(messages: list[_Message], stream: str) -> datetime | None:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from beamcat._util import to_utc
+from beamcat.catalog._localtime import local_to_utc
 from beamcat.catalog._logtable import (
     from_utc,
     open_logs,
@@ -66,7 +66,7 @@ _PARSERS = {
 def open_imat_log(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     *,
-    timezone: str = "UTC",
+    timezone: str | None = None,
 ) -> xr.Dataset:
     """Open IMAT frame logs: one time per saved frame.
 
@@ -74,9 +74,11 @@ def open_imat_log(
     ----------
     source : path, glob, folder or list of paths
         One log, or several (joined along ``time``).
-    timezone : str
+    timezone : str, optional
         IANA zone of the acquisition PC's wall clock (``"Europe/London"`` at
-        ISIS); times come out in UTC, aligned with the other logs.
+        ISIS); times come out in UTC, aligned with the other logs. None
+        (default) reads them as UTC with a `BeamcatWarning`, and
+        ``attrs["timezone_assumed"]`` says so.
 
     Returns
     -------
@@ -103,7 +105,7 @@ def open_imat_log(
     return open_logs(source, lambda path: _read_log(path, timezone=timezone), FORMAT, sort=False)
 
 
-def _read_log(path: Path, *, timezone: str) -> xr.Dataset:
+def _read_log(path: Path, *, timezone: str | None) -> xr.Dataset:
     rows, line_numbers = [], []
     first = True
     lines = read_lines(path, _EXPECTED)
@@ -156,7 +158,7 @@ def _read_log(path: Path, *, timezone: str) -> xr.Dataset:
         angle = parse_numbers(_after_colon(columns[3]), line_numbers, path, "angle")
         data["angle"] = ("time", angle, {"long_name": "projection angle", "units": "deg"})
     local = parse_times(columns[0], line_numbers, path, "time stamp", _PARSERS)
-    time = to_utc(local, timezone)
+    time, zone = local_to_utc(local, timezone, path)
     elapsed = (time - time[0]) / np.timedelta64(1, "s")
     return xr.Dataset(
         data,
@@ -164,7 +166,7 @@ def _read_log(path: Path, *, timezone: str) -> xr.Dataset:
             "time": ("time", time),
             "elapsed": ("time", elapsed, {"units": "s", "long_name": "time since the first frame"}),
         },
-        attrs={"signal": "count", "timezone": timezone, **lines.attrs()},
+        attrs={"signal": "count", **zone, **lines.attrs()},
     )
 
 

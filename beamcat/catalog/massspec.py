@@ -37,6 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from beamcat._util import to_utc
+from beamcat.catalog._localtime import local_to_utc
 from beamcat.catalog._logtable import (
     from_utc,
     open_logs,
@@ -78,7 +79,7 @@ DEMO_ENVIRONMENT: dict[str, tuple[str, str]] = {
 def open_massspec_csv(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     *,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     units: str | None = None,
     elapsed_column: str | None = None,
 ) -> xr.Dataset:
@@ -88,9 +89,10 @@ def open_massspec_csv(
     ----------
     source : path, glob, folder or list of paths
         One export, or several of one experiment (joined along ``time``).
-    timezone : str
+    timezone : str, optional
         IANA zone of the wall clock the file's ``Date,...,Time,...`` row was
-        written in; times come out in UTC.
+        written in; times come out in UTC; None (default) reads them as UTC with a
+        `BeamcatWarning`, and ``attrs["timezone_assumed"]`` says so.
     units : str, optional
         Partial-pressure unit. By default the unit the header block names
         (Torr, mbar, Pa or amps); exports that name none (like the ISIS
@@ -137,7 +139,7 @@ def open_massspec_csv(
 
 
 def _read_export(
-    path: Path, *, timezone: str, units: str | None, elapsed_column: str | None
+    path: Path, *, timezone: str | None, units: str | None, elapsed_column: str | None
 ) -> xr.Dataset:
     lines = read_lines(path, _EXPECTED)
     rows = split_csv(lines, path)
@@ -188,17 +190,20 @@ def _read_export(
         values = parse_numbers(values, line_numbers, path, f"{label!r} value", allow_empty=True)
         variables[name] = ("time", values, attrs)
 
+    time, zone = local_to_utc(start + offsets, timezone, path)
     ds = xr.Dataset(
         variables,
         coords={
-            "time": ("time", to_utc(start + offsets, timezone)),
+            "time": ("time", time),
             "elapsed": ("time", elapsed, {"units": "s", "long_name": "time since the start"}),
         },
     )
     ds.attrs.update(
         signal=next(iter(variables)),
-        start_time=pd.Timestamp(to_utc([start], timezone)[0]).tz_localize("UTC").isoformat(),
-        timezone=timezone,
+        start_time=pd.Timestamp(to_utc([start], zone.get("timezone", "UTC"))[0])
+        .tz_localize("UTC")
+        .isoformat(),
+        **zone,
         **_header_attrs(block),
         **lines.attrs(),
     )

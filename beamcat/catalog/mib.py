@@ -32,6 +32,7 @@ from dask.base import tokenize
 from dask.utils import parse_bytes
 
 from beamcat._util import provenance
+from beamcat.catalog._localtime import warn_assumed
 from beamcat.catalog.mib_header import (
     FrameHeaders,
     FrameLayout,
@@ -413,7 +414,7 @@ def open_mib(
     scan_shape: Sequence[int] | None = None,
     flyback: bool | str = "auto",
     chunks: int | str = "auto",
-    timezone: str = "UTC",
+    timezone: str | None = None,
     member: str | None = None,
 ) -> xr.Dataset:
     """Open Merlin MIB file(s) as a lazy Dataset; only frame headers are read.
@@ -435,9 +436,10 @@ def open_mib(
         Dask chunk size along frames: ``"auto"`` (~16 MiB), a size such as
         ``"64MiB"``, or a number of frames. Chunks of a scan hold whole lines
         when a line fits.
-    timezone : str
+    timezone : str, optional
         IANA zone of the frame headers' local time stamps; only used for old
-        headers without the UTC ``MQ1A`` time stamp.
+        headers without the UTC ``MQ1A`` time stamp. None (default) reads those
+        as UTC with a `BeamcatWarning`, and ``attrs["timezone_assumed"]`` says so.
     member : str, optional
         For a ``.zip``: the member (name, base name or glob pattern) to open;
         needed when the archive holds several acquisitions.
@@ -476,8 +478,11 @@ def open_mib(
     sidecar = files[0].with_suffix(".hdr")
     hdr = read_hdr(sidecar) if sidecar.is_file() else {}
     parsed: list[FrameHeaders] = [
-        read_frame_headers(f, hdr_depth=hdr_depth(hdr), timezone=timezone) for f in files
+        read_frame_headers(f, hdr_depth=hdr_depth(hdr), timezone=timezone or "UTC") for f in files
     ]
+    zone = {}
+    if "MQ1A" not in parsed[0].first:  # old headers: the local time of the Merlin PC
+        zone = {"timezone": timezone} if timezone else warn_assumed(files[0])
     layout = parsed[0].layout
     for f, p in zip(files[1:], parsed[1:], strict=True):
         if p.layout != layout:
@@ -522,6 +527,7 @@ def open_mib(
         counter=int(first[11]) if first[11].isdigit() else first[11],
         **scan_attrs,
         **extra,
+        **zone,
         **archive,  # a .zip: source is the archive, member and extracted_to say the rest
     )
     if missing:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from beamcat._util import to_utc
+from beamcat.catalog._localtime import local_to_utc
 from beamcat.catalog._logtable import (
     from_utc,
     open_logs,
@@ -49,7 +49,7 @@ _PROPERTY = re.compile(r"^#\s*Property:\s*'?(?P<name>[^']*?)'?\s*$")
 def open_temperature_log(
     source: str | os.PathLike | Sequence[str | os.PathLike],
     *,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     units: str = "degC",
     name: str | None = None,
 ) -> xr.Dataset:
@@ -59,8 +59,10 @@ def open_temperature_log(
     ----------
     source : path, glob, folder or list of paths
         One export, or several (joined along ``time``).
-    timezone : str
+    timezone : str, optional
         IANA zone of the wall clock of the timestamps; times come out in UTC.
+        None (default) reads them as UTC with a `BeamcatWarning`, and
+        ``attrs["timezone_assumed"]`` says so.
     units : str
         Units of the logged value (the export does not say); ``degC`` for
         ISIS sample temperatures such as ``Temp2``.
@@ -94,7 +96,7 @@ def open_temperature_log(
     )
 
 
-def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> xr.Dataset:
+def _read_export(path: Path, *, timezone: str | None, units: str, name: str | None) -> xr.Dataset:
     lines = read_lines(path, _EXPECTED)
     prop, stray = None, None
     rows, line_numbers = [], []
@@ -132,6 +134,7 @@ def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> 
     relative, value, stamp = zip(*rows, strict=True)
     var = name or (re.sub(r"\W+", "_", prop).strip("_") if prop else "") or "temperature"
     local = parse_times(stamp, line_numbers, path, "timestamp", _PARSERS)
+    time, zone = local_to_utc(local, timezone, path)
     ds = xr.Dataset(
         {
             var: (
@@ -141,7 +144,7 @@ def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> 
             )
         },
         coords={
-            "time": ("time", to_utc(local, timezone)),
+            "time": ("time", time),
             "elapsed": (
                 "time",
                 parse_numbers(relative, line_numbers, path, "relative seconds"),
@@ -149,7 +152,7 @@ def _read_export(path: Path, *, timezone: str, units: str, name: str | None) -> 
             ),
         },
     )
-    ds.attrs.update(signal=var, property=prop or "", timezone=timezone, **lines.attrs())
+    ds.attrs.update(signal=var, property=prop or "", **zone, **lines.attrs())
     return ds
 
 

@@ -76,7 +76,7 @@ def open_tiff(
     source: str | os.PathLike | Iterable[str | os.PathLike],
     *,
     frame_log: str | os.PathLike | None = None,
-    timezone: str = "UTC",
+    timezone: str | None = None,
     times: Literal["auto", "tags", "none"] = "auto",
     chunks: int | Mapping[str, int] | None = None,
 ) -> xr.Dataset:
@@ -93,9 +93,10 @@ def open_tiff(
         matched to the frames in order and give ``time``, ``elapsed`` (s),
         ``monbefore``, ``monafter`` (and for tomography ``angle``) coordinates
         along ``frame``.
-    timezone : str
+    timezone : str, optional
         IANA zone of naive times (the log's, and TIFF DateTime tags, which are local
-        times); they are converted to UTC.
+        times); they are converted to UTC. None (default) reads them as UTC with a
+        `BeamcatWarning`, and ``attrs["timezone_assumed"]`` says so.
     times : {"auto", "tags", "none"}
         Where frame times come from without a `frame_log`. ``"tags"`` reads every
         file's DateTime tag (306, ``%Y:%m:%d %H:%M:%S``, local time of `timezone`)
@@ -170,15 +171,15 @@ def open_tiff(
         "frame": np.arange(nframes),
         "file": ("frame", np.repeat([f.name for f in files], npages)),
     }
+    zone: dict = {}  # of the local times in the log or tags: outputs show them so
     if frame_log is not None:
-        coords |= _log_coords(frame_log, timezone, nframes)
+        log_coords, zone = _log_coords(frame_log, timezone, nframes)
+        coords |= log_coords
     elif read_tags:
-        frame_times = tag_times(files, headers, timezone, required=times == "tags")
+        frame_times, zone = tag_times(files, headers, timezone, required=times == "tags")
         if frame_times is not None:
             coords["time"] = ("frame", frame_times)
-    attrs = provenance(source, "tiff", signal="counts", **tag_attrs(first.tags))
-    if "time" in coords:
-        attrs["timezone"] = timezone  # of the local times in the log or tags: outputs show them so
+    attrs = provenance(source, "tiff", signal="counts", **tag_attrs(first.tags), **zone)
     return xr.Dataset(
         {"counts": (("frame", "y", "x"), counts, {"units": "counts", "long_name": "counts"})},
         coords=coords,
@@ -459,8 +460,11 @@ def _row_band(key: tuple, ny: int) -> tuple[slice, tuple]:
     return slice(0, ny), (slice(None), *key)
 
 
-def _log_coords(frame_log, timezone: str, nframes: int) -> dict:
-    """``time``, ``elapsed``, monitor counts (and ``angle``) along ``frame`` from an IMAT log."""
+def _log_coords(frame_log, timezone: str | None, nframes: int) -> tuple[dict, dict]:
+    """``time``, ``elapsed``, monitor counts (and ``angle``) along ``frame`` from an IMAT log.
+
+    Also the log's ``timezone`` (and ``timezone_assumed``) attrs.
+    """
     from beamcat.catalog.logs import open_imat_log
 
     log = open_imat_log(frame_log, timezone=timezone)
@@ -473,4 +477,5 @@ def _log_coords(frame_log, timezone: str, nframes: int) -> dict:
     for name in ("elapsed", "monbefore", "monafter", "angle"):
         if name in log.variables:
             coords[name] = ("frame", log[name].values, dict(log[name].attrs))
-    return coords
+    zone = {k: log.attrs[k] for k in ("timezone", "timezone_assumed") if k in log.attrs}
+    return coords, zone

@@ -193,7 +193,8 @@ def test_path_options_move_with_the_catalog(tmp_path, stack):
     times = np.datetime64("2024-12-13T11:00:00") + np.arange(3) * np.timedelta64(10, "s")
     write_imat_log(stack.parent / "log.csv", times, [1, 2, 3])
     catalog = tmp_path / "data" / "catalog.yaml"
-    add_source(catalog, "run1", stack, options={"frame_log": stack.parent / "log.csv"})
+    options = {"frame_log": stack.parent / "log.csv", "timezone": "UTC"}  # the log's clock
+    add_source(catalog, "run1", stack, options=options)
     assert "{CATALOG_DIR}/log.csv" in catalog.read_text()
     (tmp_path / "data").rename(tmp_path / "moved")
     ds = open_catalog(tmp_path / "moved" / "catalog.yaml")["run1"].read()

@@ -22,7 +22,7 @@ from beamcat.catalog.logs import (
     write_massspec_csv,
     write_temperature_log,
 )
-from beamcat.errors import FormatError, OptionError, SourceNotFoundError
+from beamcat.errors import BeamcatWarning, FormatError, OptionError, SourceNotFoundError
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def ns(text: str) -> np.datetime64:
 
 
 def test_real_massspec(ms_path):
-    ds = open_massspec_csv(ms_path)
+    ds = open_massspec_csv(ms_path, timezone="UTC")
     assert list(ds.data_vars) == ["Hydrogen", "Helium", "Water"]
     assert ds.sizes == {"time": 22}
     assert ds.time.dtype == "datetime64[ns]"
@@ -83,19 +83,19 @@ def test_real_massspec(ms_path):
 
 def test_real_massspec_whole_second_clock(ms_path):
     # the original script's clock: start + Timedelta('HH:MM:SS'), truncated to whole seconds
-    ds = open_massspec_csv(ms_path, elapsed_column="Time")
+    ds = open_massspec_csv(ms_path, elapsed_column="Time", timezone="UTC")
     assert ds.time.values[0] == ns("2024-12-13T11:46:53")
     assert ds.time.values[-1] == ns("2024-12-13T11:51:26")
 
 
 def test_real_massspec_units_option(ms_path):
-    ds = open_massspec_csv(ms_path, units="mbar")
+    ds = open_massspec_csv(ms_path, units="mbar", timezone="UTC")
     assert ds["Water"].attrs["units"] == "mbar"
     assert "comment" not in ds["Water"].attrs
 
 
 def test_real_temperature(temp_path):
-    ds = open_temperature_log(temp_path)
+    ds = open_temperature_log(temp_path, timezone="UTC")
     assert list(ds.data_vars) == ["Temp2"]
     assert ds.sizes == {"time": 975}
     assert ds.time.values[0] == ns("2024-12-13T14:20:29")
@@ -119,7 +119,10 @@ def test_real_temperature(temp_path):
 
 
 def test_real_logs_align_on_one_utc_axis(ms_path, temp_path):
-    utc = [open_massspec_csv(ms_path), open_temperature_log(temp_path)]
+    utc = [
+        open_massspec_csv(ms_path, timezone="UTC"),
+        open_temperature_log(temp_path, timezone="UTC"),
+    ]
     london = [
         open_massspec_csv(ms_path, timezone="Europe/London"),
         open_temperature_log(temp_path, timezone="Europe/London"),
@@ -156,7 +159,8 @@ def test_summer_wall_clock_shifts_all_logs_by_one_hour(tmp_path):
     frames = write_imat_log(tmp_path / "frames.csv", stamps)
     expected = (stamps - pd.Timedelta(1, "h")).to_numpy(dtype="datetime64[ns]")
     for path, opener in [(ms, open_massspec_csv), (temp, open_temperature_log)]:
-        np.testing.assert_array_equal(opener(path).time.values, stamps.to_numpy("datetime64[ns]"))
+        utc = opener(path, timezone="UTC").time.values
+        np.testing.assert_array_equal(utc, stamps.to_numpy("datetime64[ns]"))
         np.testing.assert_array_equal(opener(path, timezone="Europe/London").time.values, expected)
     np.testing.assert_array_equal(open_imat_log(frames, timezone="Europe/London").time, expected)
 
@@ -177,7 +181,7 @@ def test_sniff_routes_real_and_written_logs(ms_path, temp_path, tmp_path):
     }
     for name, format in expected.items():
         assert sniff_format(tmp_path / name) == format
-        ds = beamcat.open_dataset(tmp_path / name)
+        ds = beamcat.open_dataset(tmp_path / name, timezone="UTC")
         assert ds.attrs["format"] == format and ds.sizes == {"time": 3}
 
 
@@ -185,7 +189,7 @@ def test_sniff_routes_real_and_written_logs(ms_path, temp_path, tmp_path):
 
 
 def test_massspec_writer_reproduces_the_example_layout(ms_path, tmp_path):
-    real = open_massspec_csv(ms_path)
+    real = open_massspec_csv(ms_path, timezone="UTC")
     out = write_massspec_csv(
         tmp_path / "copy.csv",
         pd.Timestamp(real.attrs["start_time"]).tz_localize(None),
@@ -212,12 +216,12 @@ def test_massspec_writer_reproduces_the_example_layout(ms_path, tmp_path):
     assert ours[12:22] == theirs[15:25]  # the rest of the environment block
     assert (ours[22], theirs[25]) == ("Data,3,,,,,,,,,", "Data,6,,,,,,,,,")  # the scan count
     assert ours[23] == theirs[26] == ",,,,,,,,,,"
-    back = open_massspec_csv(out)
+    back = open_massspec_csv(out, timezone="UTC")
     xr.testing.assert_identical(back.drop_attrs(), real.drop_attrs())
 
 
 def test_temperature_writer_reproduces_the_example_bytes(temp_path, tmp_path):
-    real = open_temperature_log(temp_path)
+    real = open_temperature_log(temp_path, timezone="UTC")
     run_start = np.datetime64("2024-12-13T15:00:39", "ns")  # time - relative seconds
     out = write_temperature_log(
         tmp_path / "copy.csv", real.time.values, real["Temp2"].values, run_start=run_start
@@ -234,8 +238,13 @@ def test_windows_line_endings_and_cp1252(ms_path, temp_path, tmp_path):
         text = text.replace("uA", "\xb5A").replace("absolute)", "absolute, \xb0C)")
         copy = tmp_path / path.name
         copy.write_bytes(text.encode("cp1252"))
-        xr.testing.assert_identical(opener(copy).drop_attrs(), opener(path).drop_attrs())
-    assert open_massspec_csv(tmp_path / ms_path.name).attrs["env_emission_units"] == "\xb5A"
+        xr.testing.assert_identical(
+            opener(copy, timezone="UTC").drop_attrs(), opener(path, timezone="UTC").drop_attrs()
+        )
+    assert (
+        open_massspec_csv(tmp_path / ms_path.name, timezone="UTC").attrs["env_emission_units"]
+        == "\xb5A"
+    )
 
 
 def test_massspec_round_trip(tmp_path):
@@ -267,7 +276,7 @@ def test_temperature_round_trip(tmp_path):
     t = pd.date_range("2024-07-01T23:59:50", periods=30, freq="1s")  # crosses midnight
     values = 20 + np.round(np.sin(np.arange(30)), 4)
     path = write_temperature_log(tmp_path / "t.csv", t, values, property="Sample T")
-    ds = open_temperature_log(path)
+    ds = open_temperature_log(path, timezone="UTC")
     assert list(ds.data_vars) == ["Sample_T"]
     assert ds["Sample_T"].attrs["long_name"] == "Sample T"
     np.testing.assert_array_equal(ds.time.values, t.to_numpy("M8[ns]"))
@@ -283,7 +292,7 @@ def test_imat_round_trip(tmp_path):
     assert path.read_text().splitlines()[1] == (
         "Tue Mar  5 09:00:00 2024,Radiography,0,Monitor 3 before: 4577907,Monitor 3 after: 4720271"
     )
-    ds = open_imat_log(path)
+    ds = open_imat_log(path, timezone="UTC")
     np.testing.assert_array_equal(ds.time.values, t.to_numpy("M8[ns]"))
     np.testing.assert_array_equal(ds["count"].values, np.arange(50))
     np.testing.assert_array_equal(ds["monbefore"].values, before)
@@ -301,7 +310,7 @@ def test_imat_log_variants(tmp_path):
         "2024-12-13 14:21:02,Radiography,1,4729337,4871319\n"
         "2024-12-13 14:21:30,Stopping acquisition,,,\n"
     )
-    ds = open_imat_log(path)
+    ds = open_imat_log(path, timezone="UTC")
     assert ds.sizes == {"time": 2}
     assert ds.time.values[-1] == ns("2024-12-13T14:21:02")
     np.testing.assert_array_equal(ds["monafter"].values, [4720271, 4871319])
@@ -309,7 +318,7 @@ def test_imat_log_variants(tmp_path):
     path.write_text(
         "Fri Dec 13 14:20:29 2024,Radiography,0,1,2\nFri Dec 13 14:20:28 2024,Radiography,1,3,4\n"
     )
-    np.testing.assert_array_equal(open_imat_log(path)["count"].values, [0, 1])
+    np.testing.assert_array_equal(open_imat_log(path, timezone="UTC")["count"].values, [0, 1])
     # tomography log: a sixth column, the angle (mantidimaging's CSV layout)
     tomo = tmp_path / "tomo.csv"
     tomo.write_text(
@@ -318,7 +327,7 @@ def test_imat_log_variants(tmp_path):
         "Tue Nov 15 19:58:50 2022,Projection,1,Angle:0.3152,145910,279015\n"
     )
     assert sniff_format(tomo) == "imat-log"
-    ds = open_imat_log(tomo)
+    ds = open_imat_log(tomo, timezone="UTC")
     np.testing.assert_array_equal(ds["angle"].values, [0.0, 0.3152])
     assert ds.time.values[1] == ns("2022-11-15T19:58:50")
 
@@ -333,13 +342,13 @@ def test_several_files_join_along_time(tmp_path):
         [0.0, 10.0],
         {"Hydrogen": (2, [3, 4]), "Argon": (40, [5, 6])},
     )
-    ds = open_massspec_csv([a, b])
+    ds = open_massspec_csv([a, b], timezone="UTC")
     np.testing.assert_array_equal(ds["Hydrogen"].values, [3, 4, 1, 2])  # sorted by time
     np.testing.assert_array_equal(ds["Argon"].values, [5, 6, np.nan, np.nan])
     # elapsed from the earliest file's start
     np.testing.assert_array_equal(ds.elapsed.values, [0, 10, 3600, 3610])
     assert ds.attrs["source"] == f"{a};{b}"
-    assert len(open_massspec_csv(tmp_path / "*.csv").time) == 4
+    assert len(open_massspec_csv(tmp_path / "*.csv", timezone="UTC").time) == 4
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -363,14 +372,14 @@ def test_massspec_without_data_header(tmp_path):
     path = tmp_path / "ms.csv"
     path.write_text("Date,13/12/2024,Time,11:46:49\nID,HAL\n00:00:04,4635,3.6e-08\n")
     with pytest.raises(FormatError, match=rf"{path}: no data header row: expected .*'Time,ms,'"):
-        open_massspec_csv(path)
+        open_massspec_csv(path, timezone="UTC")
 
 
 def test_massspec_without_start_row(tmp_path):
     path = tmp_path / "ms.csv"
     path.write_text("Time,ms,Hydrogen (2)\n00:00:04,4635,3.6e-08\n")
     with pytest.raises(FormatError, match="no start-time row .*'Date,dd/mm/YYYY,Time,HH:MM:SS'"):
-        open_massspec_csv(path)
+        open_massspec_csv(path, timezone="UTC")
 
 
 def _export_with_row(tmp_path, row: str):
@@ -394,16 +403,16 @@ def _export_with_row(tmp_path, row: str):
 def test_massspec_bad_row_names_its_line(tmp_path, row, message):
     path, line = _export_with_row(tmp_path, row)
     with pytest.raises(FormatError, match=rf"{path}, line {line}: {message}"):
-        open_massspec_csv(path)
+        open_massspec_csv(path, timezone="UTC")
 
 
 def test_massspec_bad_start_and_option(tmp_path):
     path = tmp_path / "ms.csv"
     path.write_text("Date,32/13/2024,Time,11:46:49\nTime,ms,Hydrogen (2)\n00:00:04,4635,1\n")
     with pytest.raises(FormatError, match=rf"{path}, line 1: start '32/13/2024 11:46:49'"):
-        open_massspec_csv(path)
+        open_massspec_csv(path, timezone="UTC")
     with pytest.raises(OptionError, match="elapsed_column"):
-        open_massspec_csv(path, elapsed_column="seconds")
+        open_massspec_csv(path, elapsed_column="seconds", timezone="UTC")
     with pytest.raises(OptionError, match="expected 2 values"):
         write_massspec_csv(tmp_path / "x.csv", "2024-01-01", [1.0, 2.0], {"H": (2, [1.0])})
 
@@ -412,24 +421,24 @@ def test_temperature_errors(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("# Property: 'Temp2'\nsome text\nmore text here\n")
     with pytest.raises(FormatError, match=rf"{path}: no data rows: expected lines"):
-        open_temperature_log(path)
+        open_temperature_log(path, timezone="UTC")
     path.write_text(
         "# Property: 'Temp2'\n# seconds(absolute)  y   time(relative)\n"
         "-2410     17.2908     13/12/24T14:20:29\n"
         "-2401     17.2805\n"
     )
     with pytest.raises(FormatError, match=rf"{path}, line 4: 2 fields: expected"):
-        open_temperature_log(path)
+        open_temperature_log(path, timezone="UTC")
     path.write_text(
         "-2410     17.2908     13/12/24T14:20:29\n-2401     hot     13/12/24T14:20:38\n"
     )
     with pytest.raises(FormatError, match=r"line 2: value 'hot' is not a number"):
-        open_temperature_log(path)
+        open_temperature_log(path, timezone="UTC")
     path.write_text(
         "-2410     17.2908     13/12/24T14:20:29\n-2401     17.3     13/13/24T14:20:38\n"
     )
     with pytest.raises(FormatError, match=r"line 2: timestamp '13/13/24T14:20:38' is not a time"):
-        open_temperature_log(path)
+        open_temperature_log(path, timezone="UTC")
 
 
 def test_imat_errors(tmp_path):
@@ -440,16 +449,16 @@ def test_imat_errors(tmp_path):
         "Fri Dec 13 14:20:59 2024,Radiography,x,Monitor 3 before: 3,Monitor 3 after: 4\n"
     )
     with pytest.raises(FormatError, match=rf"{path}, line 3: image counter 'x' is not an integer"):
-        open_imat_log(path)
+        open_imat_log(path, timezone="UTC")
     path.write_text("Fri Dec 13 14:20:29 2024,Radiography,0,1\n")
     with pytest.raises(FormatError, match=r"line 1: 4 fields: expected 5"):
-        open_imat_log(path)
+        open_imat_log(path, timezone="UTC")
     path.write_text("yesterday,Radiography,0,1,2\n")
     with pytest.raises(FormatError, match=r"line 1: time stamp 'yesterday' is not a time like"):
-        open_imat_log(path)
+        open_imat_log(path, timezone="UTC")
     path.write_text("TIME STAMP,IMAGE TYPE,IMAGE COUNTER,BEFORE,AFTER\n")
     with pytest.raises(FormatError, match=rf"{path}: no frame rows"):
-        open_imat_log(path)
+        open_imat_log(path, timezone="UTC")
     times = pd.date_range("2024-12-13", periods=3, freq="1s")
     with pytest.raises(OptionError, match=r"monbefore: expected 3 values \(one per time\)"):
         write_imat_log(path, times, monbefore=[1])
@@ -463,3 +472,18 @@ def test_garbage_text_is_a_format_error(tmp_path):
     for opener in (open_massspec_csv, open_temperature_log, open_imat_log):
         with pytest.raises(FormatError, match=str(path)):
             opener(path)
+
+
+@pytest.mark.parametrize("opener", [open_massspec_csv, open_temperature_log])
+def test_no_timezone_reads_local_times_as_utc_and_says_so(opener, ms_path, temp_path):
+    # issue 8: naive local times are not silently taken as UTC
+    path = ms_path if opener is open_massspec_csv else temp_path
+    with pytest.warns(BeamcatWarning, match=rf"{path.name}: .*without a zone.*read as UTC"):
+        assumed = opener(path)
+    assert (
+        assumed.attrs["timezone"] == "UTC"
+        and "no timezone= was given" in (assumed.attrs["timezone_assumed"])
+    )
+    given = opener(path, timezone="UTC")  # said: no warning, no assumption recorded
+    assert "timezone_assumed" not in given.attrs
+    np.testing.assert_array_equal(assumed.time.values, given.time.values)

@@ -42,10 +42,10 @@ def test_massspec_cut_mid_line_leaves_the_cut_row_out_and_says_so(shared_data, t
     # the fuzzing run: a cut export opened with fewer rows and no word; a row cut
     # inside its ms cell ("320" of "32041") would even give a wrong time
     source = shared_data / EXAMPLES / "example-ms.csv"
-    intact = open_massspec_csv(source)
+    intact = open_massspec_csv(source, timezone="UTC")
     cut = _cut_inside_last_line(source, tmp_path / "ms.csv", keep=12)
     with pytest.warns(BeamcatWarning, match=r"ms\.csv, line 50: the file ends inside this line"):
-        ds = open_massspec_csv(cut)
+        ds = open_massspec_csv(cut, timezone="UTC")
     assert ds.attrs["cut_line"] == 50
     assert ds.sizes["time"] == intact.sizes["time"] - 1
     np.testing.assert_array_equal(ds.Hydrogen.values, intact.Hydrogen.values[:-1])  # same text
@@ -57,7 +57,7 @@ def test_imat_log_cut_mid_line_leaves_the_cut_row_out_and_says_so(tmp_path):
     source = write_imat_log(tmp_path / "full.csv", times, monbefore=np.arange(5) * 1000)
     cut = _cut_inside_last_line(source, tmp_path / "log.csv", keep=30)
     with pytest.warns(BeamcatWarning, match=r"log\.csv, line 6: the file ends inside"):
-        log = open_imat_log(cut)
+        log = open_imat_log(cut, timezone="UTC")
     assert log.attrs["cut_line"] == 6
     np.testing.assert_array_equal(log.time.values, times[:4].astype("datetime64[ns]"))
     np.testing.assert_array_equal(log.monbefore.values, [0, 1000, 2000, 3000])
@@ -70,11 +70,11 @@ def test_a_2_mb_field_names_its_line(shared_data, tmp_path):
     path = tmp_path / "ms.csv"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(FormatError, match=r"ms\.csv, line 31: not a CSV row \(field larger"):
-        open_massspec_csv(path)
+        open_massspec_csv(path, timezone="UTC")
     log = tmp_path / "log.csv"
     log.write_text('Fri Dec 13 14:20:29 2024,Radiography,"' + "1" * 2_000_000 + '",0,0\n')
     with pytest.raises(FormatError, match=r"log\.csv, line 1: not a CSV row"):
-        open_imat_log(log)
+        open_imat_log(log, timezone="UTC")
 
 
 def test_infinite_ms_names_its_row(shared_data, tmp_path):
@@ -82,7 +82,7 @@ def test_infinite_ms_names_its_row(shared_data, tmp_path):
     source = shared_data / EXAMPLES / "example-ms.csv"
     path = _with_line_changed(source, tmp_path / "ms.csv", 29, "00:00:32,", ",32041,", ",inf,")
     with pytest.raises(FormatError, match=r"ms\.csv, line 30: ms 'inf' is not a number: it is"):
-        open_massspec_csv(path)
+        open_massspec_csv(path, timezone="UTC")
 
 
 def test_garbled_first_temperature_row_names_its_line(shared_data, tmp_path):
@@ -90,4 +90,4 @@ def test_garbled_first_temperature_row_names_its_line(shared_data, tmp_path):
     source = shared_data / EXAMPLES / "example-temp.csv"
     path = _with_line_changed(source, tmp_path / "temp.csv", 2, "-2410", "17.2908", "17.29x8")
     with pytest.raises(FormatError, match=r"temp\.csv, line 3: '-2410 .*17\.29x8.*' is neither"):
-        open_temperature_log(path)
+        open_temperature_log(path, timezone="UTC")

@@ -451,8 +451,14 @@ def test_old_header_without_mq1a_uses_timezone_and_hdr_depth(tmp_path):
     assert ds.time.values[0] == np.datetime64("2021-04-15T13:43:02.396481", "ns")  # BST = UTC+1
     assert ds.attrs["counter_depth"] == 6
     np.testing.assert_array_equal(ds.counts.values[0], np.arange(8).reshape(2, 4))
+    assert ds.attrs["timezone"] == "Europe/London"
     (tmp_path / "old.hdr").write_text("HDR,\t\nCounter Depth (number):\t1\nEnd\t\n")
-    assert open_mib(path).attrs["counter_depth"] == 1
+    with pytest.warns(BeamcatWarning, match=r"old\.mib: .*read as UTC"):  # no zone given
+        utc = open_mib(path)
+    assert utc.attrs["counter_depth"] == 1
+    assert utc.attrs["timezone_assumed"] and utc.time.values[0] == np.datetime64(
+        "2021-04-15T14:43:02.396481", "ns"
+    )
 
 
 # ---------------------------------------------------------------- laziness and chunking

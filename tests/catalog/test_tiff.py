@@ -12,7 +12,7 @@ import beamcat
 from beamcat._util import to_utc
 from beamcat.catalog.imatlog import HEADER
 from beamcat.catalog.tiff import TiffStack, open_tiff
-from beamcat.errors import FormatError, OptionError, SourceNotFoundError
+from beamcat.errors import BeamcatWarning, FormatError, OptionError, SourceNotFoundError
 
 # PROVENANCE.md gives means to 0.1 and min/max exactly
 PSI = {
@@ -69,7 +69,10 @@ def test_psi_stack_list_and_glob(shared_data):
 
 def test_pilatus_image(shared_data):
     path = shared_data / "dioptas" / "CeO2_Pilatus1M.tif"
-    ds = open_tiff(path)
+    # its DateTime tag is a local time of no stated zone: read as UTC, and said so
+    with pytest.warns(BeamcatWarning, match=r"CeO2_Pilatus1M\.tif: .*read as UTC; pass timezone="):
+        ds = open_tiff(path)
+    assert ds.attrs["timezone"] == "UTC" and "timezone_assumed" in ds.attrs
     counts = ds.counts.values
     assert counts.shape == (1, 1043, 981) and counts.dtype == np.int32
     np.testing.assert_array_equal(counts[0], tifffile.imread(path))
@@ -240,7 +243,7 @@ def test_frame_log_count_mismatch(tmp_path):
     _write_files(tmp_path / "run", _frames(4))
     _write_imat_log(tmp_path / "log.csv", ["2024-12-13 14:20:00", "2024-12-13 14:20:30"])
     with pytest.raises(FormatError, match=r"log\.csv.*2 frame rows.*4"):
-        open_tiff(tmp_path / "run", frame_log=tmp_path / "log.csv")
+        open_tiff(tmp_path / "run", frame_log=tmp_path / "log.csv", timezone="UTC")
 
 
 def test_datetime_tags(tmp_path):
