@@ -15,6 +15,9 @@ Modules
     image, the double plot, grid and difference image sequences.
 `beamcat.workflows.original_csv`
     `to_original_csv`: the original IMAT scripts' ``<run>_greyvalues.csv`` layout.
+`beamcat.workflows.calibration_entries`
+    Which catalog entries are a run's dark, flat and logs (the Radiography page's
+    guess, which ``beamcat radiography`` uses when ``--dark``/``--flat`` are omitted).
 
 The gain-map, 4D-STEM and SPICE jobs will live here too.
 """
