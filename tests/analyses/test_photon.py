@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import beamcat
-from beamcat.analyses.photon import KERNELS, PhotonEvents, clean_image, detect, histogram
+from beamcat.analyses.photon import (
+    KERNELS,
+    PhotonEvents,
+    clean_image,
+    detect,
+    detect_tables,
+    event_list,
+    histogram,
+)
 from beamcat.catalog.demo import photon as demo_photon
 from beamcat.catalog.demo import read_truth
 from beamcat.errors import BeamcatWarning, OptionError
@@ -261,6 +269,42 @@ def test_lazy_and_chunking(demo, events, chunk, raise_if_dask_computes):
     xr.testing.assert_identical(lazy.compute(), events)
     xr.testing.assert_identical(hist.compute(), histogram(events, 50))
     xr.testing.assert_identical(image.compute(), clean_image(events))
+
+
+@pytest.mark.parametrize("chunk", [1, 13, 60])
+def test_event_tables_lazy_and_chunking(demo, events, chunk, raise_if_dask_computes):
+    # the per-frame event tables: a Dataset along the frames (their coords kept), lazy, one
+    # task per frame chunk; histogram and clean image per chunk, summed, stay lazy; any
+    # chunking gives NumPy's numbers (np.histogram of the event list's energies, np.add.at
+    # at the floored positions: integer counts, equal exactly) and the same event list
+    counts = demo[0].counts.chunk({"frame": chunk})
+    with raise_if_dask_computes():
+        tables = detect_tables(counts, **OPTIONS)
+        hist = histogram(tables, 25, range=(1000.0, 3500.0))
+        image = clean_image(tables)
+    assert tables.events.dims == ("frame",) and tables.events.chunks == counts.chunks[:1]
+    assert set(counts.coords) <= set(tables.coords)
+    assert isinstance(hist.data, da.Array) and isinstance(image.data, da.Array)
+    expected, _ = np.histogram(events.energy.values, 25, range=(1000.0, 3500.0))
+    np.testing.assert_array_equal(hist.values, expected)
+    twin = np.zeros((256, 256), np.int64)
+    iy, ix = np.floor(events.y.values).astype(int), np.floor(events.x.values).astype(int)
+    np.add.at(twin, (iy, ix), 1)
+    np.testing.assert_array_equal(image.values, twin)
+    computed = tables.compute()
+    assert computed.over_threshold.sum() == round(
+        events.attrs["over_threshold_fraction"] * 60 * 256 * 256
+    )
+    xr.testing.assert_identical(event_list(computed), events)
+    with pytest.raises(OptionError, match=r"dask-backed; call \.compute\(\) first"):
+        event_list(tables)
+    with pytest.raises(OptionError, match="expected event tables"):
+        event_list(events)
+
+
+def test_detect_tables_names_a_bad_option(frames):
+    with pytest.raises(OptionError, match=r"thresold.*the options are \['threshold'"):
+        detect_tables(frames, thresold=8.0)
 
 
 def test_histogram_is_numpys(events):
