@@ -95,7 +95,7 @@ class H5Array:
     def __init__(self, filename: str | os.PathLike, path: str):
         self.filename = os.fspath(filename)
         self.path = path
-        with _reading(self.filename, path), self._file() as f:
+        with reading_hdf5(self.filename, path), self._file() as f:
             dset = f[path]
             self.shape, self.dtype, self.chunks = dset.shape, dset.dtype, dset.chunks
         self.ndim = len(self.shape)
@@ -104,7 +104,7 @@ class H5Array:
         return h5py.File(self.filename, "r", locking=False)
 
     def __getitem__(self, key) -> np.ndarray:
-        with _reading(self.filename, self.path), self._file() as f:
+        with reading_hdf5(self.filename, self.path), self._file() as f:
             return f[self.path][key]
 
     def __dask_tokenize__(self) -> tuple:
@@ -176,7 +176,7 @@ def open_hdf5(
         return assemble_modules(
             modules, lambda part: open_hdf5(part, path=path, variables=variables, chunks=chunks)
         )
-    with _reading(files[0]), _open_file(files[0]) as f:
+    with reading_hdf5(files[0]), _open_file(files[0]) as f:
         signal_path = _check_path(f, files[0], path) if path else _default_signal(f, files[0])
         dims, coords = _signal_dims(f, signal_path)
         attrs = _metadata(f, signal_path)
@@ -204,7 +204,7 @@ def open_hdf5(
 
 
 @contextlib.contextmanager
-def _reading(file: str | os.PathLike, dataset: str | None = None):
+def reading_hdf5(file: str | os.PathLike, dataset: str | None = None):
     """Turn h5py's errors about a damaged file into a `FormatError` naming the file.
 
     Used around reading metadata at open time and around every chunk read that
@@ -229,7 +229,7 @@ def _open_file(path: Path) -> h5py.File:
 
 
 def _dask_array(file: Path, dataset: str, chunks) -> da.Array:
-    with _reading(file), _open_file(file) as f:
+    with reading_hdf5(file), _open_file(file) as f:
         _check_path(f, file, dataset)
     arr = H5Array(file, dataset)
     if chunks is None:

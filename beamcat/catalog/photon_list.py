@@ -42,7 +42,7 @@ import xarray as xr
 
 from beamcat._util import __version__, atomic_path, provenance
 from beamcat.catalog._paths import expand_source
-from beamcat.catalog.hdf5 import H5Array
+from beamcat.catalog.hdf5 import H5Array, reading_hdf5
 from beamcat.errors import FormatError, OptionError
 
 __all__ = ["is_photon_list", "open_photon_list", "write_photon_list"]
@@ -60,7 +60,7 @@ def is_photon_list(path: str | os.PathLike) -> bool:
     try:
         with h5py.File(path, "r", locking=False) as f:
             return isinstance(f.get(HITS), h5py.Dataset)
-    except OSError:
+    except (OSError, RuntimeError, KeyError, ValueError):  # not HDF5, or damaged: not one
         return False
 
 
@@ -292,7 +292,7 @@ def open_photon_list(source: str | os.PathLike, *, chunks: int | str = "auto") -
         f = h5py.File(file, "r", locking=False)
     except OSError as err:
         raise FormatError(f"{file}: not a readable HDF5 file ({err})") from None
-    with f:
+    with f, reading_hdf5(file):  # h5py's errors on a damaged file name it
         xye, frames = f.get(HITS), f.get(FRAMES)
         if not isinstance(xye, h5py.Dataset) or xye.ndim != 2 or xye.shape[1] != 3:
             raise FormatError(f"{file}: no {HITS} (N, 3) dataset; not a photon list")

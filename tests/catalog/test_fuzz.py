@@ -39,12 +39,14 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+import xarray as xr
 from astropy.io import fits
 
 import beamcat
 from beamcat.catalog.cbor_stream_write import write_recording
 from beamcat.catalog.logs import write_imat_log
 from beamcat.catalog.mib_header import read_frame_headers
+from beamcat.catalog.photon_list import write_photon_list
 from beamcat.errors import BeamcatError, BeamcatWarning
 
 #: attrs with which a reader says it opened only what is whole
@@ -60,6 +62,7 @@ SUFFIX = {
     "massspec-csv": ".csv",
     "temperature-log": ".csv",
     "imat-log": ".csv",
+    "photon-list": ".h5",
 }
 
 
@@ -117,6 +120,21 @@ def _recording(shared, tmp):
     return Seed(detector, "cbor-stream", [sardana], starts)
 
 
+def _photon_list(shared, tmp):
+    rng = np.random.default_rng(5)
+    n = 300
+    events = xr.Dataset(
+        {
+            "frame": ("event", np.sort(rng.integers(0, 20, n))),
+            "y": ("event", rng.uniform(0, 60, n)),
+            "x": ("event", rng.uniform(0, 80, n)),
+            "energy": ("event", rng.normal(1250, 40, n)),
+        },
+        attrs={"threshold": 8, "energy_min": 1100, "frame_shape": [64, 96]},
+    )
+    return Seed(write_photon_list(events, tmp / "scan_integrated.h5"), "photon-list")
+
+
 def _imat_log(shared, tmp):
     times = np.datetime64("2024-12-13T11:00:00") + np.arange(8) * np.timedelta64(30, "s")
     path = write_imat_log(tmp / "IMAT00042_log.csv", times, monbefore=np.arange(8) * 99)
@@ -145,6 +163,7 @@ SEEDS = {
     "tiff-deflate": lambda s, t: _tiff(s, t, compression="zlib"),
     "tiff-real": lambda s, t: Seed(s / "waterinsand_neutra/bb_masked.tif", "tiff"),
     "cbor-recording": _recording,
+    "photon-list": _photon_list,
     "massspec-real": lambda s, t: Seed(
         s / "imat_roi_analysis/example-ms.csv", "massspec-csv", text=True
     ),
