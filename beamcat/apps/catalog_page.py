@@ -14,7 +14,7 @@ from bokeh.models.widgets.tables import NumberFormatter
 from beamcat.apps._banners import error_message
 from beamcat.apps._plots import plot_pane
 from beamcat.apps.quicklook import plot_quicklook, quicklook
-from beamcat.apps.state import AppState
+from beamcat.apps.state import AppState, app_state
 from beamcat.catalog.build import METADATA_KEYS
 
 #: table columns, in order: what a user recognises an entry by first (``source`` is hidden
@@ -182,3 +182,8 @@ def attrs_html(attrs: dict[str, Any], *, max_chars: int = 200) -> str:
             text = text[: max_chars - 1] + "…"
         rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(text)}</td></tr>")
     return f"<table><tr><th>attribute</th><th>value</th></tr>{''.join(rows)}</table>"
+
+
+def page(catalog=None, **options) -> CatalogPage:
+    """The catalog page, inline in a notebook or served; `catalog`: see `app_state`."""
+    return CatalogPage(app_state(catalog, **options))

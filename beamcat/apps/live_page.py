@@ -43,7 +43,7 @@ from beamcat.apps._banners import Banners, error_message
 from beamcat.apps._plots import plot_pane
 from beamcat.apps.quicklook import robust_limits, signal_name
 from beamcat.apps.roi_editor import RoiEditor
-from beamcat.apps.state import AppState, CatalogContext
+from beamcat.apps.state import AppState, CatalogContext, app_state
 from beamcat.catalog.cbor_stream import replay
 from beamcat.errors import OptionError
 from beamcat.figures import block_reduce
@@ -613,3 +613,8 @@ def _density_note(density: Mapping) -> str | None:
         f"{density['over_threshold_fraction']:.2%} of the pixels above threshold and "
         f"{density['pileup_fraction']:.2%} pile-ups: too dense for single-photon counting"
     )
+
+
+def page(catalog=None, **options) -> LivePage:
+    """The live page, inline in a notebook or served; `catalog`: see `app_state`."""
+    return LivePage(app_state(catalog, **options))

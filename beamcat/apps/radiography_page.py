@@ -57,7 +57,7 @@ from beamcat.apps.radiography_plots import (
     roi_overlay,
 )
 from beamcat.apps.roi_editor import RoiEditor
-from beamcat.apps.state import AppState, CatalogContext
+from beamcat.apps.state import AppState, app_state
 from beamcat.errors import BeamcatError
 from beamcat.rois import Rect
 from beamcat.workflows.calibration_entries import (
@@ -73,21 +73,6 @@ WHOLE_IMAGE = "whole image"
 #: the original scripts' example: 1.3 cm bed, H2 (two H atoms of 82.574 b)
 THICKNESS_CM = 1.3
 CROSS_SECTION_BARN = 2 * 82.574
-
-
-def page(catalog=None, **options) -> RadiographyPage:
-    """The radiography page on its own: inline in a notebook, or served (``.servable()``).
-
-    Parameters
-    ----------
-    catalog : path, intake Catalog, CatalogContext or None
-        None opens the embedded demo catalog.
-    **options
-        Passed to `CatalogContext` (``trusted=``).
-    """
-    if not isinstance(catalog, CatalogContext):
-        catalog = CatalogContext(catalog, **options)
-    return RadiographyPage(AppState(catalog))
 
 
 class RadiographyPage(pn.viewable.Viewer):
@@ -525,3 +510,8 @@ class RadiographyPage(pn.viewable.Viewer):
     def _image_overlay(self, reference: xr.DataArray | None) -> hv.Overlay:
         """The reference image with the grid, the ROI boxes (box-edit tool) and their names."""
         return reference_overlay(reference, self._grid, self.boxes, self.roi_editor.labels)
+
+
+def page(catalog=None, **options) -> RadiographyPage:
+    """The radiography page, inline in a notebook or served; `catalog`: see `app_state`."""
+    return RadiographyPage(app_state(catalog, **options))

@@ -1,8 +1,10 @@
 """`beamcat serve`: the Panel app that browses a catalog, one tab per page.
 
 Pages are listed in `PAGES` (title -> ``"module:callable"``, imported when an app
-is built); each callable takes the session's `AppState` and returns a Panel
-viewable. A page follows and sets ``state.entry``, the selected catalog entry.
+is built); each callable is the page module's plain function ``page``, which takes
+the session's `AppState` here and a catalog (or nothing: the demo) in a notebook,
+and returns a Panel object. A page follows and sets ``state.entry``, the selected
+catalog entry.
 
 Everything (Bokeh, Panel, Tabulator JS/CSS) is served by the app's own server,
 so it works on a beamline PC without internet.
@@ -22,9 +24,9 @@ from beamcat.apps.state import AppState, CatalogContext, catalog_label
 
 #: tab title -> "module:callable(state) -> viewable"
 PAGES: dict[str, str] = {
-    "Catalog": "beamcat.apps.catalog_page:CatalogPage",
-    "Radiography": "beamcat.apps.radiography_page:RadiographyPage",
-    "Live": "beamcat.apps.live_page:LivePage",
+    "Catalog": "beamcat.apps.catalog_page:page",
+    "Radiography": "beamcat.apps.radiography_page:page",
+    "Live": "beamcat.apps.live_page:page",
 }
 
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")

@@ -24,7 +24,7 @@ from beamcat.catalog.catalogs import open_catalog
 from beamcat.errors import CatalogError
 from beamcat.workflows.calibration_entries import EntryInfo, entry_info
 
-__all__ = ["AppState", "CatalogContext", "catalog_label", "error_message"]
+__all__ = ["AppState", "CatalogContext", "app_state", "catalog_label", "error_message"]
 
 
 class CatalogContext:
@@ -111,6 +111,25 @@ class AppState(param.Parameterized):
     def __init__(self, context: CatalogContext, **params):
         super().__init__(**params)
         self.context = context
+
+
+def app_state(catalog=None, **options) -> AppState:
+    """The state a page is made with, from whatever a user or `beamcat serve` has at hand.
+
+    Parameters
+    ----------
+    catalog : AppState, CatalogContext, path, intake Catalog or None
+        An `AppState` is used as it is (the served app's pages share one); a
+        `CatalogContext` gets a state of its own; anything else is opened as a
+        catalog (None: the embedded demo catalog).
+    **options
+        Passed to `CatalogContext` (``trusted=``) when a catalog is opened.
+    """
+    if isinstance(catalog, AppState):
+        return catalog
+    if not isinstance(catalog, CatalogContext):
+        catalog = CatalogContext(catalog, **options)
+    return AppState(catalog)
 
 
 def catalog_label(context: CatalogContext) -> str:
