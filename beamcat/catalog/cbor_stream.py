@@ -38,7 +38,6 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import dask
 import dask.array as da
@@ -48,6 +47,8 @@ from dask.base import tokenize
 
 from beamcat._util import provenance
 from beamcat.catalog import _cbor_items as items
+from beamcat.catalog._cbor_frames import FrameStore, Reader
+from beamcat.catalog._cbor_index import SARDANA, STINS, Message, Recording, index
 from beamcat.catalog._localtime import local_to_utc
 from beamcat.catalog._paths import expand_source
 from beamcat.catalog.cbor_stream_write import write_recording
@@ -58,36 +59,8 @@ __all__ = ["StreamEvent", "open_cbor_stream", "replay", "write_recording"]
 SUFFIXES = (".cbors", ".cbors.gz", ".cbor", ".cbor.gz")
 #: detector name (a part of the stream name) -> pixel pitch in m (drp-femtomax worker)
 PIXEL_SIZES = {"pilatus": 172e-6, "balor": 12e-6, "zyla": 6.5e-6}
-_STINS = "STINS"
-_SARDANA = "sardana"
 _HTYPES = ("header", "image", "series_end")
 _PACKETS = ("DataDescription", "RecordData", "RecordEnd")
-
-
-@dataclass(frozen=True)
-class _Message:
-    """One stream's part of one recorded event; payload parts stay `Blob` locations."""
-
-    event: int
-    time: datetime | None
-    file: int
-    item: int
-    stream: str
-    typ: str
-    header: dict
-    parts: tuple  # the parts after the JSON header: Blob (data dropped for payloads)
-
-
-@dataclass(frozen=True)
-class _Recording:
-    """The index of the stream files of one recording."""
-
-    files: tuple[Path, ...]
-    gzip_indexes: tuple[bytes | None, ...]
-    messages: tuple[_Message, ...]  # in event order
-
-    def where(self, message: _Message) -> str:
-        return f"{self.files[message.file]}: item {message.item} (event {message.event})"
 
 
 @dataclass(frozen=True)
@@ -95,8 +68,8 @@ class _Detector:
     """The frames of one STINS stream, in event order."""
 
     stream: str
-    start: _Message
-    frames: tuple[_Message, ...]
+    start: Message
+    frames: tuple[Message, ...]
     shape: tuple[int, int]
     dtype: np.dtype
 
@@ -200,10 +173,10 @@ def open_cbor_stream(
     >>> ds.counts.groupby("step").mean(...)  # doctest: +SKIP
     """
     files = expand_source(source, suffixes=SUFFIXES)
-    recording = _index(files)
+    recording = index(files)
     detector = _detector(recording, stream)
     motors = _motors(recording, detector)
-    store = _FrameStore(recording, detector)
+    store = FrameStore(recording, detector.frames, detector.shape, detector.dtype)
     if chunks is None:
         limit = dask.utils.parse_bytes(dask.config.get("array.chunk-size"))
         chunks = max(1, limit // max(1, store.frame_nbytes))
@@ -273,20 +246,20 @@ def replay(
     """
     if not speed > 0:
         raise OptionError(f"speed={speed!r}: expected a positive replay speed factor")
-    recording = _index(expand_source(source, suffixes=SUFFIXES))
+    recording = index(expand_source(source, suffixes=SUFFIXES))
     detector = _detector(recording, stream)
     motors = _motors(recording, detector)
     _missing(recording, detector, motors)
     header = _header_attrs(detector)
     frame_of = {(m.file, m.item): i for i, m in enumerate(detector.frames)}
-    events: dict[int, list[_Message]] = {}
+    events: dict[int, list[Message]] = {}
     for m in recording.messages:
-        if m.stream == detector.stream or m.typ == _SARDANA:
+        if m.stream == detector.stream or m.typ == SARDANA:
             events.setdefault(m.event, []).append(m)
     when = [_event_time(ms, detector.stream) for ms in events.values()]
     times, _ = _utc(when, timezone, recording.files[0])
     start_wall, start_time = _time.monotonic(), None
-    with _Reader(recording) as reader:
+    with Reader(recording) as reader:
         for (number, messages), when in zip(events.items(), times, strict=True):
             if realtime and not np.isnat(when):
                 start_time = when if start_time is None else start_time
@@ -313,106 +286,8 @@ def replay(
             )
 
 
-# --- indexing -------------------------------------------------------------------------------
-
-
-def _index(files: list[Path]) -> _Recording:
-    """Scan every file once; messages of all files merged in event order."""
-    messages: list[_Message] = []
-    indexes = []
-    for number, path in enumerate(files):
-        found, index = _scan(path, number)
-        messages += found
-        indexes.append(index)
-    messages.sort(key=lambda m: (m.event, m.file, m.item))
-    return _Recording(tuple(files), tuple(indexes), tuple(messages))
-
-
-def _scan(path: Path, number: int) -> tuple[list[_Message], bytes | None]:
-    gz = items.is_gzip(path)
-    where = " of the decompressed stream" if gz else ""
-    found: list[_Message] = []
-    count = 0
-    with items.open_stream(path) as f:
-        while True:
-            offset = f.tell()
-            try:
-                item = items.read_item(f)
-                if item is items.END:
-                    break
-                found += _messages(f, item, number, count)
-            except items.Truncated as exc:
-                raise FormatError(
-                    f"{path}: item {count} at byte {offset}{where} is truncated ({exc})"
-                ) from None
-            except items.Garbled as exc:
-                raise FormatError(
-                    f"{path}: item {count} at byte {offset}{where} is not CBOR ({exc}); "
-                    "expected a dranspose recording (CBOR sequence of tag-42877 messages)"
-                ) from None
-            except FormatError as exc:
-                raise FormatError(f"{path}: item {count} at byte {offset}{where}: {exc}") from None
-            count += 1
-        size = f.tell()
-        index = items.export_index(f)
-    if not gz and size > path.stat().st_size:  # a plain file seeks past its end without a word
-        raise FormatError(
-            f"{path}: item {count - 1} is truncated (a byte string runs past the end)"
-        )
-    if index is not None:
-        try:
-            items.check_gzip_complete(path, size)
-        except items.Truncated as exc:
-            raise FormatError(
-                f"{path}: gzip stream is truncated after item {count - 1} ({exc})"
-            ) from None
-    if count == 0:
-        raise FormatError(f"{path}: empty file; expected a CBOR sequence of dranspose messages")
-    return found, index
-
-
-def _messages(f, item, file: int, count: int) -> list[_Message]:
-    """Check one item's layout and split it into its streams' messages."""
-    if not (isinstance(item, items.Tag) and item.tag == items.MESSAGE_TAG):
-        raise FormatError(f"found {_describe(item)}, expected a dranspose message (tag 42877)")
-    value = item.value
-    if not (isinstance(value, list) and len(value) in (2, 3)):
-        raise FormatError("message is not (event_number, streams[, created_at])")
-    event, streams = value[0], value[1]
-    created = value[2] if len(value) == 3 else None
-    if not isinstance(event, int) or not isinstance(streams, dict):
-        raise FormatError("message is not (event_number, streams[, created_at])")
-    if created is not None and not isinstance(created, datetime):
-        raise FormatError(f"created_at is {_describe(created)}, expected a date-time")
-    out = []
-    for name, data in streams.items():
-        if not (isinstance(data, items.Tag) and data.tag == items.STREAM_TAG):
-            raise FormatError(f"stream {name!r} is {_describe(data)}, expected tag 42878")
-        if not (isinstance(data.value, list) and len(data.value) == 2):
-            raise FormatError(f"stream {name!r} is not (typ, frames)")
-        typ, parts = data.value
-        if not (isinstance(typ, str) and isinstance(parts, list) and parts):
-            raise FormatError(f"stream {name!r} is not (typ, frames)")
-        if not all(isinstance(p, items.Blob) for p in parts):
-            raise FormatError(f"stream {name!r} has frames that are not byte strings")
-        header = items.parse_json(items.blob_bytes(f, parts[0]), f"stream {name!r} header")
-        # keep small parts (a series header's detail JSON); of images only the payload's place
-        image = typ == _STINS and header.get("htype") == "image"
-        rest = tuple(items.Blob(p.offset, p.length) if image else p for p in parts[1:])
-        out.append(_Message(event, created, file, count, str(name), typ, header, rest))
-    return out
-
-
-def _describe(value) -> str:
-    if isinstance(value, items.Tag):
-        return f"CBOR tag {value.tag}"
-    if isinstance(value, items.Blob):
-        return f"a byte string of {value.length} bytes"
-    return f"a CBOR {type(value).__name__}"
-
-
-def _detector(recording: _Recording, stream: str | None) -> _Detector:
-    names = sorted({m.stream for m in recording.messages if m.typ == _STINS})
+def _detector(recording: Recording, stream: str | None) -> _Detector:
+    names = sorted({m.stream for m in recording.messages if m.typ == STINS})
     files = "; ".join(map(str, recording.files))
     if not names:
         raise FormatError(f"{files}: no detector stream (typ STINS) in the recording")
@@ -469,7 +344,7 @@ def _detector(recording: _Recording, stream: str | None) -> _Detector:
     return _Detector(stream, starts[0], tuple(frames), shape, dtype)
 
 
-def _layout(recording: _Recording, m: _Message) -> tuple[tuple[int, int], np.dtype]:
+def _layout(recording: Recording, m: Message) -> tuple[tuple[int, int], np.dtype]:
     shape = m.header.get("shape")
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(n, int) for n in shape)):
         raise FormatError(f"{recording.where(m)}: image shape {shape!r}, expected [y, x]")
@@ -480,7 +355,7 @@ def _layout(recording: _Recording, m: _Message) -> tuple[tuple[int, int], np.dty
     return tuple(shape), dtype.newbyteorder("=")
 
 
-def _check_unique(recording: _Recording, messages: list[_Message]) -> None:
+def _check_unique(recording: Recording, messages: list[Message]) -> None:
     for a, b in zip(messages, messages[1:], strict=False):
         if a.event == b.event:
             raise FormatError(
@@ -489,9 +364,9 @@ def _check_unique(recording: _Recording, messages: list[_Message]) -> None:
             )
 
 
-def _motors(recording: _Recording, detector: _Detector) -> _Motors:
+def _motors(recording: Recording, detector: _Detector) -> _Motors:
     n = len(detector.frames)
-    messages = [m for m in recording.messages if m.typ == _SARDANA]
+    messages = [m for m in recording.messages if m.typ == SARDANA]
     if not messages:
         return _Motors({}, (), np.full(n, -1, dtype=np.int64))
     _check_unique(recording, messages)
@@ -525,7 +400,7 @@ def _motors(recording: _Recording, detector: _Detector) -> _Motors:
     return _Motors(description, names, step, positions)
 
 
-def _missing(recording: _Recording, detector: _Detector, motors: _Motors) -> dict:
+def _missing(recording: Recording, detector: _Detector, motors: _Motors) -> dict:
     """Warn of what a cut recording lacks; the attrs that record it (none when whole).
 
     A detector stream ends with a ``series_end`` message: without it the
@@ -560,7 +435,7 @@ def _missing(recording: _Recording, detector: _Detector, motors: _Motors) -> dic
     return attrs
 
 
-def _number(recording: _Recording, record: _Message, key: str) -> float:
+def _number(recording: Recording, record: Message, key: str) -> float:
     value = record.header.get(key)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise FormatError(
@@ -621,89 +496,6 @@ def _utc(times: list[datetime | None], timezone: str | None, where) -> tuple[np.
     return local_to_utc(times, timezone, where)
 
 
-def _event_time(messages: list[_Message], stream: str) -> datetime | None:
+def _event_time(messages: list[Message], stream: str) -> datetime | None:
     det = [m for m in messages if m.stream == stream]
     return (det or messages)[0].time
-
-
-# --- reading frames -------------------------------------------------------------------------
-
-
-class _Reader:
-    """Open stream files (each once) and decode image payloads from them."""
-
-    def __init__(self, recording: _Recording):
-        self.recording = recording
-        self.open: dict[int, object] = {}
-
-    def __enter__(self) -> _Reader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for f in self.open.values():
-            f.close()
-
-    def frame(self, m: _Message, out: np.ndarray | None = None) -> np.ndarray:
-        """Decode the image of message `m`, into `out` (y, x) when given."""
-        if m.file not in self.open:
-            path = self.recording.files[m.file]
-            self.open[m.file] = items.open_stream(path, self.recording.gzip_indexes[m.file])
-        f = self.open[m.file]
-        blob = m.parts[0]
-        try:
-            f.seek(blob.offset)
-            if out is not None and m.header.get("compression", "none") == "none":
-                # straight into the output: page faults on fresh buffers cost more than decoding
-                got = f.readinto(memoryview(out).cast("B"))
-                if got != blob.length:
-                    raise FormatError(f"payload ends after {got} of {blob.length} bytes")
-                if out.dtype != items.frame_dtype(m.header):  # a big-endian host
-                    out.byteswap(inplace=True)
-                return out
-            raw = f.read(blob.length)
-            if len(raw) != blob.length:
-                raise FormatError(f"payload ends after {len(raw)} of {blob.length} bytes")
-            frame = items.decode_frame(raw, m.header)
-            if out is None:
-                return frame
-            out[...] = frame
-            return out
-        except FormatError as exc:
-            raise FormatError(f"{self.recording.where(m)}: {exc}") from None
-        except (EOFError, OSError) as exc:
-            raise FormatError(
-                f"{self.recording.where(m)}: cannot read the payload: {exc}"
-            ) from None
-
-
-class _FrameStore:
-    """Array-like ``(frame, y, x)`` over a recorded detector stream, for `dask.array.from_array`.
-
-    Indexing reads only the frames asked for, each file opened once per call and
-    read in offset order (forward seeks only, which gzip streams need).
-    """
-
-    def __init__(self, recording: _Recording, detector: _Detector):
-        self.recording = recording
-        self.frames = detector.frames
-        self.dtype = detector.dtype
-        self.shape = (len(detector.frames), *detector.shape)
-        self.ndim = 3
-        self.frame_nbytes = int(np.prod(detector.shape)) * detector.dtype.itemsize
-
-    def __getitem__(self, key) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        first, rest = (key[0], key[1:]) if key else (slice(None), ())
-        picked = np.arange(self.shape[0])[first]
-        wanted = np.atleast_1d(picked)
-        out = np.empty((len(wanted), *self.shape[1:]), self.dtype)
-        order = sorted(range(len(wanted)), key=lambda i: self._place(wanted[i]))
-        with _Reader(self.recording) as reader:
-            for i in order:
-                reader.frame(self.frames[wanted[i]], out[i])
-        out = out[(slice(None), *rest)]
-        return out[0] if np.ndim(picked) == 0 else out
-
-    def _place(self, i: int) -> tuple[int, int]:
-        m = self.frames[i]
-        return m.file, m.parts[0].offset

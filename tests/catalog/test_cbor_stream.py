@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import beamcat
-from beamcat.catalog import _cbor_items, cbor_stream
+from beamcat.catalog import _cbor_frames, _cbor_items
 from beamcat.catalog.cbor_stream import open_cbor_stream, replay, write_recording
 from beamcat.errors import BeamcatWarning, FormatError, OptionError
 
@@ -288,13 +288,13 @@ def test_a_frame_reads_only_its_chunk(tmp_path, monkeypatch):
     frames, paths = _write(tmp_path)
     ds = open_cbor_stream(paths, chunks=3)
     read = []
-    real_frame = cbor_stream._Reader.frame
+    real_frame = _cbor_frames.Reader.frame
 
     def counting(self, message, out=None):
         read.append(message.header["frame"])
         return real_frame(self, message, out)
 
-    monkeypatch.setattr(cbor_stream._Reader, "frame", counting)
+    monkeypatch.setattr(_cbor_frames.Reader, "frame", counting)
     np.testing.assert_array_equal(ds.counts[7].values, frames[7])
     assert sorted(read) == [6, 7, 8]
 
