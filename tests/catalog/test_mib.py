@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 import beamcat
 from beamcat.catalog import mib_header
-from beamcat.catalog.mib import MibFrames, decode_frames, detect_flyback, open_mib, scan_index
+from beamcat.catalog.mib import MibFrames, decode_frames, open_mib
 from beamcat.catalog.mib_header import FrameLayout, format_frame_header, read_frame_headers
+from beamcat.catalog.mib_scan import detect_flyback, scan_index
 from beamcat.catalog.mib_write import encode_frames, write_mib
 from beamcat.errors import BeamcatWarning, FormatError, OptionError
 
