@@ -84,6 +84,7 @@ from beamcat.analyses._history import add_history
 from beamcat.analyses.detector import as_background, as_frames
 from beamcat.analyses.photon_events import (
     EVENT_DTYPE,
+    HIT_DTYPE,
     MAX_OVER_THRESHOLD,
     MAX_PILEUP,
     PhotonEvents,
@@ -98,6 +99,7 @@ from beamcat.errors import OptionError
 
 __all__ = [
     "EVENT_DTYPE",
+    "HIT_DTYPE",
     "KERNELS",
     "MAX_OVER_THRESHOLD",
     "MAX_PILEUP",
@@ -134,25 +136,14 @@ def _check_options(threshold, energy_min, energy_max, method, hot_pixel_fraction
         raise OptionError(f"hot_pixel_fraction={hot_pixel_fraction!r}: expected 0 < f <= 1")
 
 
-def _frame_ids(frames: xr.DataArray) -> np.ndarray:
-    """The frame number of each frame: the leading dim's integer coordinate, else its index."""
-    if frames.ndim == 2:
-        return np.zeros(1, np.int64)
-    dim = frames.dims[0]
-    if dim in frames.coords and np.issubdtype(frames[dim].dtype, np.integer):
-        return np.asarray(frames[dim].values, np.int64)
-    return np.arange(frames.shape[0], dtype=np.int64)
-
-
 def _detect_block(
     block: np.ndarray,
-    frame_ids: np.ndarray,
     background: np.ndarray | float,
     *,
     offset: tuple[int, int],
     options: dict,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame of a ``(n, ny, nx)`` block: its `EVENT_DTYPE` table and pixels over threshold.
+    """Per frame of a ``(n, ny, nx)`` block: its `HIT_DTYPE` table and pixels over threshold.
 
     `block` is the (ROI-cropped) frames, read as they are: the kernel takes any
     real dtype, and a uniform `background` goes in as a broadcast view.
@@ -168,8 +159,7 @@ def _detect_block(
         )
         hit = dict(zip(_HIT_FIELDS, values, strict=True))
         keep = slice(None) if cut is None else hit["peak"] <= cut * hit["energy"]
-        table = np.zeros(hit["energy"][keep].size, EVENT_DTYPE)
-        table["frame"] = frame_ids[i]
+        table = np.zeros(hit["energy"][keep].size, HIT_DTYPE)
         table["y"], table["x"] = hit["y"][keep] + offset[0], hit["x"][keep] + offset[1]
         for name in ("energy", "peak", "pixels"):
             table[name] = hit[name][keep]
@@ -179,7 +169,7 @@ def _detect_block(
     return tables, over
 
 
-def _detect_chunk(blocks, ids, dark=None, *, background=None, offset, options) -> np.ndarray:
+def _detect_chunk(blocks, dark=None, *, background=None, offset, options) -> np.ndarray:
     """`_detect_block` of one frame chunk as an ``(n, 2)`` object array: tables, pixels over.
 
     The pixel dims arrive as nested one-item lists (`_lazy_tables`: no concatenation).
@@ -189,13 +179,13 @@ def _detect_chunk(blocks, ids, dark=None, *, background=None, offset, options) -
     while isinstance(dark, list):
         (dark,) = dark
     background = background if dark is None else dark
-    tables, over = _detect_block(blocks, ids, background, offset=offset, options=options)
+    tables, over = _detect_block(blocks, background, offset=offset, options=options)
     out = np.empty((tables.size, 2), object)
     out[:, 0], out[:, 1] = tables, over
     return out
 
 
-def _lazy_tables(data: da.Array, ids: np.ndarray, dark, **kwargs) -> tuple[da.Array, da.Array]:
+def _lazy_tables(data: da.Array, dark, **kwargs) -> tuple[da.Array, da.Array]:
     """Per frame tables (object) and pixels over threshold (int64) of dask-backed frames.
 
     One task per frame chunk (whole frames). ``da.blockwise(concatenate=False)``,
@@ -205,7 +195,7 @@ def _lazy_tables(data: da.Array, ids: np.ndarray, dark, **kwargs) -> tuple[da.Ar
     kernel). Here the frames reach the kernel as dask holds them.
     """
     data = data.rechunk({1: -1, 2: -1})
-    args = [data, "fyx", da.from_array(ids, chunks=(data.chunks[0],)), "f"]
+    args = [data, "fyx"]
     if np.ndim(dark) == 0:
         kwargs["background"] = float(dark)
     else:  # one key for the dark frame, not a copy in every task
@@ -233,7 +223,7 @@ def detect_tables(frames: xr.DataArray, **options) -> xr.Dataset:
     Returns
     -------
     Dataset (frame)
-        ``events`` (object): per frame an `EVENT_DTYPE` table; ``over_threshold``
+        ``events`` (object): per frame a `HIT_DTYPE` table; ``over_threshold``
         (int64): its above-threshold pixels; the frames' coordinates along their
         leading dim; attrs as `detect`'s (without the density numbers, which
         `event_list` adds). Dask-backed, chunked like the frames, for dask-backed
@@ -287,18 +277,18 @@ def _tables(
     attrs.update(roi=[x0, y0, x1 - x0, y1 - y0], frame_shape=list(shape))
     if frames.ndim == 2:
         frames = frames.expand_dims("frame")
-    dim, ids = frames.dims[0], _frame_ids(frames)
+    dim = frames.dims[0]
     data = frames.data[:, y0:y1, x0:x1]
     if np.ndim(dark) != 0:  # the dark frame's crop, float64 once (not per task)
         dark = dark.data[y0:y1, x0:x1].astype(np.float64)
     if isinstance(data, da.Array):
-        tables, over = _lazy_tables(data, ids, dark, offset=(y0, x0), options=options)
+        tables, over = _lazy_tables(data, dark, offset=(y0, x0), options=options)
     else:
-        tables, over = _detect_block(data, ids, dark, offset=(y0, x0), options=options)
+        tables, over = _detect_block(data, dark, offset=(y0, x0), options=options)
     coords = {k: v for k, v in frames.coords.items() if set(v.dims) <= {dim}}
     return xr.Dataset(
         {
-            "events": (dim, tables, {"long_name": "events of the frame (EVENT_DTYPE)"}),
+            "events": (dim, tables, {"long_name": "events of the frame (HIT_DTYPE)"}),
             "over_threshold": (dim, over, {"long_name": "pixels above threshold"}),
         },
         coords=coords,

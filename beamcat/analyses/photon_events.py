@@ -7,8 +7,9 @@ event list : Dataset (event)
     ``frame``, ``y``, ``x``, ``energy``, ``peak``, ``pixels``, ``pileup`` along
     ``event`` (DESIGN.md's event list), for in-memory frames.
 event tables : Dataset (frame)
-    ``events`` (object): per frame its events as a structured `EVENT_DTYPE` table,
-    and ``over_threshold`` (int64): its above-threshold pixels; dask-backed, chunked
+    ``events`` (object): per frame its events as a structured `HIT_DTYPE` table
+    (`EVENT_DTYPE` less ``frame``: the frame is the table's label), and
+    ``over_threshold`` (int64): its above-threshold pixels; dask-backed, chunked
     like the frames, for dask-backed frames. An xarray Dataset cannot hold an
     ``event`` dim of unknown length in more than one variable (it compares the
     ``nan`` lengths, which are never equal), so before computing the events are
@@ -40,6 +41,7 @@ from beamcat.rois import check_rect
 
 __all__ = [
     "EVENT_DTYPE",
+    "HIT_DTYPE",
     "MAX_OVER_THRESHOLD",
     "MAX_PILEUP",
     "PhotonEvents",
@@ -66,6 +68,18 @@ EVENT_DTYPE = np.dtype(
 )
 
 
+#: the events of one frame in the event tables: `EVENT_DTYPE` without ``frame``
+HIT_DTYPE = np.dtype([(name, EVENT_DTYPE[name]) for name in EVENT_DTYPE.names[1:]])
+
+
+def frame_ids(obj: xr.DataArray | xr.Dataset) -> np.ndarray:
+    """The frame number of each frame: the leading dim's integer coordinate, else its index."""
+    dim = next(iter(obj.dims))
+    if dim in obj.coords and np.issubdtype(obj[dim].dtype, np.integer):
+        return np.asarray(obj[dim].values, np.int64)
+    return np.arange(obj.sizes[dim], dtype=np.int64)
+
+
 def roi_bounds(roi, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """``(y0, y1, x0, x1)`` of ``roi=(x, y, w, h)`` (whole frame for None), checked in `shape`."""
     if roi is None:
@@ -74,7 +88,7 @@ def roi_bounds(roi, shape: tuple[int, int]) -> tuple[int, int, int, int]:
 
 
 def is_event_tables(obj) -> bool:
-    """Whether `obj` is an event tables Dataset (per frame ``events`` of `EVENT_DTYPE`)."""
+    """Whether `obj` is an event tables Dataset (per frame ``events`` of `HIT_DTYPE`)."""
     return (
         isinstance(obj, xr.Dataset)
         and "events" in obj.data_vars
@@ -83,10 +97,22 @@ def is_event_tables(obj) -> bool:
     )
 
 
-def _concat(tables: np.ndarray) -> np.ndarray:
-    """One `EVENT_DTYPE` table of an object array of tables (frame order kept)."""
-    parts = [t for t in np.ravel(tables) if t.size]
-    return np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
+def _concat(tables: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+    """One `EVENT_DTYPE` table of per-frame `HIT_DTYPE` tables, ``frame`` from `ids` (or 0)."""
+    out = np.zeros(sum(t.size for t in tables), EVENT_DTYPE)
+    if out.size:
+        hits = np.concatenate(list(tables))
+        for name in HIT_DTYPE.names:
+            out[name] = hits[name]
+        if ids is not None:
+            out["frame"] = np.repeat(ids, [t.size for t in tables])
+    return out
+
+
+def _concat_block(tables: np.ndarray, ids: np.ndarray, block_info=None) -> np.ndarray:
+    """`_concat` of one chunk of dask-backed tables, with its frames' `ids`."""
+    start, stop = block_info[0]["array-location"][0]
+    return _concat(tables, ids[start:stop])
 
 
 def _pixels_analysed(tables: xr.Dataset) -> int:
@@ -162,7 +188,8 @@ def event_list(tables: xr.Dataset) -> xr.Dataset:
             "call .compute() first (the event list's length is known only then)"
         )
     counts = (int(tables["over_threshold"].values.sum()), _pixels_analysed(tables))
-    return _to_dataset(_concat(tables["events"].values), counts, tables.attrs)
+    table = _concat(tables["events"].values, frame_ids(tables))
+    return _to_dataset(table, counts, tables.attrs)
 
 
 class PhotonEvents:
@@ -189,7 +216,8 @@ class PhotonEvents:
         events = self.tables["events"].data
         unknown = ((np.nan,) * events.numblocks[0],)
         meta = np.zeros(0, EVENT_DTYPE)
-        return events.map_blocks(_concat, dtype=EVENT_DTYPE, chunks=unknown, meta=meta)
+        ids = frame_ids(self.tables)
+        return events.map_blocks(_concat_block, ids, dtype=EVENT_DTYPE, chunks=unknown, meta=meta)
 
     @cached_property
     def counts(self) -> da.Array:
