@@ -119,7 +119,7 @@ def _detect_frame(frame: np.ndarray, *_) -> None:
 def _per_frame(kernel, frames: np.ndarray, dark: np.ndarray) -> None:
     """`kernel` (a key or value of `KERNELS`) on each frame, as `detect` calls it."""
     for frame in frames:
-        kernel(frame, dark, THRESHOLD, ENERGY_MIN, False)
+        kernel(frame, dark, float(THRESHOLD), float(ENERGY_MIN), False)
 
 
 def _accessor_path(ds: xr.Dataset, threads: int, **options) -> xr.Dataset:

@@ -21,8 +21,8 @@ which hits there are:
     maximum, and the position its centre of gravity with weights ``max(s, 0)``:
     clipped so that negative pixels (read noise, a Pilatus' -1/-2 gap markers)
     cannot pull it out of the box; the hottest pixel is above threshold >= 0, so
-    the weights never sum to 0. Hot pixels -- single bright pixels, no charge sharing -- are
-    rejected by shape: an event whose hottest pixel holds more than
+    the weights never sum to 0. Hot pixels -- single bright pixels, no charge
+    sharing -- are rejected by shape: an event whose hottest pixel holds more than
     `hot_pixel_fraction` of the box energy is dropped (a charge-shared photon
     puts at most ~55 % into one pixel; a hot pixel ~100 %). Weak hot pixels fall
     below ``energy_min`` anyway. NaN pixels carry no signal (0).
@@ -55,10 +55,11 @@ another within 2 px, where their 3 x 3 boxes touch) or when more than
 Forms of the result (`beamcat.analyses.photon_events`): for in-memory frames the
 event list, a Dataset along ``event``; for dask-backed frames nothing is computed:
 `detect` gives a `PhotonEvents` and `detect_tables` (what ``ds.photon.detect``
-gives) the per-frame event tables, a lazy Dataset along the frames' dim, one
-kernel call per frame through ``xr.apply_ufunc(dask="parallelized")``.
-`histogram` and `clean_image` take every form and stay lazy (one per frame chunk,
-summed). Memory is one frame chunk plus its events.
+gives) the per-frame event tables, a lazy Dataset along the frames' dim: one task
+per frame chunk (``da.blockwise``, not ``apply_ufunc``, whose contraction of the
+pixel dims copies every chunk; see `_lazy_tables`). `histogram` and `clean_image`
+take every form and stay lazy (one per frame chunk, summed). Memory is one frame
+chunk plus its events.
 
 Speed: the numba kernel `detect_frame` (`beamcat.analyses.photon_kernel`, one
 frame, ``nogil``, so dask's threads run it in parallel) reads each frame once in
