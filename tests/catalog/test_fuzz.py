@@ -28,6 +28,7 @@ carry no row count), so text seeds are cut inside lines only.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import warnings
@@ -277,7 +278,8 @@ def test_damaged_files_fail_clearly_or_open_what_is_whole(seed_name, shared_data
     intact, error, _ = _open([seed.path, *seed.companions] if together else seed.path, seed.format)
     assert error is None, f"the intact seed does not open: {error}"
     data = seed.path.read_bytes()
-    rng = random.Random(seed_name)  # the same cases every run
+    # the same cases every run; BEAMCAT_FUZZ_SALT=<text> draws other cases, to explore
+    rng = random.Random(seed_name + os.environ.get("BEAMCAT_FUZZ_SALT", ""))
     failures = []
     for number, (what, content, suffix, fmt) in enumerate(_cases(seed, data, rng)):
         folder = tmp_path / f"case{number}"
