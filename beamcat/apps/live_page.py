@@ -47,6 +47,8 @@ from beamcat.apps.state import AppState, CatalogContext, app_state
 from beamcat.catalog.cbor_stream import replay
 from beamcat.errors import OptionError
 from beamcat.figures import block_reduce
+from beamcat.figures.energy_histogram import energy_histogram_hv
+from beamcat.figures.step_means import step_means_hv
 from beamcat.live.pipeline import MODES, LivePipeline
 from beamcat.rois import Rect
 
@@ -536,46 +538,25 @@ class LivePage(pn.viewable.Viewer):
         if table is None:
             self.steps_pane.object = _empty("ROI means: draw a ROI, then replay")
             return
-        motors = [
-            str(c) for c in table.coords if c not in ("step", "roi") and table[c].dims == ("step",)
-        ]
-        x = motors[0] if motors else "step"
-        plots = []
-        for roi in map(str, table["roi"].values):
-            rows = table.sel(roi=roi)
-            data = (table[x].values, rows["mean"].values, rows["std"].values)
-            color = self.roi_editor.color(roi)
-            plots += [
-                hv.ErrorBars(data, x, ["mean", "std"]).opts(color=color),
-                hv.Curve(data[:2], x, "mean", label=roi).opts(color=color),
-                hv.Scatter(data[:2], x, "mean").opts(color=color, size=7),
-            ]
-        self.steps_pane.object = hv.Overlay(plots).opts(
-            title=f"ROI means vs {x}",
-            height=280,
-            width=640,
-            legend_position="right",
-            ylabel="ROI mean (counts)",
+        colours = [self.roi_editor.color(str(roi)) for roi in table["roi"].values]
+        steps = step_means_hv(table, colours=colours)  # the figures' twin, as `beamcat replay`
+        x = steps.get(0).kdims[0].name  # the motor it chose, else the step
+        self.steps_pane.object = steps.opts(
+            title=f"ROI means vs {x}", height=280, width=640, responsive=False
         )
 
     def _show_photon(self) -> None:
         view = self.view or {}
         clean, histogram = view.get("clean_image"), view.get("histogram")
         if clean is not None:
+            # block-max reduced like the accumulated image (clean_image_hv draws every pixel)
             shown = display_image(clean, max_filter=True)
             self.clean_pane.object = _image_element(
                 (shown, f"clean image: {view.get('events', 0)} photons")
             ).opts(cmap="viridis")
         if histogram is not None:
-            edges = np.append(histogram["energy_low"].values, histogram["energy_high"].values[-1])
-            bars = hv.Histogram((edges, histogram.values), kdims=["energy"], vdims=["events"])
-            cuts = [
-                hv.VLine(histogram.attrs[k]).opts(color=c, line_dash="dashed")
-                for k, c in (("energy_min", "red"), ("energy_max", "orange"))
-                if histogram.attrs.get(k) is not None
-            ]
-            self.histogram_pane.object = hv.Overlay([bars, *cuts]).opts(
-                title="Energy histogram (cuts dashed)", height=300, width=480
+            self.histogram_pane.object = energy_histogram_hv(histogram).opts(
+                title="Energy histogram (cuts dashed)", height=300, width=480, responsive=False
             )
 
 
