@@ -30,7 +30,7 @@ and the default's events against the planted photons. The machine's load
 (``os.getloadavg``, 1 min) is printed before and after: on a shared machine the
 best of the repeats is the figure, the median shows the spread.
 
-    python benchmarks/photon.py [--frames 20] [--chunk 2] [--threads 2] [--repeats 7]
+    python benchmarks/photon.py [--frames 20] [--chunk 2] [--threads 2] [--repeats 15]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def main() -> None:
     parser.add_argument("--hits", type=int, default=1000)
     parser.add_argument("--distinct", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--original-frames", type=int, default=2)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
