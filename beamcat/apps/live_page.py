@@ -16,8 +16,10 @@ replay starts a new step table), unless the mode or its options changed.
 
 Detector images are larger than a screen: the display takes blocks of
 ``factor x factor`` pixels, by their maximum when "Max filter" is on (a single
-hot pixel or photon stays visible) or by their mean. "Zoom" shows one ROI's
-region instead of the whole image.
+hot pixel or photon stays visible) or by their mean (`beamcat.apps.live_display`).
+"Zoom" shows one ROI's region instead of the whole image. Recordings are catalog
+entries or paths, replayed in a thread (`beamcat.apps.live_sources`); the ROI means
+per step and the energy histogram are the `beamcat.figures` HoloViews twins.
 
 Only the replay thread touches frames; the callback reads the pipeline's
 thread-safe snapshot and draws on the event loop. A bad choice (no such entry,
@@ -28,8 +30,6 @@ an alert and leaves the page working.
 from __future__ import annotations
 
 import asyncio
-import math
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,158 +41,18 @@ import xarray as xr
 
 from beamcat.apps._banners import Banners, error_message
 from beamcat.apps._plots import plot_pane
-from beamcat.apps.quicklook import robust_limits, signal_name
+from beamcat.apps.live_display import display_image, image_element
+from beamcat.apps.live_sources import Replay, entry_recording, stream_entries
 from beamcat.apps.roi_editor import RoiEditor
-from beamcat.apps.state import AppState, CatalogContext, app_state
-from beamcat.catalog.cbor_stream import replay
+from beamcat.apps.state import AppState, app_state
 from beamcat.errors import OptionError
-from beamcat.figures import block_reduce
 from beamcat.figures.energy_histogram import energy_histogram_hv
 from beamcat.figures.step_means import step_means_hv
 from beamcat.live.pipeline import MODES, LivePipeline
-from beamcat.rois import Rect
 
-STREAM_FORMAT = "cbor-stream"
 PATH_CHOICE = "(path below)"
 WHOLE_IMAGE = "whole image"
 REFRESH_MS = 300
-#: largest displayed image (rows, columns); bigger images are shown in blocks
-DISPLAY_SHAPE = (400, 640)
-
-
-# --------------------------------------------------------------------------- display
-
-
-def display_factor(shape: tuple[int, int], limit: tuple[int, int] = DISPLAY_SHAPE) -> int:
-    """The smallest block size that fits an image of `shape` into `limit` (rows, columns)."""
-    return max(1, math.ceil(max(n / m for n, m in zip(shape, limit, strict=True))))
-
-
-def display_image(
-    image: np.ndarray,
-    *,
-    region: Rect | None = None,
-    max_filter: bool = True,
-    limit: tuple[int, int] = DISPLAY_SHAPE,
-) -> xr.DataArray:
-    """The part of an image the page shows, reduced in blocks to fit the display.
-
-    Parameters
-    ----------
-    image : ndarray (y, x)
-    region : Rect, optional
-        Show only ``image[y:y+h, x:x+w]`` (clipped to the image); default all.
-    max_filter : bool
-        Blocks by maximum (True) or mean (False), see `block_reduce`.
-    limit : (rows, columns)
-        Largest displayed shape.
-
-    Returns
-    -------
-    DataArray (y, x) float64
-        Coordinates ``y``, ``x`` are block centres in detector pixels (pixel i
-        spans [i, i + 1)); attrs ``factor`` (block size) and ``region``
-        ``(x, y, w, h)`` actually shown.
-    """
-    ny, nx = image.shape
-    x, y, w, h = region if region is not None else (0, 0, nx, ny)
-    x0, y0 = min(max(int(x), 0), nx - 1), min(max(int(y), 0), ny - 1)
-    x1, y1 = min(max(int(x + w), x0 + 1), nx), min(max(int(y + h), y0 + 1), ny)
-    part = np.asarray(image)[y0:y1, x0:x1]
-    factor = display_factor(part.shape, limit)
-    values = block_reduce(part, factor, how="max" if max_filter else "mean")
-    # blocks are regular: the last one may reach past the edge (its value is of its pixels)
-    centres = [
-        start + factor * (np.arange(n) + 0.5)
-        for start, n in zip((y0, x0), values.shape, strict=True)
-    ]
-    return xr.DataArray(
-        values,
-        dims=("y", "x"),
-        coords={"y": centres[0], "x": centres[1]},
-        attrs={"factor": factor, "region": (x0, y0, x1 - x0, y1 - y0)},
-    )
-
-
-# --------------------------------------------------------------------------- entries
-
-
-def stream_entries(context: CatalogContext) -> list[str]:
-    """Catalog entries that are recorded streams (format cbor-stream)."""
-    return [n for n in context.names if context.rows[n]["format"] == STREAM_FORMAT]
-
-
-def entry_recording(context: CatalogContext, name: str) -> tuple[list[str], tuple[int, int]]:
-    """The stream files of a cbor-stream entry and its frame shape (opens headers only).
-
-    Raises
-    ------
-    OptionError
-        The entry is not a recorded stream.
-    BeamcatError
-        The entry cannot be opened (its reader's error).
-    """
-    row = context.rows.get(name)
-    if row is None or row["format"] != STREAM_FORMAT:
-        kind = "no such entry" if row is None else f"format {row['format']!r}"
-        raise OptionError(f"entry {name!r}: {kind}; expected a recorded stream ({STREAM_FORMAT})")
-    ds = context.open(name)
-    return ds.attrs["source"].split(";"), tuple(ds[signal_name(ds)].shape[-2:])
-
-
-class Replay:
-    """A recording played into a pipeline in a background thread.
-
-    Parameters
-    ----------
-    source : path, glob, folder or list of paths
-        The recording's stream files.
-    pipeline : LivePipeline
-    realtime, speed : bool, float
-        As for `beamcat.catalog.cbor_stream.replay`.
-
-    Attributes
-    ----------
-    events : int
-        Events processed so far.
-    error : Exception or None
-        What stopped the replay early (a bad recording, a ROI outside the frame...).
-    """
-
-    def __init__(self, source, pipeline: LivePipeline, *, realtime: bool, speed: float = 1.0):
-        self.source, self.pipeline = source, pipeline
-        self.realtime, self.speed = realtime, speed
-        self.events = 0
-        self.error: Exception | None = None
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="beamcat-live-replay", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in replay(self.source, realtime=self.realtime, speed=self.speed):
-                if self._stop.is_set():
-                    return
-                self.pipeline.process(event)
-                self.events += 1
-        except Exception as err:  # shown by the page, never raised in the thread
-            self.error = err
-
-    def stop(self) -> None:
-        """Stop after the event being processed."""
-        self._stop.set()
-
-    @property
-    def done(self) -> bool:
-        """Whether the thread has ended (finished, stopped or failed)."""
-        return not self.thread.is_alive()
-
-    @property
-    def stopped(self) -> bool:
-        """Whether `stop` was called."""
-        return self._stop.is_set()
-
-
 # --------------------------------------------------------------------------- page
 
 
@@ -525,7 +385,7 @@ class LivePage(pn.viewable.Viewer):
             # a new overlay per geometry: a DynamicMap keeps its first image's axis ranges
             self._geometry = geometry
             self._image_pipe = hv.streams.Pipe(data=(self.shown, title))
-            image_map = hv.DynamicMap(_image_element, streams=[self._image_pipe])
+            image_map = hv.DynamicMap(image_element, streams=[self._image_pipe])
             self.image_pane.object = (
                 image_map * self.roi_editor.boxes * self.roi_editor.labels
             ).opts(active_tools=["box_edit", "wheel_zoom"])
@@ -551,32 +411,13 @@ class LivePage(pn.viewable.Viewer):
         if clean is not None:
             # block-max reduced like the accumulated image (clean_image_hv draws every pixel)
             shown = display_image(clean, max_filter=True)
-            self.clean_pane.object = _image_element(
+            self.clean_pane.object = image_element(
                 (shown, f"clean image: {view.get('events', 0)} photons")
             ).opts(cmap="viridis")
         if histogram is not None:
             self.histogram_pane.object = energy_histogram_hv(histogram).opts(
                 title="Energy histogram (cuts dashed)", height=300, width=480, responsive=False
             )
-
-
-def _image_element(data) -> hv.Image:
-    shown, title = data
-    factor = shown.attrs["factor"]
-    x0, y0 = shown["x"].values[0] - factor / 2, shown["y"].values[0] - factor / 2
-    ny, nx = shown.shape
-    bounds = (x0, y0, x0 + nx * factor, y0 + ny * factor)
-    wide = nx * 400 > ny * 640
-    return hv.Image(shown.values[::-1], ["x", "y"], "counts", bounds=bounds).opts(
-        cmap="gray",
-        clim=robust_limits(shown.values, percentiles=(1.0, 99.9)),
-        invert_yaxis=True,
-        data_aspect=1,
-        colorbar=True,
-        tools=["hover"],
-        title=title,
-        **({"frame_width": 640} if wide else {"frame_height": 400}),
-    )
 
 
 def _empty(title: str) -> hv.Curve:

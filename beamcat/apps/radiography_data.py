@@ -18,6 +18,7 @@ import xarray as xr
 
 from beamcat.analyses.calibrated_means import calibrated_means
 from beamcat.analyses.calibration import calibrate
+from beamcat.analyses.difference import difference
 from beamcat.analyses.masters import dark_master, flat_master
 from beamcat.analyses.timeseries import beer_lambert, normalise
 from beamcat.apps._banners import error_message
@@ -168,6 +169,23 @@ def roi_series(
         attrs={"units": "1", "long_name": "transmission"},
     )
     return series, errors
+
+
+def grid_series(
+    calibrated: Calibrated, rows: int, cols: int, region: Rect | None, cache: dict
+) -> xr.DataArray:
+    """Grid cell means (row, col, time) of a calibrated run, computed once per grid (`cache`)."""
+    key = (calibrated.key[:4], rows, cols, region)
+    if key not in cache:
+        grid = calibrated.means(grid=(rows, cols), grid_region=region)["grid"]
+        cache[key] = grid["mean"].compute()
+    return cache[key]
+
+
+def difference_frame(calibrated: Calibrated, index: int, reference: int) -> xr.DataArray:
+    """The display image of `difference` at frame `index` (computes that frame only)."""
+    shown = difference(calibrated.transmission, reference=reference)["display"]
+    return shown.isel({calibrated.dim: index}).compute()
 
 
 def concentration(

@@ -38,7 +38,6 @@ import numpy as np
 import panel as pn
 import xarray as xr
 
-from beamcat.analyses.difference import difference
 from beamcat.apps._banners import Banners, error_message
 from beamcat.apps._plots import plot_pane
 from beamcat.apps.quicklook import preview_timeseries
@@ -46,6 +45,8 @@ from beamcat.apps.radiography_data import (
     Calibrated,
     calibrate_run,
     concentration,
+    difference_frame,
+    grid_series,
     roi_series,
 )
 from beamcat.apps.radiography_plots import (
@@ -450,14 +451,6 @@ class RadiographyPage(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ grid
 
-    def compute_grid(self, calibrated: Calibrated, rows: int, cols: int, region) -> xr.DataArray:
-        """Grid cell means (row, col, time), cached per grid."""
-        key = (calibrated.key[:4], rows, cols, region)
-        if key not in self._grid_cache:
-            grid = calibrated.means(grid=(rows, cols), grid_region=region)["grid"]
-            self._grid_cache[key] = grid["mean"].compute()
-        return self._grid_cache[key]
-
     async def _update_grid(self, *_) -> None:
         calibrated = self.calibrated
         if not self.grid_on.value or calibrated is None:
@@ -469,7 +462,9 @@ class RadiographyPage(pn.viewable.Viewer):
         rows, cols = self.grid_rows.value, self.grid_cols.value
         region = self.rois.get(self.grid_region.value)
         ok, grid = await self._work(
-            "grid", lambda: self.compute_grid(calibrated, rows, cols, region), self.image_pane
+            "grid",
+            lambda: grid_series(calibrated, rows, cols, region, self._grid_cache),
+            self.image_pane,
         )
         self.grid = grid if ok else None
         self._render_grid()
@@ -486,11 +481,6 @@ class RadiographyPage(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ differences
 
-    def compute_difference(self, calibrated: Calibrated, index: int, reference: int):
-        """The display image of `difference` at frame `index` (computes that frame only)."""
-        shown = difference(calibrated.transmission, reference=reference)["display"]
-        return shown.isel({calibrated.dim: index}).compute()
-
     async def _update_difference(self, *_) -> None:
         calibrated = self.calibrated
         self._render_grid()
@@ -499,7 +489,7 @@ class RadiographyPage(pn.viewable.Viewer):
         index, reference = self.frame.value, self.diff_reference.value
         ok, frame = await self._work(
             "difference",
-            lambda: self.compute_difference(calibrated, index, reference),
+            lambda: difference_frame(calibrated, index, reference),
             self.difference_pane,
         )
         if not ok:

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 
 import beamcat
-from beamcat.apps.live_page import LivePage, block_reduce, display_image
+from beamcat.apps.live_display import display_image
+from beamcat.apps.live_page import LivePage
 from beamcat.apps.state import AppState, CatalogContext
 from beamcat.catalog.build import add_source
 from beamcat.catalog.cbor_stream_write import write_recording
+from beamcat.figures import block_reduce
 from beamcat.rois import Rect
 
 REAL_ROIS = {"ring": Rect(200, 360, 40, 40), "ring 2": Rect(40, 440, 40, 40)}
