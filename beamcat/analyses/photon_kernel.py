@@ -8,12 +8,14 @@ and the benchmark.
 
 Speed (what the kernel does per pixel): one pass over the frame, row by row, that
 writes a 0/1 mask of the above-threshold pixels branch-free (the loop vectorises: a
-frame of 2048 x 2048 uint16 is read in well under a millisecond); the mask is then
-read 32 bytes at a time and only groups that hold a 1 are scanned for positions. A
-uniform dark level (a broadcast view, strides 0) is read as one number, a dark
-frame row by row. Everything after the scan works on the above-threshold pixels
-only (the seeds, ~0.5 % of a sparse frame): each climbs to its 3 x 3 maximum,
-finds that maximum among the seeds of its row, and the maxima are the hits.
+frame of 2048 x 2048 uint16 is read in well under a millisecond); the masks are
+then read 32 bytes at a time and only groups that hold a 1 are scanned. A uniform
+dark level (a broadcast view, strides 0) is read as one number, a dark frame row
+by row. Isolated above-threshold pixels whose hit would be rejected (read noise:
+most of the above-threshold pixels of a sparse frame) are counted and left out
+there. Everything after works on the remaining seeds only: each climbs to its
+3 x 3 maximum, finds that maximum among the seeds of its row, and the maxima are
+the hits.
 """
 
 from __future__ import annotations
@@ -66,39 +68,70 @@ def _grow(a, size):  # pragma: no cover - numba
 
 
 @numba.njit(nogil=True, cache=True)
-def _seeds(frame, background, level, uniform, threshold):  # pragma: no cover - numba
-    """Linear indices (raster order) of the pixels with ``frame - background > threshold``.
+def _mask_row(frame, background, level, uniform, threshold, y, mask):  # pragma: no cover
+    """``mask[x] = frame[y, x] - background[y, x] > threshold`` (branch-free: vectorises)."""
+    row, dark = frame[y], background[y]
+    if uniform:
+        for x in range(row.size):
+            mask[x] = np.float64(row[x]) - level > threshold
+    else:
+        for x in range(row.size):
+            mask[x] = np.float64(row[x]) - dark[x] > threshold
 
-    Per row a 0/1 byte mask first (a branch-free loop that vectorises), then the
-    mask is read `GROUP` bytes at a time as 64-bit words; only groups holding a 1
-    are scanned for positions.
+
+@numba.njit(nogil=True, cache=True)
+def _seeds(frame, background, level, uniform, threshold, energy_min, original):  # pragma: no cover
+    """The above-threshold pixels that can matter, and how many pixels are above threshold.
+
+    Returns the linear indices (raster order) of the seeds, where each row's start
+    (``seeds[row_start[y]:row_start[y + 1]]``), and the count of all pixels with
+    ``frame - background > threshold``. Left out are *isolated* pixels (no
+    above-threshold neighbour) that cannot be a kept hit: no other pixel climbs
+    to or through them, and alone in their box their hit is rejected exactly as
+    `detect_frame` would (maxima: ``9 * s <= energy_min``; original: ``E = s -
+    threshold <= energy_min``). On sparse frames that is almost all read noise.
+
+    Rows are 0/1 byte masks (pixel x at byte x + 1, zero borders), the current one
+    and its two neighbours; each is read `GROUP` bytes at a time as 64-bit words,
+    and only groups holding a 1 are scanned for positions.
     """
     ny, nx = frame.shape
-    groups = (nx + GROUP - 1) // GROUP
-    mask = np.zeros(groups * GROUP, np.uint8)
-    words = mask.view(np.uint64)
-    seeds = np.empty(max(ny * nx // 256, 64), np.int64)
-    row_start = np.empty(ny + 1, np.int64)  # seeds of row y: seeds[row_start[y]:row_start[y + 1]]
-    n = 0
+    size = ((nx + 2 + GROUP - 1) // GROUP) * GROUP  # bytes per mask row, whole groups
+    masks = np.zeros(4 * size, np.uint8)  # rows y - 1, y, y + 1 in turn, and a zero row
+    words = masks.view(np.uint64)
+    zero = masks[3 * size : 4 * size]
+    seeds = np.empty(max(ny * nx // 1024, 64), np.int64)
+    row_start = np.empty(ny + 1, np.int64)
+    n = n_over = 0
+    if ny > 0:
+        _mask_row(frame, background, level, uniform, threshold, 0, masks[1 : 1 + nx])
     for y in range(ny):
         row_start[y] = n
-        row, dark = frame[y], background[y]
-        if uniform:
-            for x in range(nx):
-                mask[x] = np.float64(row[x]) - level > threshold
-        else:
-            for x in range(nx):
-                mask[x] = np.float64(row[x]) - dark[x] > threshold
+        slot = y % 3
+        if y + 1 < ny:
+            at = ((y + 1) % 3) * size + 1
+            _mask_row(frame, background, level, uniform, threshold, y + 1, masks[at : at + nx])
+        up = zero if y == 0 else masks[((y - 1) % 3) * size : ((y - 1) % 3 + 1) * size]
+        down = zero if y + 1 == ny else masks[((y + 1) % 3) * size : ((y + 1) % 3 + 1) * size]
+        here = masks[slot * size : (slot + 1) * size]
         seeds = _grow(seeds, n + nx)
-        for g in range(groups):
-            k = 4 * g
+        for g in range(size // GROUP):
+            k = (slot * size + g * GROUP) // 8
             if words[k] | words[k + 1] | words[k + 2] | words[k + 3]:
-                for x in range(GROUP * g, min(GROUP * (g + 1), nx)):
-                    if mask[x]:
-                        seeds[n] = y * nx + x
-                        n += 1
+                for b in range(g * GROUP, (g + 1) * GROUP):
+                    if not here[b]:
+                        continue
+                    n_over += 1
+                    x = b - 1
+                    around = up[b - 1] | up[b] | up[b + 1] | here[b - 1] | here[b + 1]
+                    if not (around | down[b - 1] | down[b] | down[b + 1]):
+                        v = np.float64(frame[y, x]) - (level if uniform else background[y, x])
+                        if (v - threshold if original else 9.0 * v) <= energy_min:
+                            continue  # isolated, and its hit rejected
+                    seeds[n] = y * nx + x
+                    n += 1
     row_start[ny] = n
-    return seeds[:n], row_start
+    return seeds[:n], row_start, n_over
 
 
 @numba.njit(nogil=True, cache=True)
@@ -142,7 +175,9 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
     ny, nx = frame.shape
     uniform = background.strides[0] == 0 and background.strides[1] == 0
     level = background[0, 0] if uniform and ny > 0 and nx > 0 else 0.0
-    over, row_start = _seeds(frame, background, level, uniform, threshold)
+    over, row_start, n_over = _seeds(
+        frame, background, level, uniform, threshold, energy_min, original
+    )
     # each seed's root: its 3 x 3 maximum (maxima: climbed to; original: one step), an
     # above-threshold pixel itself (its signal >= the seed's), so found among the seeds of
     # its row; a NaN root (original only) is not, and its hit's energy would be NaN: dropped
@@ -185,7 +220,7 @@ def detect_frame(frame, background, threshold, energy_min, original):  # pragma:
             keep[h] = True
             out[0, h], out[1, h], out[2, h], out[3, h] = e, sy / sw, sx / sw, peak
     out = out[:, keep]
-    return rows[keep], cols[keep], out[0], out[1], out[2], out[3], members[hits][keep], over.size
+    return rows[keep], cols[keep], out[0], out[1], out[2], out[3], members[hits][keep], n_over
 
 
 # --------------------------------------------------------------------------- NumPy twin
