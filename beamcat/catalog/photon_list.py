@@ -87,7 +87,15 @@ def _event_blocks(events, path: Path) -> tuple[list[str], Iterator[dict[str, np.
     elif getattr(getattr(events, "table", None), "dtype", np.dtype(float)).names:
         fields = set(events.table.dtype.names)
     else:
-        raise OptionError(f"{path}: expected an event Dataset (dim 'event'), got {type(events)}")
+        hint = (
+            "; these are per-frame event tables: pass tables.photon.events() (a computed "
+            "event list) or the lazy PhotonEvents of beamcat.analyses.photon.detect"
+            if isinstance(events, xr.Dataset) and "frame" in events.dims
+            else ""
+        )
+        raise OptionError(
+            f"{path}: expected an event Dataset (dim 'event'), got {type(events).__name__}{hint}"
+        )
     missing = [v for v in _REQUIRED if v not in fields]
     if missing:
         raise OptionError(

@@ -276,3 +276,12 @@ def test_zarr_copy_of_a_photon_list(tmp_path):
     back = beamcat.open_dataset(store)
     xr.testing.assert_identical(back.compute().drop_attrs(), events.compute().drop_attrs())
     assert back.attrs["roi"] == [10, 20, 100, 50] and back.attrs["threshold"] == 8
+
+
+def test_per_frame_event_tables_are_refused_with_what_to_pass(tmp_path):
+    # ds.photon.detect(...) on lazy frames gives per-frame tables (dim 'frame'), not an
+    # event list: the writer says how to get one instead of a bare type error
+    tables = xr.Dataset({"events": ("frame", np.empty(3, dtype=object))})
+    with pytest.raises(OptionError, match=r"x\.h5.*per-frame event tables.*photon\.events\(\)"):
+        write_photon_list(tables, tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
