@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from beamcat._util import to_utc
 from beamcat.analyses import timeseries
+from beamcat.analyses._frames import pick
 from beamcat.analyses.timeline import timeline
 from beamcat.errors import OptionError
 from beamcat.figures._common import (
@@ -46,11 +47,7 @@ def _run_series(runs) -> xr.DataArray:
         raise OptionError("double_plot: no run given")
     parts = []
     for name, run in runs.items():
-        if isinstance(run, xr.Dataset):
-            var = run.attrs.get("signal", "mean")
-            if var not in run.data_vars:
-                raise OptionError(f"run {name!r}: no variable {var!r}; has {list(run.data_vars)}")
-            run = run[var]
+        run = pick(run, default="mean", what=f"run {name!r}'s ROI means")
         if "roi" not in run.dims or "time" not in run.coords or run.ndim != 2:
             raise OptionError(
                 f"run {name!r}: expected ROI means over (roi, time) with a time coordinate, "
