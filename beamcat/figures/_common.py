@@ -19,6 +19,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Rectangle
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
+from beamcat.analyses._frames import pick
 from beamcat.analyses.timeline import timeline
 from beamcat.errors import OptionError
 from beamcat.rois import Rect
@@ -69,7 +70,10 @@ def _label(data: xr.DataArray, default: str) -> str:
     return f"{name[:1].upper()}{name[1:]} ({units})" if units else f"{name[:1].upper()}{name[1:]}"
 
 
-def _check_image(image: xr.DataArray, name: str, dims=("y", "x")) -> xr.DataArray:
+def _check_image(image: xr.DataArray | xr.Dataset, name: str, dims=("y", "x")) -> xr.DataArray:
+    """`image` (a DataArray, or a Dataset's signal, as the accessors return) with `dims`."""
+    if isinstance(image, xr.Dataset):
+        image = pick(image, what=name)
     if not isinstance(image, xr.DataArray) or tuple(image.dims) != dims:
         got = getattr(image, "dims", type(image).__name__)
         raise OptionError(f"{name}: expected a DataArray with dims {dims}, got {got}")

@@ -55,7 +55,7 @@ def _accumulated(
         accumulated = accumulated["sum"].assign_attrs(
             {**accumulated.attrs, **accumulated["sum"].attrs}
         )
-    _check_image(accumulated, "accumulated")
+    accumulated = _check_image(accumulated, "accumulated")
     return accumulated.compute(), count
 
 

@@ -28,7 +28,7 @@ __all__ = ["clean_image_figure", "clean_image_hv"]
 
 
 def _clean(clean: xr.DataArray) -> xr.DataArray:
-    _check_image(clean, "clean")
+    clean = _check_image(clean, "clean")
     return clean.compute()
 
 

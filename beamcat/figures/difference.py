@@ -95,7 +95,7 @@ def difference_frame(
     Figure
         The scale bar is the artist with gid ``"scale_bar"``.
     """
-    _check_image(display, "display")
+    display = _check_image(display, "display")
     frame = np.asarray(display.values, dtype=np.float32)
     fig = _DifferenceFigure(
         frame.shape,
@@ -149,7 +149,7 @@ def save_difference_frames(
         ``{"frames": [...], "animation": [...]}``.
     """
     _check_time_axis(time_unit, tuple(_TIME_UNITS))
-    _check_image(display, "display", dims=("time", "y", "x"))
+    display = _check_image(display, "display", dims=("time", "y", "x"))
     elapsed = _elapsed(display["time"].reset_coords(drop=True), origin)["elapsed"].values
     chunks = display.chunks[0] if display.chunks else (display.sizes["time"],)
     bounds = np.cumsum((0, *chunks))
@@ -207,7 +207,7 @@ def difference_hv(
     hv = _holoviews()
 
     _check_time_axis(time_unit, tuple(_TIME_UNITS))
-    _check_image(display, "display", dims=("time", "y", "x"))
+    display = _check_image(display, "display", dims=("time", "y", "x"))
     elapsed = _elapsed(display["time"].reset_coords(drop=True), origin)["elapsed"].values
     keys = [round(s / _TIME_UNITS[time_unit], 3) for s in elapsed]
     ny, nx = display.shape[1:]

@@ -19,6 +19,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from beamcat.analyses._frames import pick
 from beamcat.errors import OptionError
 from beamcat.figures._common import (
     _TIME_UNITS,
@@ -91,10 +92,17 @@ class _GridFigure:
         self.stamp.set_text(stamp)
 
 
-def _grid_setup(values, reference, *, cmap, vmin, vmax, alpha, pixel_size, width):
-    _check_image(reference, "reference")
+def _grid_values(values: xr.DataArray | xr.Dataset) -> xr.DataArray:
+    """Grid means (a DataArray, or the Dataset `roi.grid` returns) over ``(row, col, ...)``."""
+    values = pick(values, default="mean", what="grid means")
     if values.dims[:2] != ("row", "col"):
         raise OptionError(f"grid values: expected dims (row, col, ...), got {values.dims}")
+    return values
+
+
+def _grid_setup(values, reference, *, cmap, vmin, vmax, alpha, pixel_size, width):
+    reference = _check_image(reference, "reference")
+    values = _grid_values(values)
     data = np.asarray(values.values, dtype=np.float64)
     lo, hi = _limits(data)
     norm = Normalize(vmin=lo if vmin is None else vmin, vmax=hi if vmax is None else vmax)
@@ -210,7 +218,7 @@ def save_grid_frames(
         ``{"frames": [...], "animation": [...]}``.
     """
     _check_time_axis(time_unit, tuple(_TIME_UNITS))
-    values = _elapsed(values, origin).transpose("row", "col", "time").compute()
+    values = _elapsed(_grid_values(values), origin).transpose("row", "col", "time").compute()
     grid, data = _grid_setup(
         values,
         reference,
@@ -263,8 +271,8 @@ def grid_heatmap_hv(
     hv = _holoviews()
 
     _check_time_axis(time_unit, tuple(_TIME_UNITS))
-    _check_image(reference, "reference")
-    values = _elapsed(values, origin).transpose("row", "col", "time").compute()
+    reference = _check_image(reference, "reference")
+    values = _elapsed(_grid_values(values), origin).transpose("row", "col", "time").compute()
     data = np.asarray(values.values, dtype=np.float64)
     lo, hi = _limits(data)
     clim = (lo if vmin is None else vmin, hi if vmax is None else vmax)

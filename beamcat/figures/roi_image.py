@@ -76,7 +76,7 @@ def roi_image(
     --------
     >>> fig = roi_image(reference, {"bed": (134, 75, 52, 30)})  # doctest: +SKIP
     """
-    _check_image(reference, "reference")
+    reference = _check_image(reference, "reference")
     ny, nx = reference.shape
     fig = _figure((width, width * ny / nx + (0.3 if title else 0.0)), layout="constrained")
     ax = fig.add_subplot(label="image")
@@ -123,7 +123,7 @@ def roi_image_hv(reference: xr.DataArray, rois, *, colours: Sequence[str] | None
     """
     hv = _holoviews()
 
-    _check_image(reference, "reference")
+    reference = _check_image(reference, "reference")
     image = _hv_image(reference)
     rects, labels, palette = [], [], []
     for i, (name, roi) in enumerate(_rois(rois).items()):

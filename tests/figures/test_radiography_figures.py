@@ -368,6 +368,25 @@ def test_grid_heatmap_hv_has_one_frame_per_time():
     )
 
 
+def test_figures_take_the_datasets_the_accessors_return():
+    # calibrate/roi.grid return Datasets naming their signal: a figure given the Dataset
+    # draws exactly what it draws from the signal DataArray (same cells, same image)
+    values, reference = _grid_values(3), _reference()
+    dataset = values.to_dataset(name="mean").assign_attrs(signal="mean")
+    image = reference.to_dataset(name="transmission").assign_attrs(signal="transmission")
+    from_arrays = fr.grid_heatmap_hv(values, reference, time_unit="s")[60.0]
+    from_datasets = fr.grid_heatmap_hv(dataset, image, time_unit="s")[60.0]
+    for element in ("Rectangles", "Image"):
+        a, b = getattr(from_arrays, element).I, getattr(from_datasets, element).I
+        for i in range(len(a.dimensions())):
+            np.testing.assert_array_equal(a.dimension_values(i), b.dimension_values(i))
+    fig = fr.grid_heatmap(dataset.isel(time=1), image, timestamp="1.0 min")
+    (cells,) = [c for c in _axes(fig, "image").collections if c.get_gid() == "cells"]
+    np.testing.assert_array_equal(cells.get_array(), values.isel(time=1).values.ravel())
+    with pytest.raises(OptionError, match="grid means"):
+        fr.grid_heatmap_hv(dataset.rename(mean="other"), image)
+
+
 # ------------------------------------------------------------------ difference frames
 
 
