@@ -14,7 +14,8 @@ tests and ``benchmarks/labels.py`` run over. `_frames` is the one home of what
 every analysis checks or picks (the signal variable, the ``(y, x)`` pixel dims,
 a reference frame); `_history` of the provenance attrs. One topic per module:
 `masters`, `outliers`, `calibration`, `difference`, `calibrated_means`, `roi`,
-`steps`, `accumulate`, `detector`, `photon`, `timeseries`, `timeline`, `tables`.
+`steps`, `accumulate`, `detector`, `photon`, `timeseries`, `timeline`. Files are
+read and written in `beamcat.catalog` (Zarr stores: `catalog.zarr_store.to_zarr`).
 ROI files and the `Rect` type live on the ground floor, in `beamcat.rois`.
 Nothing here imports `beamcat.catalog`, an accessor, a figure or a page.
 """

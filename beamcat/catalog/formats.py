@@ -266,7 +266,7 @@ REGISTRY: tuple[Format, ...] = (
         "zarr",
         "beamcat.catalog.zarr_store:open_zarr_store",
         "ZarrStore",
-        "A Zarr store folder of derived results (`beamcat.analyses.tables.to_zarr`).",
+        "A Zarr store folder of derived results (`beamcat.catalog.zarr_store.to_zarr`).",
         suffixes=(".zarr",),
         folder=True,
         filepattern="zarr/?$",

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import xarray as xr
 
-from beamcat.analyses.tables import to_zarr
 from beamcat.catalog.cbor_stream import replay
 from beamcat.catalog.photon_list import write_photon_list
+from beamcat.catalog.zarr_store import to_zarr
 from beamcat.errors import BeamcatWarning, FormatError, OptionError
 from beamcat.live.pipeline import LivePipeline
 from beamcat.rois import Roi

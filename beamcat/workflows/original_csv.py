@@ -6,7 +6,7 @@ spreadsheets and plotting scripts keep working: ``Absolute Time``, ``Elapsed
 Time``, one column per ROI (named by the ROI, or ``ROI n``) or grid cell, then
 the internal standards. It is an output format of the radiography job
 (`beamcat.workflows.radiography`), hence this floor; derived results as Zarr are
-written by `beamcat.analyses.tables.to_zarr`.
+written by `beamcat.catalog.zarr_store.to_zarr`.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from beamcat.analyses.calibrated_means import calibrated_means
 from beamcat.analyses.calibration import calibrate
 from beamcat.analyses.difference import difference
 from beamcat.analyses.masters import dark_master, flat_master
-from beamcat.analyses.tables import to_zarr
+from beamcat.catalog.zarr_store import to_zarr
 from beamcat.errors import CatalogError, OptionError
 from beamcat.figures import radiography as figures
 from beamcat.figures import save_figure

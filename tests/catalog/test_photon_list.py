@@ -12,12 +12,12 @@ import pytest
 import xarray as xr
 
 import beamcat
-from beamcat.analyses.tables import to_zarr
 from beamcat.catalog.build import add_source, describe_entries
 from beamcat.catalog.catalogs import open_catalog
 from beamcat.catalog.formats import sniff_format
 from beamcat.catalog.intake_readers import DATATYPES, READERS
 from beamcat.catalog.photon_list import is_photon_list, open_photon_list, write_photon_list
+from beamcat.catalog.zarr_store import to_zarr
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 RAW = "/data/staff/femtomax/2024_autumn/raw/scan-103327_balor.h5"

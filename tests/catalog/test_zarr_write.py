@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from beamcat.analyses.tables import to_zarr
 from beamcat.catalog.build import add_source
 from beamcat.catalog.catalogs import open_catalog
+from beamcat.catalog.zarr_store import to_zarr
 from beamcat.errors import OptionError
 
 TIMES = pd.date_range("2024-12-13T14:01:00", periods=6, freq="62s").to_numpy("datetime64[ns]")
