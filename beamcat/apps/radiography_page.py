@@ -213,24 +213,27 @@ class RadiographyPage(pn.viewable.Viewer):
     # ------------------------------------------------------------------ plumbing
 
     async def _work(self, what: str, func: Callable[[], Any], busy: pn.viewable.Viewable):
-        """Run `func` in a worker thread under a spinner; (True, result) if still wanted.
+        """Run `func` in a worker thread under a spinner: ``(True, result)`` if still wanted.
 
-        A later call for the same `what` supersedes this one (its result is dropped);
-        an error is shown in the alert under `what` and cleared by the next success.
+        A later call for the same `what` supersedes this one: ``(None, None)``, and the
+        caller leaves the page as it is (the later call's result, which may have come
+        first, must not be wiped). An error gives ``(False, None)``; it is shown in the
+        alert under `what` and cleared by the next success.
         """
         token = self._tokens[what] = self._tokens.get(what, 0) + 1
         busy.loading = True
         try:
             result = await asyncio.to_thread(func)
         except Exception as err:  # shown, never raised: a bad choice must not break the page
-            if self._tokens[what] == token:
-                self._set_error(what, error_message(err))
+            if self._tokens[what] != token:
+                return None, None
+            self._set_error(what, error_message(err))
             return False, None
         finally:
             if self._tokens[what] == token:
                 busy.loading = False
         if self._tokens[what] != token:
-            return False, None
+            return None, None
         self._set_error(what, None)
         return True, result
 
@@ -389,6 +392,8 @@ class RadiographyPage(pn.viewable.Viewer):
             return {k: preview_timeseries(context.open(n)) for k, n in chosen.items() if n != NONE}
 
         ok, logs = await self._work("logs", load, self.curves_pane)
+        if ok is None:
+            return  # superseded by a later choice
         self.logs = logs if ok else {}
         self._render_curves()
 
@@ -466,6 +471,8 @@ class RadiographyPage(pn.viewable.Viewer):
             lambda: grid_series(calibrated, rows, cols, region, self._grid_cache),
             self.image_pane,
         )
+        if ok is None:
+            return  # superseded by a later grid
         self.grid = grid if ok else None
         self._render_grid()
         self._render_curves()

@@ -242,3 +242,41 @@ def test_only_runs_it_can_calibrate_are_offered(rpage):
     rpage.state.entry = "femtomax_scan"  # selected on the catalog page
     assert rpage.run.value == "imat_run" and rpage.dark.value == "imat_dark"
     assert not rpage.alert.visible  # no shape-mismatch banner over a stale image
+
+
+def test_a_superseded_log_load_does_not_wipe_the_later_one(rpage, monkeypatch):
+    # Two log loads overlap (both log widgets are set when the page fills in, and on a
+    # loaded machine their threads finish in any order). The first load is held until
+    # the second has finished: the late, superseded result must leave the second's logs
+    # on the page (it once set them to {} and the mass-spec plot vanished).
+    import asyncio
+    import threading
+
+    import beamcat.apps.radiography_page as module
+
+    real, release, held = module.preview_timeseries, threading.Event(), []
+
+    def preview(ds):
+        if not held:
+            held.append(threading.get_ident())
+        if threading.get_ident() == held[0]:
+            assert release.wait(timeout=120), "the second load never finished"
+        return real(ds)
+
+    monkeypatch.setattr(module, "preview_timeseries", preview)
+
+    async def overlap():
+        first = asyncio.create_task(rpage._update_logs())
+        await asyncio.sleep(0)  # the first load is now in its worker thread, held
+        await rpage._update_logs()  # the later load, complete
+        shown = sorted(rpage.logs)
+        release.set()
+        await first
+        return shown
+
+    shown = asyncio.run(overlap())
+    assert shown == ["massspec", "temperature"]
+    assert sorted(rpage.logs) == shown
+    argon = _curve(rpage, "Argon", plot=0)  # the mass-spec plot is still drawn
+    massspec = rpage.state.context.open("imat_massspec")
+    np.testing.assert_array_equal(argon.dimension_values(1), massspec.Argon.values)
