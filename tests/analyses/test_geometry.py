@@ -1,4 +1,4 @@
-"""PONI geometry: reading v1/v2 files, the Dioptas flip, cached maps equal to pyFAI's, writing back."""
+"""PONI geometry: v1/v2 files, the Dioptas flip, cached maps equal to pyFAI's, writing back."""
 
 from __future__ import annotations
 
