@@ -94,12 +94,19 @@ def _cmd_catalog_add(args) -> None:
         args.name,
         args.source if len(args.source) > 1 else args.source[0],
         format=args.format,
-        options=_key_values(args.option, "--option"),
+        options={**_key_values(args.option, "--option"), **_poni_options(args)},
         metadata=_key_values(args.meta, "--meta"),
         trusted=args.trust,
         replace=args.replace,
     )
     print(f"{args.name} added to {catalog}")
+
+
+def _poni_options(args) -> dict:
+    """``--poni P [--poni-flip]`` as the reader options ``poni`` and ``poni_flip``."""
+    if args.poni is None:
+        return {"poni_flip": True} if args.poni_flip else {}  # refused by add_source, named
+    return {"poni": Path(args.poni), "poni_flip": args.poni_flip}
 
 
 def _cmd_catalog_list(args) -> None:
@@ -281,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="K=V",
         help="entry metadata, repeatable, e.g. run=1 or description='open beam'",
+    )
+    add.add_argument("--poni", metavar="PATH", help="pyFAI PONI file of the detector geometry")
+    add.add_argument(
+        "--poni-flip",
+        action="store_true",
+        help="the PONI refers to the image flipped vertically (Dioptas)",
     )
     add.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file to add to")
     add.add_argument("--replace", action="store_true", help="replace an entry of the same name")

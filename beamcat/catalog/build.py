@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from beamcat._util import atomic_open
+from beamcat.catalog._paths import poni_attrs
 from beamcat.errors import CatalogError, UntrustedCatalogError
 
 #: Intake templates that import, unpickle or read the environment
@@ -182,7 +183,9 @@ def add_source(
     format : str, optional
         beamcat format; sniffed when not given.
     options : mapping
-        Reader options (``scan_shape``, ``path``, ``timezone`` ...).
+        Reader options (``scan_shape``, ``path``, ``timezone`` ...), and those
+        of every format: ``attrs``, ``poni`` (a PONI file, which must exist)
+        and ``poni_flip`` (`beamcat.catalog.formats.open_dataset`).
     metadata : mapping
         Free metadata; beamcat shows ``instrument``, ``sample``, ``run`` and
         ``description`` in its apps.
@@ -196,6 +199,8 @@ def add_source(
     ------
     CatalogError
         The name is not valid, or is taken and `replace` is False.
+    SourceNotFoundError
+        The ``poni`` option names no file.
     """
     from intake.readers.entry import Catalog
 
@@ -215,7 +220,10 @@ def add_source(
 
         format = sniff_format(source)
     folder = catalog.parent
-    options = {k: _relative_to(v, folder) if _is_path(v) else v for k, v in (options or {}).items()}
+    options = dict(options or {})
+    # checked now, with the entry named: the file must be there to be stored relative to the catalog
+    poni_attrs(options.get("poni"), options.get("poni_flip", False), f"{catalog}: entry {name!r}")
+    options = {k: _relative_to(v, folder) if _is_path(v) else v for k, v in options.items()}
     reader = make_reader(
         _relative_to(source, folder), format=format, options=options, metadata=metadata
     )

@@ -25,7 +25,7 @@ from typing import Any
 
 import xarray as xr
 
-from beamcat.catalog._paths import expand_source
+from beamcat.catalog._paths import expand_source, poni_attrs
 from beamcat.errors import FormatError, OptionError
 
 Source = str | os.PathLike | Iterable[str | os.PathLike]
@@ -413,6 +413,8 @@ def open_dataset(
     *,
     format: str | None = None,
     attrs: Mapping[str, Any] | None = None,
+    poni: str | os.PathLike | None = None,
+    poni_flip: bool = False,
     **options,
 ) -> xr.Dataset:
     """Open any supported source as a labelled, lazily backed Dataset.
@@ -429,6 +431,14 @@ def open_dataset(
         Attributes to set on the Dataset, for what the file does not record
         (``{"pixel_size": 55e-6, "energy": 8048}``); a catalog entry can carry
         them as an option.
+    poni : path, optional
+        The pyFAI PONI file of the detector geometry (diffraction images). It
+        must exist; its absolute path lands in ``attrs["poni"]``, where
+        ``beamcat.analyses.geometry.as_geometry`` and ``ds.diffraction`` find
+        it. In a catalog it is stored relative to the catalog file like the source.
+    poni_flip : bool
+        The PONI refers to the image flipped vertically, as Dioptas shows it and
+        writes its PONI files; lands in ``attrs["poni_flip"]`` (0 or 1).
     **options
         Passed to the format's opener (``scan_shape=`` for MIB, ``path=`` for
         HDF5, ``window=`` for SPICE and EIS, ``timezone=`` for logs ...);
@@ -445,7 +455,9 @@ def open_dataset(
     ------
     OptionError
         An unknown `format`, or an option the format does not take (the
-        message lists the ones it does).
+        message lists the ones it does); `poni_flip` without `poni`.
+    SourceNotFoundError
+        The source, or the `poni` file, does not exist.
     FormatError
         The format cannot be sniffed, or the file is not what it claims.
 
@@ -456,10 +468,13 @@ def open_dataset(
     >>> ds[ds.attrs["signal"]].mean("frame")  # doctest: +SKIP
     >>> eis = beamcat.open_dataset("eis_20210306_064444.data.h5", window="Fe XII 192")
     ... # doctest: +SKIP
+    >>> ceo2 = beamcat.open_dataset("CeO2.tif", poni="CeO2.poni", poni_flip=True)
+    ... # doctest: +SKIP
     """
     if format is None:
         format = sniff_format(source)
     opener = get_opener(format)
     check_options(format, options, source)
+    attrs = {**(attrs or {}), **poni_attrs(poni, poni_flip, _describe(source))}
     ds = opener(source, **options)
     return ds.assign_attrs(attrs) if attrs else ds
