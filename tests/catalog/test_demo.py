@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -32,6 +33,13 @@ EXPECTED = {
     "stem4d_au_reference": {"scan_y": 8, "scan_x": 8, "y": 128, "x": 128},
     "spice_window0": {"time": 1, "wavelength": 60, "y": 96, "x": 48},
     **{f"spice_window{w}": {"time": 1, "wavelength": 32, "y": 96, "x": 48} for w in (1, 2, 3)},
+    "diffraction_ceo2": {"frame": 1, "y": 407, "x": 487},
+}
+#: entries that carry their detector geometry (``poni=``) -> the PONI beside the data
+PONIS = {
+    "femtomax_scan": "photon/scan_0007.poni",
+    **{f"gainmap_pos{k}": f"gainmap/pos{k}.poni" for k in range(1, 6)},
+    "diffraction_ceo2": "diffraction/CeO2_Pilatus200K.poni",
 }
 
 
@@ -53,16 +61,22 @@ def test_catalog_lists_every_entry_with_metadata(catalog):
         # sources are stored relative to the catalog, so the demo folder can move
         sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
         assert all(s.startswith("{CATALOG_DIR}/") for s in sources), name
+        # and so are the PONI files of the entries that carry a geometry
+        poni = row["options"].get("poni")
+        assert poni == (f"{{CATALOG_DIR}}/{PONIS[name]}" if name in PONIS else None), name
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_entry_opens_lazily_with_expected_shape(catalog, name, raise_if_dask_computes):
+def test_entry_opens_lazily_with_expected_shape(catalog, demo_dir, name, raise_if_dask_computes):
     with raise_if_dask_computes():
         ds = _read(catalog, name)
     signal = ds[ds.attrs["signal"]]
     assert dict(zip(signal.dims, signal.shape, strict=True)) == EXPECTED[name]
     if signal.ndim > 1:
         assert signal.chunks is not None, f"{name}: pixel data must stay dask-backed"
+    if name in PONIS:  # the geometry travels in attrs, as an absolute path
+        assert ds.attrs["poni"] == str(demo_dir.resolve() / PONIS[name])
+        assert ds.attrs["poni_flip"] == 0
 
 
 def test_make_demo_refuses_a_folder_that_holds_one(demo_dir):
@@ -228,6 +242,63 @@ def test_gainmap_poni_files_and_images_match_truth(catalog, demo_dir):
         assert np.corrcoef(ratio, arrays["gain"][good])[0, 1] > 0.85
         # the beam stop shadow is dark
         assert np.median(images.mean(0)[arrays["beamstop"][i]]) < 0.05 * np.median(expected)
+
+
+# --- X-ray diffraction --------------------------------------------------------------------
+
+
+def _config(ai) -> dict:
+    """pyFAI's configuration as truth.json holds it (JSON: enums as ints, tuples as lists)."""
+    return json.loads(json.dumps(ai.get_config()))
+
+
+def test_diffraction_image_is_pyfai_calibrant_image_with_noise_and_gaps(catalog, demo_dir):
+    from pyFAI import load
+    from pyFAI.calibrant import get_calibrant
+
+    scalars, arrays = read_truth(demo_dir / "diffraction")
+    ds = _read(catalog, "diffraction_ceo2")
+    ai = load(ds.attrs["poni"])  # the PONI the entry carries is the truth's geometry
+    assert _config(ai) == scalars["poni"]
+    assert ai.energy * 1000 == pytest.approx(scalars["energy"], rel=1e-12)
+    # the noise-free image is pyFAI's own calibrant image for that geometry (float32 stored)
+    calibrant = get_calibrant(scalars["calibrant"])
+    calibrant.wavelength = ai.wavelength
+    rings = calibrant.fake_calibration_image(
+        ai, shape=arrays["expected"].shape, resolution=scalars["ring_fwhm_deg"]
+    )
+    gap = arrays["gap"]
+    model = scalars["background_counts"] + scalars["peak_counts"] * rings
+    np.testing.assert_allclose(arrays["expected"][~gap], model[~gap], rtol=1e-6)
+    image = ds.counts.values[0]
+    np.testing.assert_array_equal(image == -2, gap)  # the module gap, and only it, reads -2
+    assert gap[195:212].all() and gap.sum() == 17 * 487
+    # Poisson noise: standardised residuals over ~190k pixels have mean 0 and sd 1 (+-0.01)
+    z = (image[~gap] - model[~gap]) / np.sqrt(model[~gap])
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    # the rings sit where pyFAI's CeO2 d-spacings put them: pyFAI's own 1D pattern of the
+    # image peaks near each reflection with counts. pyFAI's fake image samples its pattern
+    # every 0.045 deg (634 points over 0-28.6 deg), so a peak is off by up to half of that,
+    # plus one of our 0.019-deg bins: 0.045 deg
+    result = ai.integrate1d(
+        image, 1500, unit="2th_deg", mask=gap, method=("no", "histogram", "cython")
+    )
+    for tth in scalars["ring_tth_deg"]:
+        near = np.abs(result.radial - tth) < 0.15
+        if result.intensity[near].max() > 3 * scalars["background_counts"]:
+            assert abs(result.radial[near][np.argmax(result.intensity[near])] - tth) <= 0.045
+
+
+def test_femtomax_poni_puts_the_insb_111_reflection_on_the_bragg_spot(catalog, demo_dir):
+    from pyFAI import load
+
+    scalars, _ = read_truth(demo_dir / "photon")
+    ai = load(_read(catalog, "femtomax_scan").attrs["poni"])
+    assert _config(ai) == scalars["poni"]
+    tth = ai.array_from_unit((256, 256), "center", "2th_deg", scale=True)
+    d_111 = 6.4794e-10 / np.sqrt(3)  # InSb, a = 6.4794 Angstrom
+    expected = np.rad2deg(2 * np.arcsin(ai.wavelength / (2 * d_111)))
+    assert tth[128, 144] == pytest.approx(expected, abs=1e-9)  # the spot's centre pixel
 
 
 # --- 4D-STEM ------------------------------------------------------------------------------

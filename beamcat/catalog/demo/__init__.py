@@ -1,13 +1,14 @@
 """The embedded demo data set: one sample per workflow, in its real file format, with ground truth.
 
 `make_demo` writes, into one folder, a sample for each of the five workflows
-and an Intake catalog (``catalog.yaml``) of them; sources are stored relative
-to the catalog, so the folder can be moved. Each sample folder holds
-``truth.json`` and ``truth.npz``: what an analysis must find (see the module
-docstrings of `radiography`, `photon`, `gainmap`, `stem4d` and `spice`, and
-`read_truth`). `ensure_demo` generates it once into the user cache folder (keyed by a hash
-of the generator's sources, `generator_key`);
-``beamcat.open_catalog()`` opens that catalog.
+(and a CeO2 calibrant image for X-ray diffraction) and an Intake catalog
+(``catalog.yaml``) of them; sources are stored relative to the catalog, so the
+folder can be moved. Each sample folder holds ``truth.json`` and ``truth.npz``:
+what an analysis must find (see the module docstrings of `radiography`,
+`photon`, `gainmap`, `stem4d`, `spice` and `diffraction`, and `read_truth`).
+`ensure_demo` generates it once into the user cache folder (keyed by a hash of
+the generator's sources, `generator_key`); ``beamcat.open_catalog()`` opens
+that catalog.
 
 Examples
 --------
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from beamcat.catalog.demo import gainmap, photon, radiography, spice, stem4d
+from beamcat.catalog.demo import diffraction, gainmap, photon, radiography, spice, stem4d
 from beamcat.catalog.demo._common import TRUTH_JSON, TRUTH_NPZ, Entry, read_truth
 from beamcat.errors import OptionError
 
@@ -40,6 +41,7 @@ SAMPLES = {
     "gainmap": gainmap.write,
     "stem4d": stem4d.write,
     "spice": spice.write,
+    "diffraction": diffraction.write,  # last: the others keep their random streams
 }
 
 

@@ -68,3 +68,27 @@ def read_truth(folder: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray
     with np.load(folder / TRUTH_NPZ) as npz:
         arrays = {k: npz[k] for k in npz.files}
     return scalars, arrays
+
+
+def write_pyfai_poni(path: Path, config: dict[str, Any]):
+    """Write a PONI file with pyFAI's own writer (version 2 text) and return its integrator.
+
+    Parameters
+    ----------
+    path : Path
+        A new file (pyFAI appends to an existing one).
+    config : dict
+        pyFAI's configuration keys: ``detector`` (a pyFAI detector name) or
+        ``detector_config``, ``dist``, ``poni1``, ``poni2`` (m), ``rot1-3`` (rad),
+        ``wavelength`` (m).
+
+    Returns
+    -------
+    pyFAI.integrator.azimuthal.AzimuthalIntegrator
+    """
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    ai = AzimuthalIntegrator()
+    ai.set_config(dict(config))
+    ai.write(str(path))
+    return ai

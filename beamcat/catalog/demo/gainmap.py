@@ -5,7 +5,8 @@ What is written (under ``gainmap/``): for each position k = 1..5 a folder
 the pyFAI PONI (v1 text) of that position, ``pos<k>.poni``. The detector is
 moved sideways between positions, so each pixel sees a different 2-theta and
 the beam-stop shadow (a disc on an arm, fixed in the lab) falls elsewhere: the
-situation the gain-map method of Weng et al. (2023) needs.
+situation the gain-map method of Weng et al. (2023) needs. Each catalog entry
+``gainmap_pos<k>`` carries its PONI (``poni=``, relative to the catalog).
 
 Counts are ``Poisson(exposure * I(2theta) * P(2theta, chi) * dOmega * gain)``:
 I is the amorphous radial profile (counts/s at the PONI pixel), P pyFAI's
@@ -215,6 +216,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
                     "run": f"pos{k}",
                     "description": f"amorphous scatter at detector position {k}; PONI pos{k}.poni",
                 },
+                {"poni": folder / f"pos{k}.poni"},
             )
         )
     grid = np.linspace(0.0, 25.0, 2501)

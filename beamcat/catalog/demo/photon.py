@@ -3,7 +3,11 @@
 What is written (under ``photon/``): a dranspose recording
 (`beamcat.catalog.cbor_stream.write_recording`): ``scan_0007andor3_balor-ingester-*.cbors.gz``
 with 60 uint16 frames of 256 x 256 and ``scan_0007sardana-ingester-*.cbors``
-with the motor ``theta`` at 10 positions, 6 frames each.
+with the motor ``theta`` at 10 positions, 6 frames each; and the detector's
+pyFAI PONI ``scan_0007.poni`` (`PONI`: 12 um pixels 0.2 m from the sample, the
+detector turned by ``rot1`` so that the InSb 111 reflection's 2θ at 8048 eV
+passes through the Bragg spot), which the catalog entry carries (``poni=``):
+the Live page draws q-curves on the recording with it.
 
 Each frame is ``background (100 ADU) + read noise (sigma 3 ADU) + photons + hot
 pixels``. A photon deposits ~1250 ADU (8 keV) over the 3 x 3 pixels around its
@@ -18,7 +22,8 @@ Ground truth (``photon/truth.json`` and ``truth.npz``):
 
 truth.json
     ``background`` (ADU), ``read_noise`` (ADU), ``photon_adu`` (mean deposit),
-    ``energy`` (eV), ``roi`` [x, y, w, h] (``im[y:y+h, x:x+w]``), ``motor``
+    ``energy`` (eV), ``poni`` (pyFAI's configuration of `PONI`), ``roi`` [x, y, w, h]
+    (``im[y:y+h, x:x+w]``), ``motor``
     (name), ``positions`` (per step), ``frames_per_step``, ``rocking_curve``
     {``centre``, ``sigma``, ``peak_rate``, ``base_rate``} (photons per frame
     in the ROI spot).
@@ -41,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf
 
-from beamcat.catalog.demo._common import Entry, write_truth
+from beamcat.catalog.demo._common import Entry, write_pyfai_poni, write_truth
 
 SHAPE = (256, 256)
 BACKGROUND = 100.0
@@ -69,6 +74,20 @@ HOT_PIXELS = (
     (180, 240, 4000.0),
 )  # y, x, excess ADU
 N_PILEUPS = 6
+_PIXEL = 12e-6  # m, the Balor's
+_INSB_111_TTH = 2 * np.arcsin(12398.419843320026e-10 / ENERGY / (2 * 6.4794e-10 / np.sqrt(3)))
+#: pyFAI configuration of the detector: the PONI at the Bragg spot, the detector normal at 2θ(111)
+PONI = {
+    "detector": "Detector",
+    "detector_config": {"pixel1": _PIXEL, "pixel2": _PIXEL, "max_shape": list(SHAPE)},
+    "dist": 0.2,
+    "poni1": (SPOT[0] + 0.5) * _PIXEL,
+    "poni2": (SPOT[1] + 0.5) * _PIXEL,
+    "rot1": float(_INSB_111_TTH),
+    "rot2": 0.0,
+    "rot3": 0.0,
+    "wavelength": 12398.419843320026e-10 / ENERGY,
+}
 
 
 def deposit(y: float, x: float, energy: float) -> tuple[int, int, np.ndarray]:
@@ -200,6 +219,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
             "read_noise": READ_NOISE,
             "photon_adu": PHOTON_ADU,
             "energy": ENERGY,
+            "poni": write_pyfai_poni(folder / "scan_0007.poni", PONI).get_config(),
             "roi": list(ROI),
             "motor": MOTOR,
             "positions": POSITIONS,
@@ -227,5 +247,6 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
                 "run": "scan_0007",
                 "description": "single-photon CMOS frames, 10 theta steps x 6 frames",
             },
+            {"poni": folder / "scan_0007.poni"},
         )
     ]
