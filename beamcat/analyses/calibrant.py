@@ -287,6 +287,11 @@ def _start_geometry(start, shape, flip, pixel_size) -> Geometry:
     centre = start.get("centre", start.get("center"))
     distance = start.get("distance")
     size = start.get("pixel_size", pixel_size)
+    if size is None:
+        raise OptionError(
+            "a beam-centre start needs the pixel size: {'pixel_size': m} in it, pixel_size= "
+            "or a DataArray with attrs['pixel_size']"
+        )
     try:
         x, y = (float(v) for v in centre)
         distance = float(distance)
