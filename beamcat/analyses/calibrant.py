@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -379,6 +380,38 @@ def _extracted(single, tried, n_free: int, tth_rings, hkl) -> np.ndarray:
     return points
 
 
+@contextlib.contextmanager
+def _seeded_numpy_random(seed: int):
+    """NumPy's global generator seeded for a while, then restored.
+
+    pyFAI's massif shuffles its candidate peaks with it: seeded, the same image
+    gives the same control points and geometry every time.
+    """
+    state = np.random.get_state()  # noqa: NPY002 - pyFAI draws from the global generator
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
+def _recalib(single, valid, tth_rings, hkl, limit: int) -> np.ndarray:
+    """Extract and refine over a growing number of rings; the last pass's control points."""
+    refinement = single.geometry_refinement
+    shape = valid.shape
+    visible = _visible_rings(refinement, shape, valid, tth_rings)[:limit]
+    n_rings, previous, first = min(FIRST_RINGS, limit), 0, True
+    while True:
+        fixed = ["wavelength", *(_ROTATIONS if first else ())]
+        points = _extracted(single, visible[:n_rings], 3 if first else 6, tth_rings, hkl)
+        refinement.refine3(fix=fixed)
+        visible = _visible_rings(refinement, shape, valid, tth_rings)[:limit]
+        if n_rings >= len(visible) and previous >= len(visible):
+            return points
+        previous, first = n_rings, False
+        n_rings = min(len(visible), max(n_rings + 2, round(n_rings * RING_GROWTH)))
+
+
 def calibrate(
     image,
     calibrant,
@@ -398,6 +431,8 @@ def calibrate(
     wavelength fixed: the first pass uses `FIRST_RINGS` rings with the
     rotations fixed, each further pass about `RING_GROWTH` times more rings,
     until every ring on the detector is used, then one more pass with all.
+    pyFAI's peak search shuffles its candidates; NumPy's global generator is
+    seeded for the call (and restored), so the result is reproducible.
 
     Parameters
     ----------
@@ -471,18 +506,8 @@ def calibrate(
     refinement = single.geometry_refinement
     tth_rings = np.asarray(pyfai.get_2th(), dtype=np.float64)
     limit = tth_rings.size if max_rings is None else max(1, int(max_rings))
-
-    visible = _visible_rings(refinement, shape, ~invalid, tth_rings)[:limit]
-    n_rings, previous, first = min(FIRST_RINGS, limit), 0, True
-    while True:
-        fixed = ["wavelength", *(_ROTATIONS if first else ())]
-        points = _extracted(single, visible[:n_rings], 3 if first else 6, tth_rings, hkl)
-        refinement.refine3(fix=fixed)
-        visible = _visible_rings(refinement, shape, ~invalid, tth_rings)[:limit]
-        if n_rings >= len(visible) and previous >= len(visible):
-            break
-        previous, first = n_rings, False
-        n_rings = min(len(visible), max(n_rings + 2, round(n_rings * RING_GROWTH)))
+    with _seeded_numpy_random(0):
+        points = _recalib(single, ~invalid, tth_rings, hkl, limit)
 
     rows, cols, ring = points[:, 0], points[:, 1], points[:, 2].astype(np.int64)
     residual = np.degrees(refinement.tth(rows, cols) - tth_rings[ring])

@@ -167,7 +167,9 @@ def test_beam_centre_is_where_2theta_is_zero(flip):
 # -- calibrate -------------------------------------------------------------------------------
 
 
-def test_calibrate_recovers_a_planted_geometry_from_a_beam_centre_start():
+@pytest.fixture(scope="module")
+def planted_lab6():
+    """pyFAI's fake LaB6 image of a planted tilted geometry, stored as Dioptas would flip it."""
     shape = (240, 320)
     ai = AzimuthalIntegrator(
         dist=0.08,
@@ -180,16 +182,28 @@ def test_calibrate_recovers_a_planted_geometry_from_a_beam_centre_start():
     )
     lab6 = get_calibrant("LaB6")
     lab6.wavelength = ai.wavelength
-    truth = as_geometry(ai, flip=True)
     raw = xr.DataArray(
         lab6.fake_calibration_image(ai, Imax=1000.0, Imin=10.0, resolution=0.05)[::-1],
         dims=("y", "x"),
         attrs={"pixel_size": 2e-4},
     )
+    return raw, as_geometry(ai, flip=True)
+
+
+def test_calibrate_recovers_a_planted_geometry_from_a_beam_centre_start(planted_lab6):
+    raw, truth = planted_lab6
+    shape = raw.shape
     x, y = beam_centre(truth, shape)
     start = {"distance": 0.082, "centre": (x + 4, y - 4)}  # 2 mm, 4 + 4 px off, no tilt
+    state = np.random.get_state()  # noqa: NPY002
     cal = calibrate(raw, "LaB6", energy=truth.energy, start=start, flip=True)
     assert isinstance(cal, Calibration) and cal.geometry.flip
+    # reproducible (pyFAI's massif shuffles with NumPy's global generator, seeded for the
+    # call) and the caller's generator left as it was
+    again = calibrate(raw, "LaB6", energy=truth.energy, start=start, flip=True)
+    assert again.geometry == cal.geometry
+    xr.testing.assert_identical(again.rings, cal.rings)
+    np.testing.assert_array_equal(np.random.get_state()[1], state[1])  # noqa: NPY002
     config = json.loads(cal.geometry.config)
     # massif's peak positions on a synthetic ring carry ~0.1 px of bias; the planted
     # geometry is recovered to a fraction of a pixel (a pixel spans 0.14° of 2θ here)
@@ -198,6 +212,20 @@ def test_calibrate_recovers_a_planted_geometry_from_a_beam_centre_start():
     error = pixel_array(cal.geometry, shape, "2th_deg") - pixel_array(truth, shape, "2th_deg")
     assert np.abs(error).max() < 0.2 * np.degrees(2e-4 / 0.08)
     assert cal.n_rings == 7 and cal.rms < 0.03
+
+
+def test_calibrate_max_rings(planted_lab6):
+    raw, truth = planted_lab6
+    d_spacings = [4.156826, 2.93931985, 2.39994461, 2.0785]
+    cal = calibrate(raw.values, d_spacings, start=truth, max_rings=3)
+    # the start is the truth; only the three lowest rings are used (LaB6 100, 110, 111 given
+    # as d-spacings: no hkl known, ring indices from the lowest angle)
+    assert cal.n_rings == 3
+    assert sorted(np.unique(cal.rings["ring"].values)) == [0, 1, 2]
+    assert cal.rings.attrs["calibrant"] == "d-spacings"
+    assert beam_centre(cal.geometry, raw.shape) == pytest.approx(
+        beam_centre(truth, raw.shape), abs=0.1
+    )
 
 
 def test_calibrate_ceo2_pilatus_from_3mm_and_10px_off(ceo2):
