@@ -65,9 +65,13 @@ def _pyfai_names() -> dict[str, str]:
 def _wavelength(energy, geometry: Geometry | None) -> float:
     """The wavelength in m from `energy` (eV), else the geometry's; OptionError when neither."""
     if energy is not None:
-        if not isinstance(energy, (int, float)) or not np.isfinite(energy) or energy <= 0:
+        try:
+            value = float(energy)
+        except (TypeError, ValueError):
+            value = np.nan
+        if not value > 0 or not np.isfinite(value):
             raise OptionError(f"energy must be a positive number of eV, got {energy!r}")
-        return _energy(float(energy))  # λ·E = hc both ways
+        return _energy(value)  # λ·E = hc both ways
     if geometry is not None and geometry.wavelength:
         return float(geometry.wavelength)
     where = f"and {geometry.name} has no wavelength" if geometry is not None else "and no geometry"
@@ -110,11 +114,11 @@ def _reflections(calibrant, wavelength: float):
         labels = [""] * d.size
     # one ring per distinct d (pyFAI's extraction numbers the distinct rings), largest d first
     unique, inverse = np.unique(d, return_inverse=True)
-    hkl = [
-        ", ".join(dict.fromkeys(labels[i] for i in np.flatnonzero(inverse == k) if labels[i]))
-        for k in range(unique.size)
-    ]
-    d, hkl = unique[::-1], hkl[::-1]
+    merged = [{} for _ in unique]
+    for k, label in zip(inverse, labels, strict=True):
+        merged[k][label] = None
+    hkl = [", ".join(label for label in m if label) for m in merged[::-1]]
+    d = unique[::-1]
     pyfai = Calibrant(dspacing=d.tolist(), wavelength=wavelength)
     reachable = len(pyfai.get_2th())  # pyFAI drops the d-spacings below λ/2
     return pyfai, name, d[:reachable], hkl[:reachable]
