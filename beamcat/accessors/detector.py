@@ -1,4 +1,4 @@
-"""``ds.detector`` / ``da.detector``: CMOS dark level, threshold (`beamcat.analyses.detector`)."""
+"""``ds.detector`` / ``da.detector``: dark level, threshold, flat field (analyses.detector)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from beamcat.accessors._signal import pick
-from beamcat.analyses.detector import subtract_background, threshold
+from beamcat.analyses.detector import flatfield, subtract_background, threshold
 
 
 class DetectorAccessor:
@@ -51,6 +51,14 @@ class DetectorAccessor:
     def threshold(self, value: float = 12, *, var: str | None = None) -> xr.Dataset | xr.DataArray:
         """`beamcat.analyses.detector.threshold` of the signal: zero below `value`."""
         return self._apply(threshold, var, value)
+
+    def flatfield(self, gain, *, var: str | None = None) -> xr.Dataset | xr.DataArray:
+        """`beamcat.analyses.detector.flatfield` of the signal: divide by a gain map.
+
+        `gain` is a `beamcat.analyses.gainmap.gain_map` result, a gain file opened
+        with `beamcat.open_dataset`, or a ``(y, x)`` map; NaN where it is invalid.
+        """
+        return self._apply(flatfield, var, gain)
 
 
 xr.register_dataset_accessor("detector")(DetectorAccessor)

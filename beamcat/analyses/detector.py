@@ -1,10 +1,12 @@
-"""CMOS frame corrections: dark level removal and zeroing below a threshold.
+"""Frame corrections: dark level removal, zeroing below a threshold, flat-field (gain) division.
 
-These are FemtoMAX's CMOS path (maxiv-science/drp-femtomax ``process_cmos``,
+The first two are FemtoMAX's CMOS path (maxiv-science/drp-femtomax ``process_cmos``,
 src/worker.py): ``img.clip(min=bg) - bg``, then ``dark_corr[dark_corr < thr] = 0``.
 The defaults are the pipeline's: a uniform dark level of 100 ADU (every Zyla/Balor
-pixel fluctuates around 100) and a threshold of 12 (the Zyla's). Both functions
-work on any ``(..., y, x)`` DataArray and stay lazy on dask-backed input.
+pixel fluctuates around 100) and a threshold of 12 (the Zyla's). `flatfield`
+divides by a pixel gain map (`beamcat.analyses.gainmap.gain_map`), pyFAI's
+``flat=`` convention. All work on any ``(..., y, x)`` DataArray and stay lazy on
+dask-backed input.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims
+from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, pick
 from beamcat.analyses._history import add_history
 from beamcat.errors import OptionError
 
-__all__ = ["as_background", "as_frames", "subtract_background", "threshold"]
+__all__ = ["as_background", "as_frames", "as_gain", "flatfield", "subtract_background", "threshold"]
 
 
 def as_frames(frames: xr.DataArray | np.ndarray) -> xr.DataArray:
@@ -132,3 +134,70 @@ def threshold(frames: xr.DataArray, value: float = 12) -> xr.DataArray:
         raise OptionError(f"threshold value={value!r}: expected a finite number")
     out = frames.where(~(frames < value), 0).astype(frames.dtype)
     return out.assign_attrs(add_history(frames.attrs, f"threshold({value})"))
+
+
+def as_gain(gain, shape: tuple[int, int]) -> xr.DataArray:
+    """A gain map as a float DataArray ``(y, x)``, NaN where it cannot correct a pixel.
+
+    Parameters
+    ----------
+    gain : Dataset, DataArray or array (y, x)
+        A `beamcat.analyses.gainmap.gain_map` result (its ``gain``, NaN where
+        ``valid`` is False), a gain file opened with `beamcat.open_dataset`
+        (its signal, one frame), or a plain map.
+    shape : (int, int)
+        The frames' ``(ny, nx)``.
+
+    Returns
+    -------
+    DataArray (y, x) float64
+        Finite, positive gains; NaN where the gain was NaN, 0, negative or invalid.
+    """
+    if isinstance(gain, xr.Dataset):
+        valid = gain["valid"].astype(bool) if "valid" in gain else True
+        data = gain["gain"] if "gain" in gain else pick(gain, what="a gain map")
+        gain = data.where(valid)
+    gain = gain if isinstance(gain, xr.DataArray) else xr.DataArray(np.asarray(gain))
+    if gain.ndim > 2:  # a gain file opened with open_dataset: (frame=1, y, x)
+        gain = gain.squeeze([d for d in gain.dims[:-2] if gain.sizes[d] == 1])
+    if gain.ndim != 2 or gain.shape != tuple(shape):
+        raise OptionError(
+            f"gain: a map of shape {gain.shape}, expected the frame shape (y, x) = {tuple(shape)}"
+        )
+    gain = gain.rename(dict(zip(gain.dims, PIXEL_DIMS, strict=True))).astype(np.float64)
+    return gain.where(np.isfinite(gain) & (gain > 0)).drop_vars(
+        [c for c in gain.coords if c not in PIXEL_DIMS]
+    )
+
+
+def flatfield(frames: xr.DataArray, gain) -> xr.DataArray:
+    """Divide frames by a pixel gain map: ``frames / gain``, NaN where the gain is invalid.
+
+    This is pyFAI's ``flat=`` convention (a gain of 1.05 reads 5 % too high), so
+    integrating flat-fielded frames equals integrating the raw ones with
+    ``flat=gain``.
+
+    Parameters
+    ----------
+    frames : DataArray (..., y, x)
+    gain : Dataset, DataArray or array (y, x)
+        See `as_gain`: a `gain_map` result, a gain file, or a map.
+
+    Returns
+    -------
+    DataArray (..., y, x)
+        Same dims, coords and attrs (history appended); ``np.result_type(frames,
+        float32)`` (float32 for 16-bit and float32 frames, float64 for int32 and
+        float64 ones); NaN where the gain is NaN, 0, negative or marked invalid.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> raw = xr.DataArray(np.array([[[105, 90, 50]]], np.int32), dims=("frame", "y", "x"))
+    >>> flatfield(raw, np.array([[1.05, 0.9, 0.0]])).values.tolist()
+    [[[100.0, 100.0, nan]]]
+    """
+    gain = as_gain(gain, check_pixel_dims(frames))
+    dtype = np.result_type(frames.dtype, np.float32)
+    out = (frames.astype(dtype) / gain.astype(dtype)).transpose(*frames.dims)
+    return out.assign_attrs(add_history(frames.attrs, "flatfield(gain)")).rename(frames.name)

@@ -2,11 +2,14 @@
 
 Frame times come from the DateTime tag (306, a local time) or EPICS areaDetector
 timestamp tags (65002/65003, UTC); detector attrs from Model, Software and a
-Pilatus (camserver) ``# Key value unit`` ImageDescription, converted to SI.
+Pilatus (camserver) ``# Key value unit`` ImageDescription, converted to SI. A
+JSON ImageDescription that beamcat wrote (``{"beamcat": ...}``, e.g. a gain
+map's ``form``) gives its keys as attrs.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -81,7 +84,18 @@ def tag_attrs(tags: dict) -> dict:
     description = tags.get(270)
     if isinstance(description, str) and description.lstrip().startswith("#"):
         attrs |= _pilatus_attrs(description)
+    elif isinstance(description, str) and description.startswith('{"beamcat":'):
+        attrs |= _beamcat_attrs(description)
     return attrs
+
+
+def _beamcat_attrs(description: str) -> dict:
+    """The scalar keys of a JSON ImageDescription that beamcat wrote (a gain map's ``form``)."""
+    try:
+        meta = json.loads(description)
+    except ValueError:
+        return {}
+    return {str(k): v for k, v in meta.items() if isinstance(v, str | int | float)}
 
 
 def _pilatus_attrs(description: str) -> dict:
