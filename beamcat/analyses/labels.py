@@ -1,20 +1,36 @@
-"""The per-pixel-label reduction: per-label sum, sum of squares and count of every frame.
+"""The per-pixel-label reduction: per-bin sums of every frame against a pixel -> bin table.
 
-A label map gives each detector pixel an integer bin (``-1``: excluded). The
-reduction of a frame is, per bin, the sum of its pixels' values, the sum of
-their squares and their number (float64), with optional per-pixel weights
-multiplying each value first. Azimuthal integration (bins of 2θ), 4D-STEM radial
-profiles (bins of elliptical radius) and masked ROI statistics (a bin per ROI)
-are all this one reduction with different label maps.
+A table gives each detector pixel its bins. A *label map* gives one bin per
+pixel (``-1``: excluded): azimuthal integration without pixel splitting,
+4D-STEM radial bins of elliptical radius, ROI statistics (a bin per ROI). A
+*CSR table* gives each pixel several bins with the fraction ``c`` of the pixel
+in each: pixel splitting (pyFAI's "bbox"). A label map is the CSR table with one
+entry of fraction 1 per pixel; `PixelTable` holds either.
 
-One module-level numba kernel (`label_sums`, ``nogil``, ``cache``) reduces a
-chunk of frames; `label_sums_reference` is its ``np.bincount`` twin; `KERNELS`
-maps one to the other for the tests and the benchmarks. `label_stats` wraps the
-kernel lazily with ``xr.apply_ufunc(dask="parallelized")`` over any leading dims
+The reduction of a frame is, per bin, pyFAI's five sums (``integrate_ng``):
+
+- ``signal`` Σ c·s, the pixel values s (times an optional per-pixel ``scale``);
+- ``variance`` Σ c²·σ², with σ² per pixel from the error model: ``"poisson"``
+  max(1, s), ``"variance"`` given per pixel, ``"squares"`` s² (sum of squares);
+  or ``"azimuthal"``, the spread around the bin's mean by pyFAI's one-pass
+  update (``CSR_common.pxi``): VV += (c·ω)²·(x - mean before)·(x - mean
+  after), x = s/ω, which is Σ c²·ω²·(x - mean)² when ω and c are equal in the
+  bin and close to it otherwise;
+- ``norm`` Σ c·ω, with the per-pixel normalisation ω (solid angle, polarisation,
+  flat field: what the signal is divided by);
+- ``count`` Σ c (pixels per bin, fractional with splitting);
+- ``norm_sq`` Σ c²·ω².
+
+A pixel drops out of a frame when its value is not finite (NaN, inf), equals
+``dummy`` (within ``delta_dummy``, compared in float32 as pyFAI does), its ω is
+0 or not finite, or its given variance is not finite.
+
+One module-level numba kernel (`table_sums`, ``nogil``, ``cache``) reduces a
+chunk of frames; `table_sums_reference` is its ``np.bincount`` twin
+(`TABLE_KERNELS`). `label_sums` (sum, sum of squares, count per label, weights
+multiplying the values) is the kernel on a label map; `label_stats` wraps it
+lazily with ``xr.apply_ufunc(dask="parallelized")`` over any leading dims
 (``frame``, ``time``, ``scan_y, scan_x``): one task per chunk of whole frames.
-
-Non-finite values (NaN, inf: dead pixels, a calibration's safe division) are
-skipped and not counted, as `beamcat.analyses.roi.roi_means` does.
 
 Examples
 --------
@@ -25,9 +41,14 @@ Examples
 ([[1.0, 2.0], [9.0, 6.0]], [[2.0, 1.0], [2.0, 1.0]])
 >>> out["mean"].values.tolist()
 [[0.5, 2.0], [4.5, 6.0]]
+>>> sums = table_sums(np.arange(4.0).reshape(2, 2), label_table(labels, 2), np.full((2, 2), 2.0))
+>>> sums[:, SUMS.index("signal")].tolist(), sums[:, SUMS.index("norm")].tolist()
+([1.0, 2.0], [4.0, 2.0])
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -37,43 +58,281 @@ from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, who
 from beamcat.analyses._history import carried, history
 from beamcat.errors import OptionError
 
-__all__ = ["KERNELS", "label_stats", "label_sums", "label_sums_reference"]
+__all__ = [
+    "ERROR_MODELS",
+    "KERNELS",
+    "SUMS",
+    "TABLE_KERNELS",
+    "PixelTable",
+    "label_stats",
+    "label_sums",
+    "label_sums_reference",
+    "label_table",
+    "table_sums",
+    "table_sums_reference",
+]
 
-#: per label: sum, sum of squares, count
-SUMS = 3
+#: the per-bin sums of `table_sums`, in pyFAI's order
+SUMS = ("signal", "variance", "norm", "count", "norm_sq")
+#: error model -> the kernel's code for it
+ERROR_MODELS = {None: 0, "poisson": 1, "variance": 2, "azimuthal": 3, "squares": 4}
+
+
+class PixelTable(NamedTuple):
+    """Pixel -> bins: a label map, or a CSR table of pixel fractions (pixel-major).
+
+    Attributes
+    ----------
+    indptr : ndarray (y*x + 1,) of int, or empty
+        Empty for a label map; else pixel p's entries are ``indptr[p]:indptr[p+1]``.
+    bins : ndarray of int32
+        The label map ``(y*x,)`` (-1: excluded), or the bin of each entry ``(nnz,)``.
+    fractions : ndarray (nnz,) of float, or empty
+        The fraction of the pixel in each entry's bin (empty for a label map).
+    n_bins : int
+    """
+
+    indptr: np.ndarray
+    bins: np.ndarray
+    fractions: np.ndarray
+    n_bins: int
+
+
+def label_table(labels, n_bins: int) -> PixelTable:
+    """The `PixelTable` of a label map ``(y, x)`` (bins ``0 .. n_bins - 1``, -1 excluded)."""
+    bins = np.ascontiguousarray(np.asarray(labels).ravel(), dtype=np.int32)
+    return PixelTable(np.empty(0, np.int32), bins, np.empty(0, np.float32), int(n_bins))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _pixel(frames, i, y, x, norm, scale, variance, model, dummy, delta):  # pragma: no cover
+    """(valid, s, σ², ω) of pixel (y, x) of frame i, by the rules of the module docstring."""
+    value = frames[i, y, x]
+    if dummy == dummy:  # a dummy is set (not NaN)
+        raw = np.float32(value)
+        if (delta == 0.0 and raw == dummy) or (delta != 0.0 and abs(raw - dummy) <= delta):
+            return False, 0.0, 0.0, 0.0
+    s = np.float64(value)
+    if scale.shape[0]:
+        s = s * scale[y, x]
+    if not s - s == 0.0:  # NaN or inf
+        return False, 0.0, 0.0, 0.0
+    w = np.float64(norm[y, x]) if norm.shape[0] else 1.0
+    if not (w != 0.0 and w - w == 0.0):
+        return False, 0.0, 0.0, 0.0
+    v = 0.0
+    if model == 1:
+        v = max(1.0, s)
+    elif model == 2:
+        v = np.float64(variance[i, y, x])
+        if not v - v == 0.0:
+            return False, 0.0, 0.0, 0.0
+    elif model == 4:
+        v = s * s
+    return True, s, v, w
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _add(acc, b, c, s, v, w, model):  # pragma: no cover - numba
+    """Add one entry (fraction c of a valid pixel) to bin b's sums acc[b]."""
+    wb = c * w
+    acc[b, 3] += c
+    if model != 3:
+        acc[b, 0] += c * s
+        acc[b, 1] += c * c * v
+        acc[b, 2] += wb
+        acc[b, 4] += wb * wb
+    elif acc[b, 4] <= 0.0:  # pyFAI's one-pass update: the bin's first pixel
+        acc[b, 0] = c * s
+        acc[b, 2] = wb
+        acc[b, 4] = wb * wb
+    else:  # VV += (cω)²·(x - mean before)·(x - mean after), x = s/ω
+        x = s / w
+        before = acc[b, 0] / acc[b, 2] - x
+        acc[b, 0] += c * s
+        acc[b, 2] += wb
+        acc[b, 4] += wb * wb
+        acc[b, 1] += wb * wb * before * (acc[b, 0] / acc[b, 2] - x)
 
 
 @numba.njit(nogil=True, cache=True)
-def _label_sums_kernel(frames, labels, weights, out):  # pragma: no cover - numba
-    """Per-label sums of frames (n, p) into zeroed out (n, k, 3); labels (p,), weights (p,).
+def _table_sums_kernel(
+    frames, indptr, bins, fractions, norm, scale, variance, model, dummy, delta, out
+):  # pragma: no cover - numba
+    """The five sums of frames (n, y, x) into zeroed out (n, n_bins, 5), pixel by pixel.
 
-    In pixel order, as ``np.bincount`` adds: the twin's numbers to the last bit.
+    Pixel p = y·width + x, in this order: each bin gets its pixels in the order
+    pyFAI's CSR engine adds them (its one-pass azimuthal variance depends on it).
     """
+    labelled = indptr.shape[0] == 0
+    width = frames.shape[2]
     for i in range(frames.shape[0]):
-        for p in range(labels.shape[0]):
-            b = labels[p]
-            if b < 0:
-                continue
-            v = np.float64(frames[i, p]) * weights[p]
-            if v - v == 0.0:  # finite
-                out[i, b, 0] += v
-                out[i, b, 1] += v * v
-                out[i, b, 2] += 1.0
+        acc = out[i]
+        for y in range(frames.shape[1]):
+            for x in range(width):
+                p = y * width + x
+                if labelled:
+                    b = bins[p]
+                    if b < 0:
+                        continue
+                elif indptr[p] == indptr[p + 1]:
+                    continue
+                ok, s, v, w = _pixel(frames, i, y, x, norm, scale, variance, model, dummy, delta)
+                if not ok:
+                    continue
+                if labelled:  # fraction 1: 1·s and 1·1·v are exact, the label map's sums to the bit
+                    _add(acc, b, 1.0, s, v, w, model)
+                    continue
+                for j in range(indptr[p], indptr[p + 1]):
+                    _add(acc, bins[j], np.float64(fractions[j]), s, v, w, model)
 
 
-def _flat_inputs(frames, labels, weights):
+_NO_PIXELS = np.empty((0, 0))
+_NO_VARIANCE = np.empty((0, 0, 0))
+
+
+def _table_inputs(
+    frames,
+    table,
+    norm,
+    *,
+    scale=None,
+    variance=None,
+    error_model=None,
+    dummy=None,
+    delta_dummy=None,
+):
+    """Kernel arguments: frames (n, y, x), per-pixel (y, x) arrays (views where possible)."""
+    if error_model not in ERROR_MODELS:
+        raise OptionError(f"error_model={error_model!r}: expected one of {list(ERROR_MODELS)}")
+    model = ERROR_MODELS[error_model]
     frames = np.asarray(frames)
-    lead = frames.shape[:-2]
-    flat = np.ascontiguousarray(frames.reshape(-1, frames.shape[-2] * frames.shape[-1]))
-    labels = np.ascontiguousarray(np.asarray(labels, np.int64).ravel())
-    if weights is None:
-        weights = np.ones(labels.shape[0])
-    weights = np.ascontiguousarray(np.asarray(weights, np.float64).ravel())
-    return lead, flat, labels, weights
+    lead, shape = frames.shape[:-2], frames.shape[-2:]
+    stack = frames.reshape(-1, *shape)
+
+    def pixels(a):
+        return _NO_PIXELS if a is None else np.asarray(a).reshape(shape)
+
+    if model == 2:
+        if variance is None:
+            raise OptionError('error_model="variance" needs the variance of every pixel')
+        var = np.broadcast_to(np.asarray(variance, np.float64), frames.shape).reshape(stack.shape)
+    else:
+        var = _NO_VARIANCE
+    dummy = np.float32(np.nan if dummy is None else dummy)
+    delta = np.float32(0.0 if delta_dummy is None else delta_dummy)
+    args = (stack, table.indptr, table.bins, table.fractions, pixels(norm), pixels(scale), var)
+    return lead, args, model, dummy, delta
+
+
+def table_sums(
+    frames: np.ndarray,
+    table: PixelTable,
+    norm=None,
+    *,
+    scale=None,
+    variance=None,
+    error_model: str | None = None,
+    dummy: float | None = None,
+    delta_dummy: float | None = None,
+) -> np.ndarray:
+    """The kernel: frames ``(..., y, x)`` -> ``(..., n_bins, 5)``, the `SUMS` per bin.
+
+    Parameters
+    ----------
+    frames : ndarray (..., y, x)
+        Any numeric dtype; may be a view (a flipped image: ``[..., ::-1, :]``).
+    table : PixelTable
+        Pixel -> bins (`label_table`, or a CSR table) for pixels numbered
+        ``y * width + x``; not checked here.
+    norm : ndarray (y, x), optional
+        The normalisation ω of each pixel (default 1).
+    scale : ndarray (y, x), optional
+        Multiplies each pixel's value before anything else (label weights).
+    variance : ndarray (y, x) or (..., y, x), optional
+        Per-pixel variance, for ``error_model="variance"``.
+    error_model : {None, "poisson", "variance", "azimuthal", "squares"}
+        What the ``variance`` sum holds (module docstring); None: zeros.
+    dummy, delta_dummy : float, optional
+        Pixels whose value is `dummy` (within `delta_dummy`) drop out.
+    """
+    options = {"scale": scale, "variance": variance, "error_model": error_model}
+    options.update(dummy=dummy, delta_dummy=delta_dummy)
+    lead, args, model, dummy, delta = _table_inputs(frames, table, norm, **options)
+    out = np.zeros((args[0].shape[0], table.n_bins, len(SUMS)))
+    _table_sums_kernel(*args, model, dummy, delta, out)
+    return out.reshape((*lead, table.n_bins, len(SUMS)))
+
+
+def table_sums_reference(frames: np.ndarray, table: PixelTable, norm=None, **options) -> np.ndarray:
+    """NumPy twin of `table_sums`: ``np.bincount`` over the table's entries, same arguments."""
+    options = {"scale": None, "variance": None, "error_model": None, **options}
+    lead, args, model, dummy, delta = _table_inputs(frames, table, norm, **options)
+    stack, indptr, bins, fractions, norm, scale, var = args
+    flat = stack.reshape(stack.shape[0], -1)
+    norm, scale, var = norm.ravel(), scale.ravel(), var.reshape(var.shape[0], -1)
+    npix = flat.shape[1]
+    if indptr.size:
+        pixel = np.repeat(np.arange(npix), np.diff(indptr))
+        c = fractions.astype(np.float64)
+    else:
+        pixel = np.flatnonzero(bins >= 0)
+        bins, c = bins[pixel], np.ones(pixel.size)
+    w = norm.astype(np.float64) if norm.size else np.ones(npix)
+    out = np.zeros((flat.shape[0], table.n_bins, len(SUMS)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for i, frame in enumerate(flat):
+            s = frame.astype(np.float64) * (scale if scale.size else 1.0)
+            ok = np.isfinite(s) & (w != 0) & np.isfinite(w)
+            if dummy == dummy:
+                raw = frame.astype(np.float32)
+                ok &= (raw != dummy) if delta == 0 else ~(np.abs(raw - dummy) <= delta)
+            v = {1: np.maximum(1.0, s), 2: var[i] if var.size else None, 4: s * s}.get(model)
+            v = np.zeros(npix) if v is None else v
+            ok &= np.isfinite(v)
+            e = ok[pixel]
+            b, ce, pe = bins[e], c[e], pixel[e]
+            sums = (ce * s[pe], ce * ce * v[pe], ce * w[pe], ce, ce * ce * w[pe] ** 2)
+            for k, values in enumerate(sums):
+                out[i, :, k] = np.bincount(b, values, minlength=table.n_bins)
+            if model == 3:
+                out[i, :, 1] = _azimuthal_reference(b, ce, s[pe], w[pe], table.n_bins)
+    return out.reshape((*lead, table.n_bins, len(SUMS)))
+
+
+def _azimuthal_reference(bins, c, s, w, n_bins: int) -> np.ndarray:
+    """The one-pass azimuthal variance of `_add`, vectorised: running sums per bin."""
+    used = c != 0  # the kernel's zero fractions change nothing
+    bins, c, s, w = bins[used], c[used], s[used], w[used]
+    order = np.argsort(bins, kind="stable")  # each bin's entries in pixel order
+    bins, c, s, w = bins[order], c[order], s[order], w[order]
+    first = np.r_[True, bins[1:] != bins[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(bins.size), 0))
+
+    def running(values):  # per-bin cumulative sums (after each entry)
+        total = np.cumsum(values)
+        return total - (total[start] - values[start])
+
+    sig, nrm = running(c * s), running(c * w)
+    x = s / w
+    before = (sig - c * s) / (nrm - c * w) - x
+    terms = np.where(first, 0.0, (c * w) ** 2 * before * (sig / nrm - x))
+    return np.bincount(bins, terms, minlength=n_bins)
+
+
+#: kernel -> NumPy twin (frames (..., y, x), table, norm, keyword options)
+TABLE_KERNELS = {table_sums: table_sums_reference}
+
+#: the label statistics picked from the kernel's sums: sum, sum of squares, count
+_LABEL_SUMS = [SUMS.index("signal"), SUMS.index("variance"), SUMS.index("count")]
 
 
 def label_sums(frames: np.ndarray, labels: np.ndarray, weights, n_labels: int) -> np.ndarray:
-    """The kernel: frames ``(..., y, x)`` -> ``(..., n_labels, 3)`` sum, sum of squares, count.
+    """Frames ``(..., y, x)`` -> ``(..., n_labels, 3)`` sum, sum of squares, count per label.
+
+    `table_sums` on the label map, with the weights as its ``scale`` and the
+    ``"squares"`` error model: the values are added in pixel order, as
+    ``np.bincount`` adds them, so its twin's numbers are equal to the last bit.
 
     Parameters
     ----------
@@ -87,18 +346,20 @@ def label_sums(frames: np.ndarray, labels: np.ndarray, weights, n_labels: int) -
     n_labels : int
         Number of bins.
     """
-    lead, flat, labels, weights = _flat_inputs(frames, labels, weights)
-    out = np.zeros((flat.shape[0], n_labels, SUMS))
-    _label_sums_kernel(flat, labels, weights, out)
-    return out.reshape((*lead, n_labels, SUMS))
+    sums = table_sums(frames, label_table(labels, n_labels), scale=weights, error_model="squares")
+    return sums[..., _LABEL_SUMS]
 
 
 def label_sums_reference(
     frames: np.ndarray, labels: np.ndarray, weights, n_labels: int
 ) -> np.ndarray:
     """NumPy twin of `label_sums`: ``np.bincount`` per frame, same arguments and result."""
-    lead, flat, labels, weights = _flat_inputs(frames, labels, weights)
-    out = np.zeros((flat.shape[0], n_labels, SUMS))
+    frames = np.asarray(frames)
+    lead = frames.shape[:-2]
+    flat = frames.reshape(-1, frames.shape[-2] * frames.shape[-1])
+    labels = np.asarray(labels, np.int64).ravel()
+    weights = np.ones(labels.shape[0]) if weights is None else np.asarray(weights).ravel()
+    out = np.zeros((flat.shape[0], n_labels, 3))
     for i, frame in enumerate(flat):
         values = frame.astype(np.float64) * weights
         keep = (labels >= 0) & np.isfinite(values)
@@ -106,7 +367,7 @@ def label_sums_reference(
         out[i, :, 0] = np.bincount(bins, values, minlength=n_labels)
         out[i, :, 1] = np.bincount(bins, values * values, minlength=n_labels)
         out[i, :, 2] = np.bincount(bins, minlength=n_labels)
-    return out.reshape((*lead, n_labels, SUMS))
+    return out.reshape((*lead, n_labels, 3))
 
 
 #: kernel -> NumPy twin (frames (..., y, x), labels (y, x), weights (y, x) or None, n_labels)
@@ -211,9 +472,9 @@ def label_stats(
         kwargs={"labels": labels, "weights": weights, "n_labels": n_labels},
         dask="parallelized",
         output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {dim: n_labels, "_sums": SUMS}},
+        dask_gufunc_kwargs={"output_sizes": {dim: n_labels, "_sums": len(_LABEL_SUMS)}},
     )
-    total, squares, count = (sums.isel(_sums=i, drop=True) for i in range(SUMS))
+    total, squares, count = (sums.isel(_sums=i, drop=True) for i in range(len(_LABEL_SUMS)))
     empty = count == 0
     mean = (total / count.where(~empty)).where(~empty)
     variance = (squares / count.where(~empty) - mean**2).clip(min=0)
