@@ -4,6 +4,22 @@ Each module registers one accessor name (``ds.radiography``, ``ds.roi``,
 ``da.timeseries`` ...) whose methods delegate to `beamcat.analyses`.
 """
 
-from beamcat.accessors import accumulate, detector, photon, radiography, roi, timeseries
+from beamcat.accessors import (
+    accumulate,
+    detector,
+    diffraction,
+    photon,
+    radiography,
+    roi,
+    timeseries,
+)
 
-__all__ = ["accumulate", "detector", "photon", "radiography", "roi", "timeseries"]
+__all__ = [
+    "accumulate",
+    "detector",
+    "diffraction",
+    "photon",
+    "radiography",
+    "roi",
+    "timeseries",
+]
