@@ -73,15 +73,20 @@ def display_image(
     )
 
 
-def image_element(data) -> hv.Image:
-    """The image of ``(display_image output, title)``, row 0 on top, axes fitting its region."""
-    shown, title = data
+def display_bounds(shown: xr.DataArray) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)`` in detector pixels of the blocks of a `display_image` output."""
     factor = shown.attrs["factor"]
     x0, y0 = shown["x"].values[0] - factor / 2, shown["y"].values[0] - factor / 2
     ny, nx = shown.shape
-    bounds = (x0, y0, x0 + nx * factor, y0 + ny * factor)
+    return (x0, y0, x0 + nx * factor, y0 + ny * factor)
+
+
+def image_element(data) -> hv.Image:
+    """The image of ``(display_image output, title)``, row 0 on top, axes fitting its region."""
+    shown, title = data
+    ny, nx = shown.shape
     wide = nx * 400 > ny * 640
-    return hv.Image(shown.values[::-1], ["x", "y"], "counts", bounds=bounds).opts(
+    return hv.Image(shown.values[::-1], ["x", "y"], "counts", bounds=display_bounds(shown)).opts(
         cmap="gray",
         clim=robust_limits(shown.values, percentiles=(1.0, 99.9)),
         invert_yaxis=True,

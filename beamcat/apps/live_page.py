@@ -21,6 +21,12 @@ hot pixel or photon stays visible) or by their mean (`beamcat.apps.live_display`
 entries or paths, replayed in a thread (`beamcat.apps.live_sources`); the ROI means
 per step and the energy histogram are the `beamcat.figures` HoloViews twins.
 
+The geometry panel (`beamcat.apps.live_geometry`) takes the detector distance,
+beam centre, pixel size and energy (the stream header's by default), or a PONI
+file: q-curves of a calibrant (LaB6 by default) or of typed q values are drawn
+on the accumulated image, and its azimuthal integration (in q, detector gaps
+left out) follows the frames as they arrive.
+
 Only the replay thread touches frames; the callback reads the pipeline's
 thread-safe snapshot and draws on the event loop. A bad choice (no such entry,
 unreadable recording, ROI outside the frame, contradictory thresholds) shows
@@ -42,7 +48,8 @@ import xarray as xr
 from beamcat.apps._banners import Banners, error_message
 from beamcat.apps._plots import plot_pane
 from beamcat.apps.live_display import display_image, image_element
-from beamcat.apps.live_sources import Replay, entry_recording, stream_entries
+from beamcat.apps.live_geometry import GeometryPanel
+from beamcat.apps.live_sources import Replay, entry_poni, entry_recording, stream_entries
 from beamcat.apps.roi_editor import RoiEditor
 from beamcat.apps.state import AppState, app_state
 from beamcat.errors import OptionError
@@ -119,6 +126,7 @@ class LivePage(pn.viewable.Viewer):
 
         self.roi_editor = RoiEditor(report_error=self._set_error, report_note=self._set_note)
         self.roi_editor.param.watch(self._on_rois, "rois")
+        self.geometry = GeometryPanel(report_error=self._set_error)
         self.image_pane = plot_pane(css_classes=["beamcat-live-image"])
         self.steps_pane = plot_pane(
             _empty("ROI means: draw a ROI, then replay"), css_classes=["beamcat-live-steps"]
@@ -163,8 +171,10 @@ class LivePage(pn.viewable.Viewer):
                 self.max_filter,
                 self.zoom,
             ),
+            self.geometry,
             self.count,
             pn.Row(self.image_pane, self.roi_editor),
+            self.geometry.pattern_pane,
             self.steps_pane,
             pn.Row(self.clean_pane, self.histogram_pane),
             sizing_mode="stretch_width",
@@ -196,6 +206,7 @@ class LivePage(pn.viewable.Viewer):
         name, context = self.source.value, self.state.context
         try:
             _, shape = await asyncio.to_thread(entry_recording, context, name)
+            poni = entry_poni(context, name)
         except Exception as err:  # a bad entry: shown, the page keeps working
             if self.source.value == name:
                 self._set_error("recording", error_message(err))
@@ -203,6 +214,7 @@ class LivePage(pn.viewable.Viewer):
         if self.source.value == name:
             self._set_error("recording", None)
             self._set_shape(shape)
+            await self.geometry.follow_entry(shape, poni)
             self.refresh(force=True)
 
     def recording(self) -> list[str] | str:
@@ -351,6 +363,7 @@ class LivePage(pn.viewable.Viewer):
         self._show_steps()
         self._show_photon()
         self._show_count(view, replay)
+        self._integrate(view)
 
     def _show_count(self, view: dict | None, replay: Replay | None) -> None:
         if view is None:
@@ -375,6 +388,7 @@ class LivePage(pn.viewable.Viewer):
             image, title = np.zeros(self.shape or (64, 64)), "accumulated image"
         if self.shape != image.shape:
             self._set_shape(image.shape)
+            self.geometry.set_shape(image.shape)
         region = self.roi_editor.rois.get(self.zoom.value)
         self.shown = display_image(image, region=region, max_filter=self.max_filter.value)
         geometry = (self.shown.shape, self.shown.attrs["factor"], self.shown.attrs["region"])
@@ -386,12 +400,24 @@ class LivePage(pn.viewable.Viewer):
             self._geometry = geometry
             self._image_pipe = hv.streams.Pipe(data=(self.shown, title))
             image_map = hv.DynamicMap(image_element, streams=[self._image_pipe])
+            self.geometry.set_region(self.shown.attrs["region"] if region is not None else None)
             self.image_pane.object = (
-                image_map * self.roi_editor.boxes * self.roi_editor.labels
+                image_map * self.geometry.overlay * self.roi_editor.boxes * self.roi_editor.labels
             ).opts(active_tools=["box_edit", "wheel_zoom"])
             self.roi_editor.redraw()
         else:
             self._image_pipe.send((self.shown, title))
+
+    def _integrate(self, view: dict | None) -> None:
+        """Hand the accumulated (else the latest) image to the geometry panel to integrate."""
+        if view is None or self.pipeline is None:
+            return
+        self.geometry.set_header_energy(self.pipeline.header.get("energy"))
+        image, title = view.get("image"), f"{view.get('count', 0)} frames accumulated"
+        if image is None:
+            image, title = view.get("last"), "latest frame"
+        if image is not None:
+            self.geometry.submit(image, self.pipeline.invalid_pixels(), title)
 
     def _show_steps(self) -> None:
         table = (self.view or {}).get("step_table")

@@ -1,7 +1,8 @@
 """What the live page replays: recorded streams of a catalog, played in a background thread.
 
 `stream_entries` lists a catalog's recorded streams (format cbor-stream) and
-`entry_recording` gives one's stream files and frame shape (headers only);
+`entry_recording` gives one's stream files and frame shape (headers only),
+`entry_poni` the PONI it carries;
 `Replay` plays a recording into a `beamcat.live.pipeline.LivePipeline` in a
 thread, for the page to draw the pipeline's snapshots on the event loop.
 """
@@ -40,6 +41,13 @@ def entry_recording(context: CatalogContext, name: str) -> tuple[list[str], tupl
         raise OptionError(f"entry {name!r}: {kind}; expected a recorded stream ({STREAM_FORMAT})")
     ds = context.open(name)
     return ds.attrs["source"].split(";"), tuple(ds[signal_name(ds)].shape[-2:])
+
+
+def entry_poni(context: CatalogContext, name: str) -> tuple[str, bool] | None:
+    """The PONI file a recorded-stream entry carries (``poni=``) and its flip, or None."""
+    attrs = context.open(name).attrs
+    poni = attrs.get("poni")
+    return None if poni is None else (str(poni), bool(attrs.get("poni_flip", 0)))
 
 
 class Replay:

@@ -215,6 +215,7 @@ class LivePipeline:
         self._rois = None
         self.set_rois(rois)
         self.header: dict = {}
+        self._raw: np.ndarray | None = None  # the latest raw frame of `process`
         self._clear()
 
     # -- control ----------------------------------------------------------------------
@@ -387,9 +388,25 @@ class LivePipeline:
         self.add(result, step=step, motors=event.motors)
         with self._lock:  # the whole event, decoding excluded
             self._latency[-1] = time.perf_counter() - start
+            self._raw = event.frame  # a reference, for `invalid_pixels`
         return result
 
     # -- results ----------------------------------------------------------------------
+
+    def invalid_pixels(self) -> np.ndarray | None:
+        """Pixels negative or NaN in the latest raw frame `process` saw (gaps, flagged pixels).
+
+        With ``mask_negative`` the processed image holds them as 0; a viewer that
+        integrates the accumulated image leaves them out with this mask.
+
+        Returns
+        -------
+        ndarray (y, x) bool or None
+            None before the first frame.
+        """
+        with self._lock:
+            raw = self._raw
+        return None if raw is None else ~(np.asarray(raw) >= 0)
 
     @property
     def frames(self) -> int:

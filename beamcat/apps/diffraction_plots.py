@@ -1,0 +1,63 @@
+"""HoloViews elements the diffraction pages draw over a displayed image: q-curves, the mask.
+
+The 1D pattern and the cake are the figures' twins (`beamcat.figures.diffraction`);
+the image is the live page's block-reduced display (`beamcat.apps.live_display`),
+which megapixel detectors need and on which ROIs and mask regions are drawn.
+
+The image axes of the pages are detector pixels with pixel ``i`` spanning
+``[i, i + 1)`` (`beamcat.apps.live_display`); ring contours come in raw-image
+pixel coordinates with pixel centres at integer values
+(`beamcat.analyses.calibrant`), so they are shifted by half a pixel here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import holoviews as hv
+import numpy as np
+from bokeh.palettes import Category10_10
+
+from beamcat.apps.diffraction_data import Curve
+from beamcat.apps.live_display import display_bounds
+
+
+def rings_element(curves: Sequence[Curve], region: Sequence[int] | None = None) -> hv.Path:
+    """The rings as coloured paths on the image axes, named on hover.
+
+    Parameters
+    ----------
+    curves : list of Curve
+        As `beamcat.apps.diffraction_data.curve_contours` returns them.
+    region : (x, y, w, h), optional
+        Only the parts inside this region of the image (the axes of a zoomed
+        image would otherwise grow to the whole rings).
+    """
+    paths = []
+    for i, c in enumerate(curves):
+        x, y = c.xy[:, 0] + 0.5, c.xy[:, 1] + 0.5
+        if region is not None:
+            x0, y0, w, h = region
+            outside = (x < x0) | (x > x0 + w) | (y < y0) | (y > y0 + h)
+            x, y = np.where(outside, np.nan, x), np.where(outside, np.nan, y)
+        paths.append({"x": x, "y": y, "ring": c.label, "color": _colour(i)})
+    return hv.Path(paths, ["x", "y"], vdims=["ring", "color"]).opts(
+        color="color", line_width=1.5, alpha=0.8, tools=["hover"]
+    )
+
+
+def _colour(i: int) -> str:
+    return Category10_10[(i + 1) % 10]  # not the first (blue): ROIs are drawn in it
+
+
+def mask_element(data) -> hv.Image:
+    """Masked pixels in translucent red over the image, from ``(display_image of the mask, _)``.
+
+    The mask is reduced like the image (a block is red when any of its pixels
+    is masked) so that it lines up with the image it covers.
+    """
+    shown = data[0]
+    values = np.where(shown.values[::-1] > 0, 1.0, np.nan)
+    return hv.Image(values, ["x", "y"], "masked", bounds=display_bounds(shown)).opts(
+        cmap=["#d62728"], alpha=0.45, clipping_colors={"NaN": "transparent"}, colorbar=False
+    )
