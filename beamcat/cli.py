@@ -2,7 +2,8 @@
 
 Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``,
 ``radiography RUN [--dark D --flat F] --rois FILE --out DIR``,
-``replay RECORDING... [--realtime] [--mode M] [--rois FILE] [--out DIR]``;
+``replay RECORDING... [--realtime] [--mode M] [--rois FILE] [--out DIR]``,
+``gainmap ENTRY... [--poni P...] [--calibrant-images I...] --out DIR``;
 ``beamcat COMMAND --help`` tells the options.
 """
 
@@ -220,6 +221,46 @@ def _cmd_replay(args) -> None:
         print(f"{kind}: {path}")
 
 
+def _cmd_gainmap(args) -> None:
+    from beamcat.workflows.gainmap import run_gainmap
+
+    needs_catalog = args.catalog or any(
+        not Path(item).exists() for item in [*args.entry, *(args.calibrant_images or [])]
+    )
+    polarization = None if args.polarization_factor.lower() == "none" else args.polarization_factor
+    try:
+        polarization = None if polarization is None else float(polarization)
+    except ValueError:
+        raise OptionError(
+            f"--polarization-factor {args.polarization_factor!r}: expected a number or 'none'"
+        ) from None
+    summary = run_gainmap(
+        args.entry,
+        args.poni,
+        out=Path(args.out),
+        catalog=_open(args.catalog, args.trust) if needs_catalog else None,
+        calibrant_images=args.calibrant_images,
+        calibrant=args.calibrant,
+        name=args.name,
+        formats=args.format.split(","),
+        dpi=args.dpi,
+        progress=not args.no_progress,
+        bins=args.bins,
+        flat_range=parse_numbers(args.flat_range, 2, "--flat-range"),
+        polarization_factor=polarization,
+        solid_angle=not args.no_solid_angle,
+        median_window=args.median_window,
+        damaged_nsigma=args.damaged_nsigma,
+    )
+    for kind, paths in summary["files"].items():
+        print(f"{kind}: {paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
+    print(
+        f"{summary['valid']} of {summary['pixels']} pixels measured, {summary['damaged']} damaged; "
+        f"position spread {summary['position_spread_before'] * 100:.3f} % -> "
+        f"{summary['position_spread_after'] * 100:.3f} % after correction"
+    )
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that shows each option's default when it has one worth showing."""
 
@@ -408,6 +449,60 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--overwrite", action="store_true", help="replace results in --out")
     rep.add_argument("--no-progress", action="store_true", help="no progress lines")
     rep.set_defaults(func=_cmd_replay)
+
+    gm = command(
+        sub,
+        "gainmap",
+        "detector gain map from amorphous-scatterer images at several detector positions",
+    )
+    gm.add_argument(
+        "entry", nargs="+", help="catalog entry (or file/folder) of each position, in order"
+    )
+    gm.add_argument(
+        "--poni",
+        nargs="+",
+        metavar="P",
+        help="PONI file of each position (default: each entry's poni= option); "
+        "with --calibrant-images, the start of each refinement",
+    )
+    gm.add_argument(
+        "--calibrant-images",
+        nargs="+",
+        metavar="I",
+        help="calibrant image (entry or file) of each position: its geometry is refined on it",
+    )
+    gm.add_argument("--calibrant", default="CeO2", help="calibrant of --calibrant-images")
+    gm.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    gm.add_argument("--catalog", help="catalog file (the demo catalog when omitted)")
+    gm.add_argument(
+        "--polarization-factor",
+        default="0.99",
+        metavar="F|none",
+        help="pyFAI polarisation factor (0.99: horizontally polarised synchrotron beam)",
+    )
+    gm.add_argument(
+        "--no-solid-angle", action="store_true", help="do not divide by the solid angle"
+    )
+    gm.add_argument(
+        "--median-window",
+        type=int,
+        default=3,
+        metavar="N",
+        help="median filter width in pixels, the point-spread width (1: none)",
+    )
+    gm.add_argument(
+        "--flat-range", metavar="LO,HI", help="flat 2θ window in degrees (found when omitted)"
+    )
+    gm.add_argument("--bins", type=int, help="2θ bins of the radial profiles")
+    gm.add_argument(
+        "--damaged-nsigma", type=float, default=4.0, help="damaged: gain above median + N sigma"
+    )
+    gm.add_argument("--name", default="gain_map", help="stem of the map files")
+    gm.add_argument("--format", default="png", metavar="png,pdf,svg", help="figure formats")
+    gm.add_argument("--dpi", type=float, default=150, help="figure resolution")
+    gm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    trust(gm)
+    gm.set_defaults(func=_cmd_gainmap)
     return parser
 
 

@@ -95,7 +95,12 @@ def _beamcat_attrs(description: str) -> dict:
         meta = json.loads(description)
     except ValueError:
         return {}
-    return {str(k): v for k, v in meta.items() if isinstance(v, str | int | float)}
+    # where the file was read from is the reader's to say, not the description's
+    return {
+        str(k): v
+        for k, v in meta.items()
+        if isinstance(v, str | int | float) and k not in ("source", "format", "signal")
+    }
 
 
 def _pilatus_attrs(description: str) -> dict:

@@ -110,7 +110,7 @@ def _description(form: str, attrs: dict) -> str:
         "written": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "beamcat_version": __version__,
     }
-    for key in ("source", "history", "flat_range", "median_window", "polarization_factor"):
+    for key in ("history", "flat_range", "median_window", "polarization_factor"):
         if key in attrs:
             meta[key] = attrs[key] if isinstance(attrs[key], str) else json.dumps(attrs[key])
     return json.dumps(meta)

@@ -44,7 +44,12 @@ def _gain_map() -> xr.Dataset:
             "damaged": (("y", "x"), damaged),
         },
         coords={"source": ("position", ["pos1", "pos2", "pos3"])},
-        attrs={"flat_range": [8.0, 9.25], "bins": np.int64(300), "history": "gain_map(3 pos)"},
+        attrs={
+            "flat_range": [8.0, 9.25],
+            "bins": np.int64(300),
+            "history": "gain_map(3 pos)",
+            "source": "pos1",
+        },
     )
 
 
@@ -69,6 +74,7 @@ def test_tiff_round_trip_says_its_form(tmp_path, form):
     # float32 storage: relative rounding 6e-8; invalid pixels (NaN, valid False) are NaN
     np.testing.assert_allclose(values, want, rtol=1e-7, equal_nan=True)
     assert ds.attrs["history"] == "gain_map(3 pos)"  # provenance in the description
+    assert ds.attrs["source"] == str(path)  # ... which does not override the reader's
 
 
 def test_tiff_of_a_plain_map_and_bad_form(tmp_path):
