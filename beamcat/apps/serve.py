@@ -27,6 +27,8 @@ PAGES: dict[str, str] = {
     "Catalog": "beamcat.apps.catalog_page:page",
     "Radiography": "beamcat.apps.radiography_page:page",
     "Live": "beamcat.apps.live_page:page",
+    "Diffraction": "beamcat.apps.diffraction_page:page",
+    "Gain map": "beamcat.apps.gainmap_page:page",
 }
 
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
