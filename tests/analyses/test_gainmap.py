@@ -314,3 +314,36 @@ def test_flatfield_then_integrate_equals_pyfai_flat(demo_dir):
     # same sums as pyFAI's, so equal to float32 rounding
     np.testing.assert_allclose(ours.intensity.values, via_flatfield.intensity, rtol=1e-5)
     np.testing.assert_allclose(ours_flat.intensity.values, ref.intensity, rtol=1e-5)
+
+
+def test_profiles_are_continued_with_the_others_shape_or_the_seeds_line():
+    tth = np.linspace(0.0, 10.0, 101)
+    shape = 100 + 10 * np.sin(tth)  # not straight anywhere
+    scales = np.array([1.0, 2.0, 0.5])
+    profiles = scales[:, None] * shape[None, :]
+    profiles[1, tth > 6] = np.nan  # position 1 stops at 6 deg, position 2 starts at 3
+    profiles[2, tth < 3] = np.nan
+    window = (4.0, 5.0)
+    extended, scale = steps.extend_profiles(profiles, tth, window)
+    # each position's level in the window, relative to their mean level there
+    np.testing.assert_allclose(scale, scales / scales.mean())
+    # continued as its own level times the shape the others measured there: exact here
+    np.testing.assert_allclose(extended, scales[:, None] * shape[None, :])
+    linear, _ = steps.extend_profiles(profiles, tth, window, extrapolation="linear")
+    above = tth > 6
+    slope, offset = np.polyfit(
+        tth[(tth >= 4) & (tth <= 5)], profiles[1, (tth >= 4) & (tth <= 5)], 1
+    )
+    np.testing.assert_allclose(linear[1, above], offset + slope * tth[above])  # the seed's line
+    np.testing.assert_allclose(linear[2, tth < 3], extended[2, tth < 3])  # below: the shape
+    with pytest.raises(OptionError, match="extrapolation='cubic'"):
+        steps.extend_profiles(profiles, tth, window, extrapolation="cubic")
+
+
+def test_flat_window_is_the_flattest_stretch_at_high_2theta():
+    tth = np.linspace(0.0, 20.0, 201)
+    profile = 100 + 50 * np.exp(-((tth - 5) ** 2)) + np.where(tth > 12, 0.0, 30 * (12 - tth) / 12)
+    profile = profile + 20 * np.exp(-((tth - 17) ** 2) / 0.5)  # a bump in the upper half
+    lo, hi = steps.flat_window(np.stack([profile, 1.1 * profile]), tth, (0.0, 20.0))
+    assert 12 <= lo < hi < 15.5  # the plateau between the ramp's end and the bump
+    assert hi - lo == pytest.approx(1.9, abs=0.11)  # a tenth of the range: 20 bins
