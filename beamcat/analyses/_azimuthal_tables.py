@@ -5,8 +5,10 @@
 table of a geometry, shape, binning and mask, so that bins, bin centres and
 pixel fractions are pyFAI's to the last bit. Pixels are numbered as pyFAI numbers
 them, in the image as the PONI sees it: for a flipped geometry (Dioptas' view)
-the callers hand the kernels the raw frames flipped (a view, ``[..., ::-1, :]``),
-so each bin also gets its pixels in pyFAI's order. The table is kept both
+row r is the raw frames' row H-1-r. The pixel-major table is remapped to the raw
+frames (streamed top down), and reads them bottom up, in pyFAI's order, where the
+order matters (the azimuthal error model); the bin-major one keeps pyFAI's
+numbering. The table is kept both
 ways: pixel-major (`beamcat.analyses.labels.PixelTable`, a label map for
 ``"no"`` splitting, what `table_sums` streams over) and bin-major (each bin's
 pixels, what the order statistics sort). Tables are cached per
@@ -39,7 +41,15 @@ import numpy as np
 import scipy.sparse
 
 from beamcat.analyses.geometry import MAP_UNITS, Geometry, pixel_array
-from beamcat.analyses.labels import ERROR_MODELS, SUMS, PixelTable, _pixel, label_table
+from beamcat.analyses.labels import (
+    ERROR_MODELS,
+    SUMS,
+    PixelTable,
+    _pixel,
+    bin_dtype,
+    known_sums,
+    label_table,
+)
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -50,6 +60,7 @@ __all__ = [
     "clip_sums",
     "clip_sums_reference",
     "integration_table",
+    "known_norm",
     "median_sums",
     "median_sums_reference",
     "normalisation",
@@ -62,23 +73,17 @@ UNITS["q_A^-1"] = ("q", "1/Angstrom", MAP_UNITS["q"][2])
 #: pixel splitting: "no" (each pixel in the bin of its centre) or "bbox" (pyFAI's bounding box)
 METHODS = ("no", "bbox")
 _LOCK = threading.Lock()  # pyFAI's integrator caches its arrays without a lock
-_NO_ARRAY = np.empty(0)
-_NO_PIXELS = np.empty((0, 0))
-_NO_VARIANCE = np.empty((0, 0, 0))
 
 
 @dataclass(frozen=True, eq=False)
 class IntegrationTable:
     """The pixel -> bin table of one geometry, shape, binning and mask.
 
-    Pixels are numbered ``y * width + x`` in the image as the PONI sees it
-    (flipped vertically from the raw frames when `flip`).
-
     Attributes
     ----------
     shape : (int, int)
     flip : bool
-        The pixels are those of the raw frames flipped vertically.
+        pyFAI's pixels are those of the raw frames flipped vertically.
     unit, method : str
     radial : ndarray (npt,)
         pyFAI's bin centres in `unit` (its ``bin_centers * unit.scale``).
@@ -86,9 +91,10 @@ class IntegrationTable:
         χ bin centres in deg, for 2D (caking) tables; bins are then numbered
         ``i_radial * npt_azim + i_chi``, as pyFAI numbers them.
     pixels : PixelTable
-        Pixel-major: a label map (``"no"``) or pixel fractions (``"bbox"``).
+        Pixel-major, raw frames' pixels: a label map (``"no"``) or pixel
+        fractions (``"bbox"``).
     bin_indptr, bin_pixels, bin_fractions : ndarray
-        Bin-major CSR: pyFAI's own table.
+        Bin-major CSR: pyFAI's own table (pixels numbered as the PONI sees them).
     """
 
     shape: tuple
@@ -112,8 +118,7 @@ class IntegrationTable:
         """The bin of each raw pixel ``(y, x)`` (-1: none), for ``"no"`` splitting."""
         if self.method != "no":
             raise OptionError(f'a "{self.method}" table splits pixels: it has no label map')
-        labels = self.pixels.bins.reshape(self.shape)
-        return labels[::-1] if self.flip else labels
+        return self.pixels.bins.reshape(self.shape)
 
 
 class _Mask:
@@ -236,16 +241,16 @@ def _cached_table(geometry, shape, npt, npt_azim, unit, radial_range, azimuth_ra
     fractions, indices, indptr = (np.asarray(a) for a in engine.lut)
     height, width = shape
     n_bins = indptr.size - 1
+    raw = (height - 1 - indices // width) * width + indices % width if geometry.flip else indices
     if method == "no":
         labels = np.full(height * width, -1, np.int32)
-        labels[indices] = np.repeat(np.arange(n_bins, dtype=np.int32), np.diff(indptr))
-        pixels = label_table(labels, n_bins)
+        labels[raw] = np.repeat(np.arange(n_bins, dtype=np.int32), np.diff(indptr))
+        pixels = label_table(labels, n_bins, flip=geometry.flip)
     else:
-        csc = scipy.sparse.csr_matrix((fractions, indices, indptr), (n_bins, height * width))
+        csc = scipy.sparse.csr_matrix((fractions, raw, indptr), (n_bins, height * width))
         csc = csc.tocsc()
-        pixels = PixelTable(
-            csc.indptr.astype(np.int32), csc.indices.astype(np.int32), csc.data, n_bins
-        )
+        entries = (csc.indptr.astype(np.int32), csc.indices.astype(bin_dtype(n_bins)), csc.data)
+        pixels = PixelTable(*entries, n_bins, geometry.flip)
     if two_d:
         radial = np.asarray(engine.bin_centers0) * scale
         azimuthal = np.asarray(engine.bin_centers1) * units.to_unit("chi_deg").scale
@@ -310,20 +315,28 @@ def _corrections(geometry, shape, correct_solid_angle, polarization_factor):
     return norm
 
 
+@functools.lru_cache(maxsize=16)
+def known_norm(table: IntegrationTable, geometry, shape, correct_solid_angle, polarization_factor):
+    """`known_sums` of a table and its cached normalisation (no flat field)."""
+    norm = _corrections(geometry, tuple(shape), bool(correct_solid_angle), polarization_factor)
+    return known_sums(table.pixels, norm, shape)
+
+
 # --------------------------------------------------------------------------- order statistics
 
 
 @numba.njit(nogil=True, cache=True)
-def _gather(frames, i, start, stop, pixels, fractions, norm, variance, model, dummy, delta, buf):
+def _gather(frames, i, rows, pixels, fractions, flip, norm, variance, model, dummy, delta, buf):
     """A bin's valid pixels of frame i into buf (k, 5): s/ω, c·s, c²σ², c·ω, c; their number."""
     m = 0
-    width = frames.shape[2]
-    for j in range(start, stop):
-        y, x = divmod(pixels[j], width)
-        ok, s, v, w = _pixel(frames, i, y, x, norm, _NO_PIXELS, variance, model, dummy, delta)
+    height, width = frames.shape[1], frames.shape[2]
+    for j in range(rows[0], rows[1]):
+        t, x = divmod(pixels[j], width)
+        y = height - 1 - t if flip else t
+        ok, s, v, w = _pixel(frames, i, y, x, norm, None, variance, model, dummy, delta)
         if not ok:
             continue
-        c = np.float64(fractions[j]) if fractions.shape[0] else 1.0
+        c = 1.0 if fractions is None else np.float64(fractions[j])
         buf[m, 0] = s / w
         buf[m, 1] = c * s
         buf[m, 2] = c * c * v
@@ -335,16 +348,14 @@ def _gather(frames, i, start, stop, pixels, fractions, norm, variance, model, du
 
 @numba.njit(nogil=True, cache=True)
 def _median_kernel(
-    frames, indptr, pixels, fractions, norm, qmin, qmax, dummy, delta, out
+    frames, indptr, pixels, fractions, flip, norm, qmin, qmax, dummy, delta, out
 ):  # pragma: no cover - numba
     """Per bin of each frame: Σ c·s, Σ c·ω of the quantile's pixels, Σ c of all valid ones."""
     buf = np.empty((max(np.max(np.diff(indptr)), 1), 5))
     for i in range(frames.shape[0]):
         for b in range(indptr.shape[0] - 1):
-            m = _gather(
-                frames, i, indptr[b], indptr[b + 1], pixels, fractions, norm,
-                _NO_VARIANCE, 0, dummy, delta, buf,
-            )  # fmt: skip
+            rows = (indptr[b], indptr[b + 1])
+            m = _gather(frames, i, rows, pixels, fractions, flip, norm, None, 0, dummy, delta, buf)
             if m == 0:
                 continue
             order = np.argsort(buf[:m, 0], kind="mergesort")
@@ -393,18 +404,19 @@ def _kept_sums(buf, keep, m, model, out):  # pragma: no cover - numba
 
 @numba.njit(nogil=True, cache=True)
 def _clip_kernel(
-    frames, indptr, pixels, fractions, norm, variance, model, thres, max_iter, dummy, delta, out
-):  # pragma: no cover - numba
+    frames, indptr, pixels, fractions, flip, norm, variance, model, thres, max_iter, dummy, delta,
+    out,
+):  # fmt: skip  # pragma: no cover - numba
     """Per bin of each frame: the five `SUMS` of the pixels that survive the sigma clipping."""
     buf = np.empty((max(np.max(np.diff(indptr)), 1), 5))
     keep = np.empty(buf.shape[0], np.bool_)
     floor = np.sqrt(2.0 * np.pi)
     for i in range(frames.shape[0]):
         for b in range(indptr.shape[0] - 1):
+            rows = (indptr[b], indptr[b + 1])
             m = _gather(
-                frames, i, indptr[b], indptr[b + 1], pixels, fractions, norm,
-                variance, model, dummy, delta, buf,
-            )  # fmt: skip
+                frames, i, rows, pixels, fractions, flip, norm, variance, model, dummy, delta, buf
+            )
             keep[:m] = True
             sums = out[i, b]
             _kept_sums(buf, keep, m, model, sums)
@@ -427,18 +439,18 @@ def _bin_inputs(frames, table: IntegrationTable, norm, variance, error_model):
     frames = np.asarray(frames)
     lead = frames.shape[:-2]
     stack = frames.reshape(-1, *table.shape)
-    norm = _NO_PIXELS if norm is None else np.asarray(norm)
+    norm = None if norm is None else np.asarray(norm)
     if error_model == "variance":
         variance = np.broadcast_to(np.asarray(variance, np.float64), frames.shape)
         variance = variance.reshape(stack.shape)
     else:
-        variance = _NO_VARIANCE
-    fractions = _NO_ARRAY if table.method == "no" else table.bin_fractions
+        variance = None
+    fractions = None if table.method == "no" else table.bin_fractions
     return lead, stack, fractions, norm, variance
 
 
 def _dummies(dummy, delta_dummy):
-    return np.float32(np.nan if dummy is None else dummy), np.float32(delta_dummy or 0.0)
+    return None if dummy is None else np.float32(dummy), np.float32(delta_dummy or 0.0)
 
 
 def _quantiles(percentile) -> tuple[float, float]:
@@ -466,8 +478,9 @@ def median_sums(
     dummy, delta = _dummies(dummy, delta_dummy)
     out = np.zeros((flat.shape[0], table.n_bins, len(MEDIAN_SUMS)))
     _median_kernel(
-        flat, table.bin_indptr, table.bin_pixels, fractions, norm, qmin, qmax, dummy, delta, out
-    )
+        flat, table.bin_indptr, table.bin_pixels, fractions, table.flip, norm, qmin, qmax,
+        dummy, delta, out,
+    )  # fmt: skip
     return out.reshape((*lead, table.n_bins, len(MEDIAN_SUMS)))
 
 
@@ -497,7 +510,7 @@ def clip_sums(
     dummy, delta = _dummies(dummy, delta_dummy)
     out = np.zeros((flat.shape[0], table.n_bins, len(SUMS)))
     _clip_kernel(
-        flat, table.bin_indptr, table.bin_pixels, fractions, norm, variance,
+        flat, table.bin_indptr, table.bin_pixels, fractions, table.flip, norm, variance,
         ERROR_MODELS[error_model], float(thres), int(max_iter), dummy, delta, out,
     )  # fmt: skip
     return out.reshape((*lead, table.n_bins, len(SUMS)))
@@ -506,17 +519,20 @@ def clip_sums(
 def _valid_rows(frame, i, table, fractions, norm, variance, model, dummy, delta, b):
     """NumPy: a bin's valid pixels as columns s/ω, c·s, c²σ², c·ω, c (twin of `_gather`)."""
     pix = table.bin_pixels[table.bin_indptr[b] : table.bin_indptr[b + 1]]
-    c = fractions[table.bin_indptr[b] : table.bin_indptr[b + 1]] if fractions.size else 1.0
+    c = 1.0 if fractions is None else fractions[table.bin_indptr[b] : table.bin_indptr[b + 1]]
     c = np.broadcast_to(np.asarray(c, np.float64), pix.shape)
-    frame = frame.ravel()
-    s = frame[pix].astype(np.float64)
-    w = norm.ravel()[pix].astype(np.float64) if norm.size else np.ones(pix.size)
-    v = {1: np.maximum(1.0, s), 2: variance[i].ravel()[pix] if variance.size else None}
+
+    def pixels(image):  # numbered as the table numbers them
+        return (image[::-1] if table.flip else image).ravel()[pix]
+
+    s = pixels(frame).astype(np.float64)
+    w = np.ones(pix.size) if norm is None else pixels(norm).astype(np.float64)
+    v = {1: np.maximum(1.0, s), 2: None if variance is None else pixels(variance[i])}
     v = v.get(model)
     v = np.zeros(pix.size) if v is None else v
     ok = np.isfinite(s) & (w != 0) & np.isfinite(w) & np.isfinite(v)
-    if dummy == dummy:
-        raw = frame[pix].astype(np.float32)
+    if dummy is not None:
+        raw = pixels(frame).astype(np.float32)
         ok &= (raw != dummy) if delta == 0 else ~(np.abs(raw - dummy) <= delta)
     with np.errstate(invalid="ignore", divide="ignore"):
         rows = np.stack([s / w, c * s, c * c * v, c * w, c], axis=1)

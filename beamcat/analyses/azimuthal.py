@@ -52,6 +52,7 @@ from beamcat.analyses._azimuthal_tables import (
     IntegrationTable,
     clip_sums,
     integration_table,
+    known_norm,
     median_sums,
     normalisation,
 )
@@ -97,7 +98,7 @@ class _Setup:
             dummy, delta = detector.get_dummies(np.dtype(frames.dtype))
         self.dummy, self.delta = dummy, delta
         flat = options.get("flat")
-        self.norm = norm = normalisation(
+        self.norm = normalisation(
             self.geometry,
             self.shape,
             correct_solid_angle=options.get("correct_solid_angle", True),
@@ -106,8 +107,6 @@ class _Setup:
             dummy=dummy,
             delta_dummy=delta,
         )
-        if norm is not None and self.geometry.flip:  # the tables' orientation (see `_chunk`)
-            self.norm = norm[::-1]
 
     def _image(self, image, what: str) -> np.ndarray:
         """A (y, x) option image as NumPy, checked against the frames."""
@@ -166,15 +165,11 @@ def _finish(sums: np.ndarray, names: tuple[str, ...], npt_azim: int | None) -> n
     return out
 
 
-def _chunk(block, *variance, reduce, names, npt_azim, flip, **options):
-    """apply_ufunc step: a chunk of whole frames ``(..., y, x)`` -> its statistics.
-
-    A flipped geometry's table numbers the pixels of the flipped image: the
-    kernels get flipped views (no copy), and so each bin's pixels in pyFAI's order.
-    """
+def _chunk(block, *variance, reduce, names, npt_azim, **options):
+    """apply_ufunc step: a chunk of whole frames ``(..., y, x)`` -> its statistics."""
     if variance:
-        options["variance"] = variance[0][..., ::-1, :] if flip else variance[0]
-    return _finish(reduce(block[..., ::-1, :] if flip else block, **options), names, npt_azim)
+        options["variance"] = variance[0]
+    return _finish(reduce(block, **options), names, npt_azim)
 
 
 def _result(setup: _Setup, table, reduce, names, options, line, var=None) -> xr.Dataset:
@@ -183,7 +178,6 @@ def _result(setup: _Setup, table, reduce, names, options, line, var=None) -> xr.
     bins = (radial,) if table.azimuthal is None else ("chi", radial)
     npt_azim = None if table.azimuthal is None else table.azimuthal.size
     kwargs = {"reduce": reduce, "names": names, "npt_azim": npt_azim, **options}
-    kwargs.update(flip=table.flip)
     frames = setup.frames
     if isinstance(frames, np.ndarray):
         extra = () if var is None else (setup._image(var, "var") if var.ndim == 2 else var,)
@@ -350,6 +344,9 @@ def _integrated(setup, table, model, var, name, options) -> xr.Dataset:
         "dummy": setup.dummy,
         "delta_dummy": setup.delta,
     }
+    if model is None and options.get("flat") is None:  # norm and count known: signal only
+        corrections = (options["correct_solid_angle"], options["polarization_factor"])
+        reduce_options["known"] = known_norm(table, setup.geometry, setup.shape, *corrections)
     shown = {k: v for k, v in options.items() if k not in ("mask", "flat", "var")}
     shown.update(mask="yes" if options.get("mask") is not None else None)
     shown.update(flat="yes" if options.get("flat") is not None else None)

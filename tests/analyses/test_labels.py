@@ -9,7 +9,15 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beamcat.analyses.labels import KERNELS, label_stats, label_sums_reference
+from beamcat.analyses.labels import (
+    KERNELS,
+    TABLE_KERNELS,
+    PixelTable,
+    known_sums,
+    label_stats,
+    label_sums_reference,
+    label_table,
+)
 from beamcat.analyses.roi import roi_means
 from beamcat.errors import OptionError
 
@@ -156,3 +164,47 @@ def test_frames_need_pixel_dims_last():
         label_stats(
             xr.DataArray(np.ones((4, 5, 2)), dims=("y", "x", "frame")), np.zeros((5, 2), int)
         )
+
+
+# --------------------------------------------------------------------------- CSR tables
+
+
+def _csr_table(rng, shape, n_bins, flip=False):
+    """A random pixel-major CSR table: 0-3 bins per pixel with random fractions."""
+    counts = rng.integers(0, 4, shape[0] * shape[1])
+    indptr = np.r_[0, np.cumsum(counts)].astype(np.int32)
+    bins = rng.integers(0, n_bins, indptr[-1]).astype(np.int16)
+    fractions = rng.uniform(0.0, 1.0, indptr[-1]).astype(np.float32)
+    return PixelTable(indptr, bins, fractions, n_bins, flip)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    csr=st.booleans(),
+    flip=st.booleans(),
+    error_model=st.sampled_from([None, "poisson", "variance", "azimuthal", "squares"]),
+    dummy=st.sampled_from([None, -1.0]),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_table_kernel_equals_its_bincount_twin(seed, csr, flip, error_model, dummy, dtype):
+    # the kernel adds in pixel order (bottom-up rows for a flipped table's azimuthal
+    # model), the twin with np.bincount / running sums: equal to rounding
+    rng = np.random.default_rng(seed)
+    frames, labels, _ = _inputs(dtype, seed=seed)
+    frames[..., 1, 1:3] = 0 if frames.dtype.kind == "u" else -1  # the dummy, where set
+    table = _csr_table(rng, frames.shape[1:], 6, flip) if csr else label_table(labels, 5, flip=flip)
+    norm = rng.uniform(0.5, 2.0, frames.shape[1:]).astype(np.float32)
+    norm[0, 3] = 0.0  # a pixel no frame may use
+    options = {"error_model": error_model, "dummy": dummy}
+    if error_model == "variance":
+        options["variance"] = rng.uniform(1, 10, frames.shape)
+    (kernel,) = TABLE_KERNELS
+    got = kernel(frames, table, norm, **options)
+    want = TABLE_KERNELS[kernel](frames, table, norm, **options)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    if error_model is None:  # known norm and count: only the signal is added
+        fast = kernel(
+            frames, table, norm, known=known_sums(table, norm, frames.shape[1:]), **options
+        )
+        np.testing.assert_allclose(fast, want, rtol=1e-12, atol=1e-9)
