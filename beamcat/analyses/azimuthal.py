@@ -46,14 +46,12 @@ import inspect
 import numpy as np
 import xarray as xr
 
+from beamcat.analyses._azimuthal_order import MEDIAN_SUMS, clip_sums, median_sums
 from beamcat.analyses._azimuthal_tables import (
-    MEDIAN_SUMS,
     UNITS,
     IntegrationTable,
-    clip_sums,
     integration_table,
     known_norm,
-    median_sums,
     normalisation,
 )
 from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, pick, whole_frames

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import beamcat
-from beamcat.analyses._azimuthal_tables import ORDER_KERNELS
+from beamcat.analyses._azimuthal_order import ORDER_KERNELS
 from beamcat.analyses.azimuthal import (
     integrate1d,
     integrate2d,
