@@ -70,3 +70,8 @@ class Jobs:
             return None, None
         self._report(what, None if failed is None else error_message(failed))
         return (False, None) if failed is not None else (True, result)
+
+    async def entry_infos(self, context, busy: pn.viewable.Viewable | None = None) -> dict | None:
+        """Every entry's `EntryInfo` (opening headers, in a worker thread); None when it failed."""
+        ok, infos = await self.run("entries", context.entry_infos, busy)
+        return infos if ok else None

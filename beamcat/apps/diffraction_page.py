@@ -171,8 +171,8 @@ class DiffractionPage(pn.viewable.Viewer):
     async def _fill_entries(self) -> None:
         """Offer the entries of images; the selected one, else the first with a PONI."""
         context = self.state.context
-        ok, infos = await self.jobs.run("entries", context.entry_infos, self._layout)
-        if not ok:
+        infos = await self.jobs.entry_infos(context, self._layout)
+        if infos is None:
             return
         images = [n for n, info in infos.items() if info.dims[-2:] == ("y", "x")]
         with_poni = [n for n in images if context.rows[n]["options"].get("poni")]

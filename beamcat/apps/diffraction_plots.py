@@ -16,14 +16,14 @@ from collections.abc import Sequence
 
 import holoviews as hv
 import numpy as np
-from bokeh.palettes import Category10_10
 
 from beamcat.apps.diffraction_data import Curve
 from beamcat.apps.live_display import display_bounds
+from beamcat.figures.diffraction import RING_COLOUR
 
 
 def rings_element(curves: Sequence[Curve], region: Sequence[int] | None = None) -> hv.Path:
-    """The rings as coloured paths on the image axes, named on hover.
+    """The rings as paths on the image axes, in the figures' ring colour (one path per ring).
 
     Parameters
     ----------
@@ -34,20 +34,17 @@ def rings_element(curves: Sequence[Curve], region: Sequence[int] | None = None) 
         image would otherwise grow to the whole rings).
     """
     paths = []
-    for i, c in enumerate(curves):
+    for c in curves:
         x, y = c.xy[:, 0] + 0.5, c.xy[:, 1] + 0.5
         if region is not None:
             x0, y0, w, h = region
             outside = (x < x0) | (x > x0 + w) | (y < y0) | (y > y0 + h)
             x, y = np.where(outside, np.nan, x), np.where(outside, np.nan, y)
-        paths.append({"x": x, "y": y, "ring": c.label, "color": _colour(i)})
-    return hv.Path(paths, ["x", "y"], vdims=["ring", "color"]).opts(
-        color="color", line_width=1.5, alpha=0.8, tools=["hover"]
+        paths.append({"x": x, "y": y, "ring": c.label})
+    # no hover tool: HoloViews would split every path into its segments for it
+    return hv.Path(paths, ["x", "y"], vdims=["ring"]).opts(
+        color=RING_COLOUR, line_width=1.5, alpha=0.8
     )
-
-
-def _colour(i: int) -> str:
-    return Category10_10[(i + 1) % 10]  # not the first (blue): ROIs are drawn in it
 
 
 def mask_element(data) -> hv.Image:

@@ -137,7 +137,7 @@ class GainmapPage(pn.viewable.Viewer):
 
         self.entries = pn.widgets.MultiChoice(label="Positions (entries)", width=520)
         self.table = pn.widgets.Tabulator(
-            pd.DataFrame({"entry": [], "poni": []}),
+            pd.DataFrame({"entry": [], "poni": []}, dtype=object),  # text columns
             show_index=False,
             editors={"entry": None},
             layout="fit_data_stretch",
@@ -173,8 +173,10 @@ class GainmapPage(pn.viewable.Viewer):
             hv.Curve([]).opts(title="Radial profiles: press Compute"),
             css_classes=["beamcat-gainmap-profiles"],
         )
-        self.map_pane = plot_pane(hv.Image([]).opts(title="Gain map"))
-        self.spread_pane = plot_pane(hv.Curve([]).opts(title="Before / after"))
+        self.map_pane = plot_pane(hv.Image([]).opts(title="Gain map"), sizing_mode="stretch_width")
+        self.spread_pane = plot_pane(
+            hv.Curve([]).opts(title="Before / after"), sizing_mode="stretch_width"
+        )
 
         self._layout = pn.Column(
             self.banners.alert,
@@ -208,8 +210,8 @@ class GainmapPage(pn.viewable.Viewer):
     async def _fill_entries(self) -> None:
         """Offer the image entries with a PONI; choose the largest group of numbered ones."""
         context = self.state.context
-        ok, infos = await self.jobs.run("entries", context.entry_infos, self._layout)
-        if not ok:
+        infos = await self.jobs.entry_infos(context, self._layout)
+        if infos is None:
             return
         self.groups = position_groups(context, infos)
         self.entries.options = [n for names in self.groups.values() for n in names]
@@ -286,7 +288,9 @@ class GainmapPage(pn.viewable.Viewer):
             height=320,
             active_tools=["xbox_select"],
         )
-        self.map_pane.object = gain_map_hv(gm).opts(title="Gain map")
+        layout = gain_map_hv(gm)
+        layout.values()[0].opts(title="Gain map (damaged pixels circled)", min_height=300)
+        self.map_pane.object = layout
         self.spread_pane.object = position_spread_hv(before, after, colours=COLOURS)
         spread = float(before["rms_spread"]), float(after["rms_spread"])
         self.status.object = (

@@ -215,7 +215,8 @@ def drag():
 
 
 #: every titled plot the browser draws: title, plot frame (page px), axis ranges, the
-#: active drag tool, the number of visible lines and the x data of visible scatters
+#: active drag tool, the number of visible lines, of paths in visible multi-lines (ring
+#: overlays: one path per ring) and the x data of visible scatters
 PLOTS_JS = """() => {
   const out = [];
   const column = (source, spec) => {
@@ -235,6 +236,8 @@ PLOTS_JS = """() => {
                 y: [v.model.y_range.start, v.model.y_range.end],
                 active: v.model.toolbar.active_drag ? v.model.toolbar.active_drag.type : null,
                 lines: visible(v, 'Line').length,
+                paths: visible(v, 'MultiLine').reduce(
+                  (n, r) => n + column(r.data_source, r.glyph.xs).length, 0),
                 scatter: visible(v, 'Scatter').map(r => column(r.data_source, r.glyph.x))});
     }
     for (const c of v.child_views || []) walk(c);

@@ -4,7 +4,9 @@ The recording (30 Pilatus frames of LaB6, 5 motor positions x 6 frames,
 PROVENANCE.md) is served as one catalog entry; the test draws a ROI on the
 accumulated image with the box-edit tool, presses Replay (at the recorded
 rate: about 6 s) and reads the frame count from the page and the ROI plot's
-points from the BokehJS models the browser draws.
+points from the BokehJS models the browser draws. Before the replay it types the
+detector's distance and beam centre into the geometry panel: after it, the LaB6
+q-curves lie over the accumulated image and its azimuthal integration is drawn.
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ def test_replay_the_real_recording_into_the_live_page(
     # a screen pixel is ~2.3 detector pixels (640 px for 1476): within 3 px of the drag
     assert abs(x - 200) <= 3 and abs(y - 360) <= 3 and abs(w - 40) <= 3 and abs(h - 40) <= 3
 
+    # the geometry read off the LaB6 rings (tests/apps/test_live_geometry.py): distance and
+    # beam centre typed; the energy comes from the stream header at the first frame
+    for label, value in (("Beam centre x", "205"), ("Beam centre y", "375"), ("Distance", "74")):
+        field = page.locator(".bk-input-group", has_text=label).locator("input")
+        field.fill(value)
+        field.press("Enter")
+    expect(page.locator(".beamcat-live-geometry")).to_contain_text("No energy yet")
+
     page.get_by_role("button", name="Replay", exact=True).click()
     count = page.locator(".beamcat-live-count")
     # each waits for the page to say so (conftest's generous limit): a loaded machine is slower
@@ -58,8 +68,14 @@ def test_replay_the_real_recording_into_the_live_page(
     steps = find_plot(
         page, "ROI means vs dummy_mot_01", ready=lambda plot: plot["scatter"] == [POSITIONS]
     )
-    image = find_plot(page, "accumulated: 30 frames")
+    # q-curves: the LaB6 rings on the detector at 8048 eV, drawn over the accumulated image
+    expect(page.locator(".beamcat-live-geometry")).to_contain_text("8048 eV")
+    image = find_plot(page, "accumulated: 30 frames", ready=lambda plot: plot["paths"] >= 5)
+    # and the azimuthal integration of the 30 accumulated frames, in q
+    pattern = find_plot(
+        page, "Azimuthal integration: 30 frames", ready=lambda plot: plot["lines"] >= 1
+    )
     # the accumulated LaB6 rings are drawn: the image is not one flat colour (once painted)
-    for plot in (image, steps):
+    for plot in (image, steps, pattern):
         assert painted(page, plot, min_std=0.02) > 0.02
     page.screenshot(path=tmp_path / "live.png", full_page=True)
