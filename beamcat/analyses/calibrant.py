@@ -32,18 +32,12 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
+from beamcat.analyses.geometry import Geometry, as_geometry, check_shape, pixel_array
 from beamcat.errors import OptionError
-
-if TYPE_CHECKING:
-    from beamcat.analyses.geometry import Geometry
-
-# `beamcat.analyses.geometry` re-exports `calibrate` and `rings`, so this module
-# imports it inside the functions that use it (no import cycle, whichever comes first)
 
 __all__ = ["Calibration", "beam_centre", "calibrate", "ring_contours", "rings"]
 
@@ -157,8 +151,6 @@ def ring_contours(geometry, shape: tuple[int, int], tth_deg) -> list[list[np.nda
     """
     import contourpy
 
-    from beamcat.analyses.geometry import pixel_array
-
     tth_map = pixel_array(geometry, shape, "2th_deg")
     generator = contourpy.contour_generator(z=tth_map, line_type=contourpy.LineType.Separate)
     return [list(generator.lines(float(level))) for level in np.atleast_1d(tth_deg)]
@@ -224,8 +216,6 @@ def rings(
     OptionError
         Unknown calibrant, bad d-spacings, no energy (neither given nor in the geometry).
     """
-    from beamcat.analyses.geometry import as_geometry, pixel_array
-
     geo = None if geometry is None else as_geometry(geometry)
     wavelength = _wavelength(energy, geo)
     pyfai, name, d, hkl = _reflections(calibrant, wavelength)
@@ -270,8 +260,6 @@ def beam_centre(geometry, shape: tuple[int, int]) -> tuple[float, float]:
     >>> beam_centre(geo, (100, 100))
     (29.5, 49.5)
     """
-    from beamcat.analyses.geometry import as_geometry
-
     geo = as_geometry(geometry)
     fit2d = geo.integrator.getFit2D()
     x, y = fit2d["centerX"] - 0.5, fit2d["centerY"] - 0.5
@@ -282,8 +270,6 @@ def beam_centre(geometry, shape: tuple[int, int]) -> tuple[float, float]:
 
 def _start_geometry(start, shape, flip, pixel_size) -> Geometry:
     """The start of `calibrate` as a Geometry (flip applied)."""
-    from beamcat.analyses.geometry import as_geometry
-
     if not (isinstance(start, dict) and ("centre" in start or "center" in start)):
         return as_geometry(start, flip=flip)
     from pyFAI.detectors import Detector
@@ -477,8 +463,6 @@ def calibrate(
         The start PONI is unreadable or its detector has another shape.
     """
     from pyFAI.goniometer import SingleGeometry
-
-    from beamcat.analyses.geometry import as_geometry, check_shape
 
     array = _image(image)
     shape = array.shape

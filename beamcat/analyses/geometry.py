@@ -8,7 +8,9 @@ pyFAI does the maths; this module gives its geometry a beamcat face:
 - `as_geometry`: a Geometry from a PONI path, a pyFAI integrator, a config dict,
   or a Dataset whose ``attrs["poni"]`` names one (catalog entries with ``poni=``);
 - `read_poni` / `write_poni` (atomic), `pixel_array` (one cached map, NumPy) and
-  `pixel_maps` (all maps as a Dataset on ``(y, x)`` with units).
+  `pixel_maps` (all maps as a Dataset on ``(y, x)`` with units);
+- `calibrate` (refine a PONI from a calibrant image) and `rings` (reflections and
+  their contours), from `beamcat.analyses.calibrant`.
 
 Orientation. Dioptas shows images flipped vertically (row 0 at the bottom) and
 the PONI files it writes refer to that view. ``flip=True`` says so: pyFAI
@@ -85,14 +87,10 @@ class Geometry:
     flip: bool = False
     source: str | None = field(default=None, compare=False)
 
-    @functools.cached_property
+    @property
     def integrator(self):
-        """The pyFAI ``AzimuthalIntegrator`` (for the image as the PONI sees it)."""
-        from pyFAI.integrator.azimuthal import AzimuthalIntegrator
-
-        ai = AzimuthalIntegrator()
-        ai.set_config(json.loads(self.config))
-        return ai
+        """The pyFAI ``AzimuthalIntegrator`` (for the image as the PONI sees it), one per config."""
+        return _integrator(self.config)
 
     @property
     def wavelength(self) -> float | None:
@@ -114,6 +112,25 @@ class Geometry:
         config = json.loads(self.config)
         config.update(changes)
         return _from_config(config, self.flip, self.source)
+
+
+@functools.lru_cache(maxsize=32)
+def _integrator(config: str):
+    # shared by equal geometries: building one costs ~0.15 s (pyFAI's reset collects garbage)
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    ai = AzimuthalIntegrator()
+    ai.set_config(json.loads(config))
+    return ai
+
+
+def __getattr__(name: str):
+    # `geometry.calibrate` and `geometry.rings` live in `calibrant`, which builds on this module
+    if name in ("calibrate", "rings"):
+        from beamcat.analyses import calibrant
+
+        return getattr(calibrant, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _from_config(config: dict, flip: bool, source: str | None) -> Geometry:

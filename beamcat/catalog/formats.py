@@ -338,6 +338,9 @@ def _describe(source: Any) -> str:
 def sniff_format(source: Source) -> str:
     """Guess the format of a source from its first file's name and first bytes.
 
+    For a folder or list, the first file whose name a format claims decides
+    (a recording's PONI sidecar does not); otherwise the first file.
+
     The longest registered suffix the name ends with picks the candidates;
     among them, entries with a sniff predicate are asked first and the first
     that confirms wins, else the one without a predicate. A name that tells
@@ -353,7 +356,9 @@ def sniff_format(source: Source) -> str:
         for fmt in REGISTRY:  # a store is a folder: its own name tells, not its files'
             if fmt.folder and name.endswith(fmt.suffixes):
                 return fmt.name
-    first = expand_source(source)[0]
+    files = expand_source(source)
+    # a folder's sidecars (a PONI, notes) do not decide: its first file of a known kind does
+    first = next((f for f in files if _by_suffix(f.name.lower())), files[0])
     candidates = _by_suffix(first.name.lower())
     kind = "file"
     if candidates:

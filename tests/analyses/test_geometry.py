@@ -111,3 +111,13 @@ def test_missing_or_binary_poni(tmp_path, shared_data):
         geometry.read_poni(tmp_path / "nope.poni")
     with pytest.raises(BeamcatError, match="CeO2_Pilatus1M.tif"):
         geometry.read_poni(shared_data / "dioptas" / "CeO2_Pilatus1M.tif")
+
+
+def test_calibrate_and_rings_are_reachable_from_geometry():
+    # the API names them geometry.calibrate / geometry.rings; they live in calibrant
+    from beamcat.analyses import calibrant
+    from beamcat.analyses.geometry import calibrate, rings
+
+    assert calibrate is calibrant.calibrate and rings is calibrant.rings
+    with pytest.raises(AttributeError):
+        geometry.no_such_name  # noqa: B018
