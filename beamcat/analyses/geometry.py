@@ -87,10 +87,15 @@ class Geometry:
     flip: bool = False
     source: str | None = field(default=None, compare=False)
 
-    @property
+    @functools.cached_property
     def integrator(self):
-        """The pyFAI ``AzimuthalIntegrator`` (for the image as the PONI sees it), one per config."""
-        return _integrator(self.config)
+        """The pyFAI ``AzimuthalIntegrator`` (for the image as the PONI sees it)."""
+        from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+        # one per Geometry object: pyFAI caches arrays inside it without checking their shape
+        ai = AzimuthalIntegrator()
+        ai.set_config(json.loads(self.config))
+        return ai
 
     @property
     def wavelength(self) -> float | None:
@@ -112,16 +117,6 @@ class Geometry:
         config = json.loads(self.config)
         config.update(changes)
         return _from_config(config, self.flip, self.source)
-
-
-@functools.lru_cache(maxsize=32)
-def _integrator(config: str):
-    # shared by equal geometries: building one costs ~0.15 s (pyFAI's reset collects garbage)
-    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
-
-    ai = AzimuthalIntegrator()
-    ai.set_config(json.loads(config))
-    return ai
 
 
 def __getattr__(name: str):

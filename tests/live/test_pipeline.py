@@ -116,7 +116,8 @@ def test_snapshot_is_consistent_while_frames_arrive():
     seen = []
 
     def viewer():
-        while live.frames < 200:
+        # until every frame is in and at least one view was taken (the adder may finish first)
+        while live.frames < 200 or not seen:
             view = live.snapshot()
             if view["image"] is not None:
                 seen.append((view["count"], np.unique(view["image"])))
