@@ -33,7 +33,8 @@ class BeamcatBackendEntrypoint(BackendEntrypoint):
     """Open any beamcat format (TIFF, FITS, SPICE, MIB, HDF5/NeXus, EIS, logs ...) with xarray.
 
     Parameters of `open_dataset`: the source; ``format`` (sniffed when not
-    given); ``attrs`` to add; and any option of the format's reader
+    given); ``attrs`` to add; the files every format takes (``poni=``,
+    ``poni_flip=``, ``calibration=``); and any option of the format's reader
     (``window=``, ``scan_shape=``, ``path=`` ...), given as keywords or in
     ``backend_kwargs``. An option the format does not take raises
     `beamcat.errors.OptionError` listing those it does.

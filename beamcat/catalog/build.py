@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from beamcat._util import atomic_open
+from beamcat.catalog._calibration import calibration_attrs
 from beamcat.catalog._paths import poni_attrs
 from beamcat.errors import CatalogError, UntrustedCatalogError
 
@@ -184,8 +185,9 @@ def add_source(
         beamcat format; sniffed when not given.
     options : mapping
         Reader options (``scan_shape``, ``path``, ``timezone`` ...), and those
-        of every format: ``attrs``, ``poni`` (a PONI file, which must exist)
-        and ``poni_flip`` (`beamcat.catalog.formats.open_dataset`).
+        of every format: ``attrs``, ``poni`` (a PONI file, which must exist),
+        ``poni_flip`` and ``calibration`` (a 4D-STEM calibration JSON, which
+        must exist and be valid) (`beamcat.catalog.formats.open_dataset`).
     metadata : mapping
         Free metadata; beamcat shows ``instrument``, ``sample``, ``run`` and
         ``description`` in its apps.
@@ -200,7 +202,9 @@ def add_source(
     CatalogError
         The name is not valid, or is taken and `replace` is False.
     SourceNotFoundError
-        The ``poni`` option names no file.
+        The ``poni`` or ``calibration`` option names no file.
+    FormatError
+        The ``calibration`` JSON lacks keys or values.
     """
     from intake.readers.entry import Catalog
 
@@ -222,7 +226,9 @@ def add_source(
     folder = catalog.parent
     options = dict(options or {})
     # checked now, with the entry named: the file must be there to be stored relative to the catalog
-    poni_attrs(options.get("poni"), options.get("poni_flip", False), f"{catalog}: entry {name!r}")
+    owner = f"{catalog}: entry {name!r}"
+    poni_attrs(options.get("poni"), options.get("poni_flip", False), owner)
+    calibration_attrs(options.get("calibration"), owner)
     options = {k: _relative_to(v, folder) if _is_path(v) else v for k, v in options.items()}
     reader = make_reader(
         _relative_to(source, folder), format=format, options=options, metadata=metadata

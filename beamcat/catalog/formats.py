@@ -25,6 +25,7 @@ from typing import Any
 
 import xarray as xr
 
+from beamcat.catalog._calibration import calibration_attrs
 from beamcat.catalog._paths import expand_source, poni_attrs
 from beamcat.errors import FormatError, OptionError
 
@@ -420,6 +421,7 @@ def open_dataset(
     attrs: Mapping[str, Any] | None = None,
     poni: str | os.PathLike | None = None,
     poni_flip: bool = False,
+    calibration: str | os.PathLike | None = None,
     **options,
 ) -> xr.Dataset:
     """Open any supported source as a labelled, lazily backed Dataset.
@@ -444,6 +446,13 @@ def open_dataset(
     poni_flip : bool
         The PONI refers to the image flipped vertically, as Dioptas shows it and
         writes its PONI files; lands in ``attrs["poni_flip"]`` (0 or 1).
+    calibration : path, optional
+        A 4D-STEM calibration JSON (ePSIC's ``reciprocal_space_pix`` and
+        ``p_ellipse``, as ``AuCalibration.save`` writes it), read and checked
+        now: ``attrs["calibration"]`` is ``{x0, y0, a, b, theta,
+        reciprocal_pixel_size, source}`` (px, rad, 1/Angstrom per px; the
+        JSON's absolute path), where the 4D-STEM analyses find it. In a catalog
+        it is stored relative to the catalog file like the source.
     **options
         Passed to the format's opener (``scan_shape=`` for MIB, ``path=`` for
         HDF5, ``window=`` for SPICE and EIS, ``timezone=`` for logs ...);
@@ -462,9 +471,10 @@ def open_dataset(
         An unknown `format`, or an option the format does not take (the
         message lists the ones it does); `poni_flip` without `poni`.
     SourceNotFoundError
-        The source, or the `poni` file, does not exist.
+        The source, or the `poni` or `calibration` file, does not exist.
     FormatError
-        The format cannot be sniffed, or the file is not what it claims.
+        The format cannot be sniffed, or the file is not what it claims; the
+        `calibration` JSON lacks keys or values.
 
     Examples
     --------
@@ -480,6 +490,11 @@ def open_dataset(
         format = sniff_format(source)
     opener = get_opener(format)
     check_options(format, options, source)
-    attrs = {**(attrs or {}), **poni_attrs(poni, poni_flip, _describe(source))}
+    owner = _describe(source)
+    attrs = {
+        **(attrs or {}),
+        **poni_attrs(poni, poni_flip, owner),
+        **calibration_attrs(calibration, owner),
+    }
     ds = opener(source, **options)
     return ds.assign_attrs(attrs) if attrs else ds

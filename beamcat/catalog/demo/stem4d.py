@@ -9,6 +9,10 @@ What is written (under ``stem4d/``), with `beamcat.catalog.mib_write.write_mib`
   is amorphous carbon of varying thickness with a few Au nanoparticles.
 - ``au_reference/20230510_100500_data.mib``: 8 x 8 frames of a polycrystalline
   Au calibration grating, no fly-back.
+- ``calibration.json``: the planted calibration as ePSIC's JSON
+  (``reciprocal_space_pix``, ``p_ellipse`` [x0, y0, a, b, theta] of the 220
+  ring, ``reflection``), which the ``stem4d_scan`` entry attaches
+  (``calibration=``, so ``attrs["calibration"]``).
 
 Every pattern is ``Poisson(exposure/1 ms * (disc + t * amorphous(s) + f_Au * rings(s)))``
 with s = 1/d (1/Angstrom) = `RECIPROCAL_PIXEL` * r, where r is the radius of a
@@ -39,6 +43,7 @@ truth.npz
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +164,24 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
         d = LATTICE / np.sqrt(n)
         r = 1 / d / RECIPROCAL_PIXEL
         rings[hkl] = {"d": d, "s": 1 / d, "radius_px": r, "radius_px_minor": r * AXIS_RATIO}
+    ellipse = {
+        "x0": CENTRE[0],
+        "y0": CENTRE[1],
+        "a": rings["220"]["radius_px"],
+        "b": rings["220"]["radius_px_minor"],
+        "theta": THETA,
+    }
+    calibration = folder / "calibration.json"
+    with open(calibration, "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "reciprocal_space_pix": RECIPROCAL_PIXEL,
+                "p_ellipse": [float(v) for v in ellipse.values()],
+                "reflection": "220",
+            },
+            f,
+            indent=1,
+        )
     s_grid = np.linspace(0.0, 1.0, 1001)
     write_truth(
         folder,
@@ -170,13 +193,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
             "exposure_s": EXPOSURE,
             "flyback_exposure_s": FLYBACK_EXPOSURE,
             "centre": list(CENTRE),
-            "ellipse": {
-                "x0": CENTRE[0],
-                "y0": CENTRE[1],
-                "a": rings["220"]["radius_px"],
-                "b": rings["220"]["radius_px_minor"],
-                "theta": THETA,
-            },
+            "ellipse": ellipse,
             "axis_ratio": AXIS_RATIO,
             "reciprocal_pixel_size": RECIPROCAL_PIXEL,
             "lattice_angstrom": LATTICE,
@@ -208,6 +225,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
                 "sample": "Au nanoparticles on amorphous carbon",
                 "description": "4D-STEM scan, 32 lines x 33 frames with fly-back",
             },
+            {"calibration": calibration},
         ),
         Entry(
             "stem4d_au_reference",
