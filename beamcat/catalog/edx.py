@@ -1,0 +1,346 @@
+"""Oxford AZtec EDX exports (RPL/RAW) as lazy Datasets ``counts (scan_y, scan_x, energy)``.
+
+Formats served
+    The Lispix ripple pair AZtec exports, ``<name>.rpl`` (tab-separated
+    ``key value`` header) + ``<name>.raw`` (the counts), read with RosettaSciIO's
+    ripple reader (``rsciio.ripple.file_reader(lazy=True)``: a memory map cut
+    into dask chunks, nothing read at open time). ``record-by image`` (energy
+    planes one after the other: how AZtec writes them, hence the ePSIC
+    notebook's ``np.rollaxis(edx, 0, 3)``) and ``record-by vector`` (one
+    spectrum per position: HyperSpy's export) both open as ``(scan_y, scan_x,
+    energy)``. AZtec's own HDF5 (``.h5oina``) is not served: RosettaSciIO
+    0.15 has no reader for it.
+
+Energy axis (keV)
+    From HyperSpy's ``depth-origin`` / ``depth-scale`` / ``depth-units`` keys
+    (eV or keV), else the Lispix ``ev-per-chan`` key (eV per channel, first
+    channel at 0); the options `energy_offset_kev` / `energy_scale_kev` override
+    both. ``detector-peak-width-ev`` (FWHM at Mn Ka) becomes
+    ``attrs["energy_resolution_mnka_ev"]``, which element-map windows use.
+
+Scan shape (ePSIC's 4D-STEM + EDX manual)
+    A 4D-STEM scan recorded with EDX has no fly-back frames and the shape
+    ``(Scan_X, Scan_Y) = (Scan_X, Scan_X - 1)``: ``Scan_X - 1`` lines of
+    ``Scan_X`` positions, i.e. ``(scan_y, scan_x) = (N - 1, N)``, while AZtec's
+    map is ``N x N``. `match_scan` (or ``open_edx(..., scan_shape=)``) cuts the
+    EDX line the 4D-STEM scan lacks (the last by default) so that maps line up
+    position by position; any other mismatch is an error.
+
+`write_edx` writes an AZtec-like pair (the demo's and the tests').
+
+Examples
+--------
+>>> import tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> counts = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+>>> _ = write_edx(folder / "map.rpl", counts, energy_offset_kev=0.0, energy_scale_kev=0.01)
+>>> ds = open_edx(folder / "map.rpl")
+>>> ds.counts.dims, ds.energy.values.tolist()
+(('scan_y', 'scan_x', 'energy'), [0.0, 0.01, 0.02, 0.03])
+>>> bool((ds.counts.values == counts).all())
+True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from beamcat._util import atomic_path, provenance
+from beamcat.errors import FormatError, OptionError, SourceNotFoundError
+
+__all__ = ["EDX_SUFFIXES", "match_scan", "open_edx", "write_edx"]
+
+#: name endings of an EDX export (a ``.raw`` stands for its ``.rpl``)
+EDX_SUFFIXES = (".rpl",)
+#: FWHM at Mn Ka (eV) assumed when the header has none (a typical SDD)
+DEFAULT_RESOLUTION_EV = 130.0
+_UNITS_KEV = {"kev": 1.0, "ev": 1e-3}
+_RAW_TYPES = {("unsigned", 1): "u1", ("unsigned", 2): "u2", ("unsigned", 4): "u4"}
+_RAW_TYPES |= {("signed", 4): "i4", ("float", 4): "f4", ("float", 8): "f8"}
+
+
+def _sibling(path: Path, suffix: str) -> Path:
+    """`path` with `suffix`, in upper case when only that exists (Windows exports)."""
+    upper = path.with_suffix(suffix.upper())
+    return (
+        upper
+        if upper.exists() and not path.with_suffix(suffix).exists()
+        else path.with_suffix(suffix)
+    )
+
+
+def _rpl_path(source: str | os.PathLike) -> Path:
+    path = Path(source).expanduser()
+    if path.suffix.lower() == ".raw":
+        path = _sibling(path, ".rpl")
+    if not path.is_file():
+        raise SourceNotFoundError(f"{path}: no such EDX header (.rpl) file")
+    if path.suffix.lower() != ".rpl":
+        raise FormatError(f"{path}: expected an AZtec RPL/RAW export (.rpl), got {path.suffix!r}")
+    return path
+
+
+def _energy(info: dict, path: Path, offset_kev, scale_kev) -> tuple[float, float]:
+    """(offset, scale) of the energy axis in keV, from the options or the header."""
+    if "depth-scale" in info:
+        units = str(info.get("depth-units", "")).strip().lower()
+        factor = _UNITS_KEV.get(units)
+        if factor is None and scale_kev is None:
+            raise FormatError(
+                f"{path}: depth-units {units or 'missing'!r}; expected eV or keV "
+                "(or pass energy_scale_kev= and energy_offset_kev=)"
+            )
+        factor = factor or 1.0
+        header = (
+            float(info.get("depth-origin", 0.0)) * factor,
+            float(info["depth-scale"]) * factor,
+        )
+    elif "ev-per-chan" in info:
+        header = (0.0, float(info["ev-per-chan"]) * 1e-3)
+    elif scale_kev is None:
+        raise FormatError(
+            f"{path}: no energy calibration (depth-scale or ev-per-chan); "
+            "pass energy_scale_kev= (and energy_offset_kev=)"
+        )
+    else:
+        header = (0.0, float(scale_kev))
+    offset = header[0] if offset_kev is None else float(offset_kev)
+    scale = header[1] if scale_kev is None else float(scale_kev)
+    if not scale > 0:
+        raise FormatError(f"{path}: energy scale {scale} keV per channel; expected > 0")
+    return offset, scale
+
+
+def open_edx(
+    source: str | os.PathLike,
+    *,
+    scan_shape: Sequence[int] | None = None,
+    extra_line: str = "last",
+    energy_offset_kev: float | None = None,
+    energy_scale_kev: float | None = None,
+    chunks: str | tuple = "auto",
+) -> xr.Dataset:
+    """Open an AZtec RPL/RAW EDX spectrum image lazily.
+
+    Parameters
+    ----------
+    source : path
+        The ``.rpl`` header (or its ``.raw``); the ``.raw`` beside it holds the counts.
+    scan_shape : (ny, nx), optional
+        The 4D-STEM scan the map was recorded with: checked, and cut to it by
+        `match_scan`'s rule.
+    extra_line : "last" or "first"
+        Which EDX line the 4D-STEM scan lacks (see `match_scan`).
+    energy_offset_kev, energy_scale_kev : float, optional
+        Energy of the first channel and per channel (keV), overriding the header.
+    chunks : "auto" or tuple
+        Dask chunks of the file's own axis order (RosettaSciIO's ``chunks``).
+
+    Returns
+    -------
+    Dataset
+        ``counts`` (scan_y, scan_x, energy), dask backed, the file's dtype;
+        coordinate ``energy`` (keV, channel centres as the header gives them).
+        Attrs: ``source``, ``format`` ("edx"), ``signal``, ``record_by``,
+        ``energy_resolution_mnka_ev``, the header's beam energy, live time,
+        elevation/azimuth angles and title where present.
+
+    Raises
+    ------
+    SourceNotFoundError
+        No ``.rpl`` (or no ``.raw`` beside it).
+    FormatError
+        A header RosettaSciIO cannot parse, a ``.raw`` too short for it, no
+        energy calibration and no options for it.
+    OptionError
+        A `scan_shape` the map cannot be matched to.
+    """
+    from rsciio.ripple import file_reader
+
+    path = _rpl_path(source)
+    raw = _sibling(path, ".raw")
+    if not raw.is_file():
+        raise SourceNotFoundError(f"{path}: its counts file {raw.name} is missing")
+    try:
+        (found,) = file_reader(str(path), lazy=True, chunks=chunks)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        raise FormatError(f"{path}: not a readable RPL header ({err})") from None
+    info = found["original_metadata"]
+    ny, nx, depth = (int(info[k]) for k in ("height", "width", "depth"))
+    vector = info["record-by"] != "image"
+    expected = int(info.get("offset", 0)) + ny * nx * depth * int(info["data-length"])
+    if raw.stat().st_size < expected:
+        raise FormatError(
+            f"{raw}: {raw.stat().st_size} bytes; expected {expected} for {ny} x {nx} positions "
+            f"of {depth} channels of {info['data-length']} bytes ({path.name})"
+        )
+    data = found["data"].reshape((ny, nx, depth) if vector else (depth, ny, nx))
+    counts = data if vector else da.transpose(data, (1, 2, 0))
+    offset, scale = _energy(info, path, energy_offset_kev, energy_scale_kev)
+    optional = {
+        "beam_energy_kev": info.get("beam-energy"),
+        "live_time_s": info.get("live-time"),
+        "elevation_angle_deg": info.get("elevation-angle"),
+        "azimuth_angle_deg": info.get("azimuth-angle"),
+        "title": info.get("title") or None,
+    }
+    attrs = provenance(path, "edx")
+    attrs.update(
+        signal="counts",
+        record_by=info["record-by"],
+        energy_resolution_mnka_ev=float(
+            info.get("detector-peak-width-ev", info.get("energy-resolution", DEFAULT_RESOLUTION_EV))
+        ),
+        **{k: v for k, v in optional.items() if v is not None},
+    )
+    ds = xr.Dataset(
+        {
+            "counts": (
+                ("scan_y", "scan_x", "energy"),
+                counts,
+                {"units": "counts", "long_name": "X-ray counts"},
+            )
+        },
+        coords={
+            "energy": (
+                "energy",
+                offset + scale * np.arange(depth),
+                {"units": "keV", "long_name": "X-ray energy"},
+            )
+        },
+        attrs=attrs,
+    )
+    return ds if scan_shape is None else match_scan(ds, scan_shape, extra_line=extra_line)
+
+
+def match_scan(
+    edx: xr.Dataset, scan_shape: Sequence[int], *, extra_line: str = "last"
+) -> xr.Dataset:
+    """The EDX map cut to the 4D-STEM scan it was recorded with (ePSIC's simultaneous-EDX rule).
+
+    Parameters
+    ----------
+    edx : Dataset (scan_y, scan_x, energy)
+        `open_edx` output.
+    scan_shape : (ny, nx)
+        The 4D-STEM scan's ``(scan_y, scan_x)``.
+    extra_line : "last" or "first"
+        Which EDX line the 4D-STEM scan lacks when the map has one line more.
+
+    Returns
+    -------
+    Dataset
+        `edx` itself when the shapes are equal; when the 4D-STEM scan is
+        ``(N - 1, N)`` and the map ``N x N``, the map without its `extra_line`
+        (``attrs["edx_line_dropped"]``).
+
+    Raises
+    ------
+    OptionError
+        Any other pair of shapes, naming both and the rule.
+
+    Examples
+    --------
+    >>> edx = xr.Dataset({"counts": (("scan_y", "scan_x", "energy"), np.zeros((4, 4, 2)))})
+    >>> match_scan(edx, (3, 4)).counts.shape
+    (3, 4, 2)
+    """
+    ny, nx = (int(v) for v in scan_shape)
+    shape = (edx.sizes["scan_y"], edx.sizes["scan_x"])
+    where = edx.attrs.get("source", "EDX map")
+    if extra_line not in ("last", "first"):
+        raise OptionError(f"extra_line={extra_line!r}: expected 'last' or 'first'")
+    if shape == (ny, nx):
+        return edx
+    if shape == (nx, nx) and ny == nx - 1:
+        cut = slice(None, -1) if extra_line == "last" else slice(1, None)
+        return edx.isel(scan_y=cut).assign_attrs(edx_line_dropped=extra_line)
+    raise OptionError(
+        f"{where}: EDX map of {shape[0]} x {shape[1]} positions does not match the 4D-STEM "
+        f"scan {ny} x {nx} (scan_y x scan_x); expected the same shape, or a 4D-STEM scan of "
+        "N - 1 lines of N with an N x N map (4D-STEM recorded with EDX has no fly-back)"
+    )
+
+
+def write_edx(
+    path: str | os.PathLike,
+    counts: np.ndarray,
+    *,
+    energy_offset_kev: float,
+    energy_scale_kev: float,
+    record_by: str = "image",
+    energy_resolution_ev: float = DEFAULT_RESOLUTION_EV,
+    beam_energy_kev: float | None = None,
+    live_time_s: float | None = None,
+    title: str = "",
+) -> Path:
+    """Write an AZtec-like RPL/RAW pair that `open_edx` (and RosettaSciIO/HyperSpy) read.
+
+    Parameters
+    ----------
+    path : path
+        The ``.rpl`` to write; the ``.raw`` goes beside it. Both are written
+        atomically (the ``.raw`` first, so a header never announces missing counts).
+    counts : ndarray (scan_y, scan_x, energy)
+        uint8/16/32, int32 or float32/64 counts.
+    energy_offset_kev, energy_scale_kev : float
+        Energy of the first channel and per channel (keV).
+    record_by : "image" or "vector"
+        Energy planes one after the other (AZtec) or one spectrum per position.
+    energy_resolution_ev : float
+        Detector FWHM at Mn Ka (eV), the header's ``detector-peak-width-ev``.
+    beam_energy_kev, live_time_s : float, optional
+    title : str
+
+    Returns
+    -------
+    Path
+        The ``.rpl`` written.
+    """
+    path = Path(path)
+    counts = np.asarray(counts)
+    kinds = {v: k for k, v in _RAW_TYPES.items()}
+    if (
+        counts.ndim != 3
+        or counts.dtype.str[1:] not in kinds
+        or record_by not in ("image", "vector")
+    ):
+        raise OptionError(
+            f"{path}: expected counts (scan_y, scan_x, energy) of {sorted(kinds)} and "
+            f"record_by 'image' or 'vector', got {counts.shape} {counts.dtype}, {record_by!r}"
+        )
+    kind, length = kinds[counts.dtype.str[1:]]
+    ny, nx, depth = counts.shape
+    keys = {
+        "width": nx,
+        "height": ny,
+        "depth": depth,
+        "offset": 0,
+        "data-length": length,
+        "data-type": kind,
+        "byte-order": "dont-care" if length == 1 else "little-endian",
+        "record-by": record_by,
+        "ev-per-chan": energy_scale_kev * 1e3,
+        "depth-origin": energy_offset_kev,
+        "depth-scale": energy_scale_kev,
+        "depth-units": "keV",
+        "detector-peak-width-ev": energy_resolution_ev,
+        "signal": "EDS_TEM",
+        "title": title,
+    }
+    if beam_energy_kev is not None:
+        keys["beam-energy"] = beam_energy_kev
+    if live_time_s is not None:
+        keys["live-time"] = live_time_s
+    ordered = counts if record_by == "vector" else np.moveaxis(counts, 2, 0)
+    header = "key\tvalue\n" + "".join(f"{k}\t{v}\n" for k, v in keys.items())
+    with atomic_path(path) as rpl_tmp, atomic_path(path.with_suffix(".raw")) as raw_tmp:
+        np.ascontiguousarray(ordered, dtype=counts.dtype.newbyteorder("<")).tofile(raw_tmp)
+        rpl_tmp.write_text(header, encoding="latin-1")
+    return path
