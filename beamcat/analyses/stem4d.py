@@ -1,0 +1,324 @@
+"""4D-STEM overview: mean/max/sum patterns, virtual images, centre of mass; radial profiles.
+
+Every function takes a DataArray ``(scan_y, scan_x, y, x)`` or ``(frame, y,
+x)`` (any leading dims, detector pixels ``(y, x)`` last) or a Dataset (its
+signal, ``attrs["signal"]``), NumPy- or dask-backed, and returns a lazy result:
+one task per chunk of whole frames, memory bounded by a chunk.
+
+- `mean_pattern`, `max_pattern`, `sum_pattern`: reductions over the scan.
+- `virtual_images`: one pass over the data, a matrix product of each chunk of
+  frames ``(n, y*x)`` with the stacked masks ``(y*x, mask)``; `disc_mask` and
+  `annulus_mask` draw bright-field and annular dark-field detectors.
+- `centre_of_mass`: the same product with the masks ``w``, ``w*y``, ``w*x``.
+- `radial_profiles`, `radial_bins`, `save_profiles` (`beamcat.analyses._stem4d_radial`):
+  elliptical radial mean and variance through the per-pixel-label reduction.
+
+Masks here follow LiberTEM and py4DSTEM: True (or a weight > 0) marks a pixel
+that is *used* (a virtual detector), not pyFAI's "True = masked".
+
+Examples
+--------
+>>> frames = xr.DataArray(np.arange(2 * 3 * 3.0).reshape(2, 3, 3), dims=("frame", "y", "x"))
+>>> bf = disc_mask((3, 3), (1, 1), 1)
+>>> virtual_images(frames, {"bf": bf}).values.tolist()
+[[20.0, 65.0]]
+>>> centre_of_mass(frames)["com_y"].values.round(3).tolist()
+[1.5, 1.154]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+from beamcat.analyses._frames import PIXEL_DIMS, describe, whole_frames
+from beamcat.analyses._history import carried, history
+from beamcat.analyses._stem4d_radial import (
+    RadialBins,
+    check_centre,
+    frames_of,
+    radial_bins,
+    radial_profiles,
+    save_profiles,
+)
+from beamcat.errors import OptionError
+
+__all__ = [
+    "RadialBins",
+    "annulus_mask",
+    "centre_of_mass",
+    "disc_mask",
+    "max_pattern",
+    "mean_pattern",
+    "radial_bins",
+    "radial_profiles",
+    "save_profiles",
+    "sum_pattern",
+    "virtual_images",
+]
+
+
+def _scan_dims(frames: xr.DataArray) -> list[str]:
+    return [d for d in frames.dims if d not in PIXEL_DIMS]
+
+
+def _pattern(data, how: str) -> xr.DataArray:
+    frames = frames_of(data, f"{how}_pattern")
+    scan = _scan_dims(frames)
+    if how == "sum":
+        out = frames.sum(scan)
+    else:
+        out = getattr(frames, how)(scan)
+    unit = frames.attrs.get("units") or frames.attrs.get("unit")
+    attrs = {**carried(frames.attrs), "long_name": f"{how} pattern over {', '.join(scan)}"}
+    if unit:
+        attrs["units"] = unit
+    attrs["history"] = history(frames.attrs, f"{how}_pattern over {scan}")
+    return out.rename(f"{how}_pattern").assign_attrs(attrs)
+
+
+def mean_pattern(data) -> xr.DataArray:
+    """The mean diffraction pattern over every scan position: DataArray (y, x), float64, lazy.
+
+    Examples
+    --------
+    >>> f = xr.DataArray(np.arange(8).reshape(2, 2, 2), dims=("frame", "y", "x"))
+    >>> mean_pattern(f).values.tolist()
+    [[2.0, 3.0], [4.0, 5.0]]
+    """
+    return _pattern(data, "mean")
+
+
+def max_pattern(data) -> xr.DataArray:
+    """The pixel-wise maximum over every scan position: DataArray (y, x), the data's dtype, lazy."""
+    return _pattern(data, "max")
+
+
+def sum_pattern(data) -> xr.DataArray:
+    """The pattern summed over every scan position: DataArray (y, x), lazy (integers stay exact)."""
+    return _pattern(data, "sum")
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def _grid(shape: tuple[int, int], centre, where: str) -> np.ndarray:
+    """Distance (px) of every pixel centre from `centre` = (x, y), checked inside the frame."""
+    x0, y0 = check_centre(centre, shape, where)
+    yy, xx = np.indices(shape, dtype=np.float64)
+    return np.hypot(xx - x0, yy - y0)
+
+
+def disc_mask(shape: tuple[int, int], centre, radius: float) -> np.ndarray:
+    """A bright-field detector: pixels whose centre lies within `radius` of `centre`.
+
+    Parameters
+    ----------
+    shape : (ny, nx)
+        The frame's shape.
+    centre : (x, y)
+        Disc centre (px; x = column, y = row, pixel centres at integer indices).
+    radius : float
+        Radius (px); a pixel at exactly `radius` is in (LiberTEM's ``circular``).
+
+    Returns
+    -------
+    ndarray (ny, nx) of bool
+
+    Examples
+    --------
+    >>> disc_mask((3, 3), (1, 1), 1).astype(int).tolist()
+    [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    """
+    if not radius > 0:
+        raise OptionError(f"disc_mask: radius={radius!r}, expected a positive number of px")
+    return _grid(shape, centre, "disc_mask") <= radius
+
+
+def annulus_mask(shape: tuple[int, int], centre, inner: float, outer: float) -> np.ndarray:
+    """An annular dark-field detector: ``inner < distance <= outer`` (LiberTEM's ``ring``).
+
+    Parameters
+    ----------
+    shape : (ny, nx)
+    centre : (x, y)
+        Centre (px, pixel centres at integer indices).
+    inner, outer : float
+        Radii (px), ``0 <= inner < outer``.
+
+    Returns
+    -------
+    ndarray (ny, nx) of bool
+
+    Examples
+    --------
+    >>> annulus_mask((3, 3), (1, 1), 0.5, 1).astype(int).tolist()
+    [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
+    """
+    if not 0 <= inner < outer:
+        raise OptionError(
+            f"annulus_mask: inner={inner!r}, outer={outer!r}; expected 0 <= inner < outer (px)"
+        )
+    r = _grid(shape, centre, "annulus_mask")
+    return (r > inner) & (r <= outer)
+
+
+def _one_mask(mask, shape: tuple[int, int], where: str) -> np.ndarray:
+    values = np.asarray(mask.data if isinstance(mask, xr.DataArray) else mask)
+    if values.shape != tuple(shape) or values.dtype.kind not in "biuf":
+        raise OptionError(
+            f"{where}: shape {values.shape} and dtype {values.dtype}; expected booleans or "
+            f"weights of the frames' (y, x) shape {tuple(shape)}"
+        )
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise OptionError(f"{where}: holds NaN or inf; expected finite weights")
+    return values
+
+
+def stack_masks(masks, shape: tuple[int, int], where: str) -> tuple[list, np.ndarray]:
+    """Mask names and the masks as float64 ``(mask, y, x)``, each checked against `shape`.
+
+    `masks`: one ``(y, x)`` array or DataArray; a dict name -> mask; a DataArray
+    ``(mask, y, x)`` (names from its ``mask`` coordinate); or an ndarray
+    ``(n, y, x)``.
+    """
+    if isinstance(masks, Mapping):
+        if not masks:
+            raise OptionError(f"{where}: masks is an empty dict; expected name -> (y, x) mask")
+        names = list(masks)
+        stack = [_one_mask(m, shape, f"{where}: mask {k!r}") for k, m in masks.items()]
+        return names, np.stack(stack)
+    ndim = np.ndim(masks.data if isinstance(masks, xr.DataArray) else masks)
+    if ndim == 3:
+        if isinstance(masks, xr.DataArray):
+            lead = masks.dims[0]
+            if tuple(masks.dims[1:]) != PIXEL_DIMS:
+                raise OptionError(f"{where}: masks of dims {masks.dims}; expected (mask, y, x)")
+            names = list(masks[lead].values) if lead in masks.coords else list(range(len(masks)))
+        else:
+            names = list(range(np.shape(masks)[0]))
+        pairs = zip(names, masks, strict=True)
+        stack = [_one_mask(m, shape, f"{where}: mask {k!r}") for k, m in pairs]
+        return names, np.stack(stack)
+    name = masks.name if isinstance(masks, xr.DataArray) and masks.name is not None else "mask"
+    return [name], _one_mask(masks, shape, f"{where}: mask")[None]
+
+
+def _products(block: np.ndarray, matrix: np.ndarray, threshold) -> np.ndarray:
+    """apply_ufunc step: frames ``(..., y, x)`` -> ``(..., k)``, each frame dotted with k rows.
+
+    Integer counts against 0/1 (or integer) rows give integer partial sums, exact
+    in float64 whatever order BLAS adds them in.
+    """
+    flat = block.reshape(-1, block.shape[-2] * block.shape[-1]).astype(np.float64)
+    if threshold is not None:
+        flat[flat < threshold] = 0.0
+    return (flat @ matrix.T).reshape(*block.shape[:-2], matrix.shape[0])
+
+
+def _mask_sums(frames: xr.DataArray, matrix: np.ndarray, dim: str, threshold=None):
+    return xr.apply_ufunc(
+        _products,
+        whole_frames(frames),
+        input_core_dims=[list(PIXEL_DIMS)],
+        output_core_dims=[[dim]],
+        kwargs={"matrix": matrix, "threshold": threshold},
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {dim: matrix.shape[0]}},
+    )
+
+
+def virtual_images(data, masks) -> xr.DataArray:
+    """Virtual detector images: Σ mask·frame of every frame, for one or several masks at once.
+
+    Parameters
+    ----------
+    data : DataArray (..., y, x) or Dataset
+        Frames ``(scan_y, scan_x, y, x)`` or ``(frame, y, x)``; a Dataset's signal.
+    masks : array, dict or DataArray
+        One ``(y, x)`` mask (bool, or float weights); a dict name -> mask; a
+        DataArray ``(mask, y, x)``. `disc_mask` (bright field) and
+        `annulus_mask` (ADF) draw the usual ones.
+
+    Returns
+    -------
+    DataArray (mask, ...) of float64
+        ``(mask, scan_y, scan_x)`` or ``(mask, frame)``, with the mask names as
+        the ``mask`` coordinate; lazy: one pass over the data (each chunk of
+        frames times the stacked masks).
+
+    Raises
+    ------
+    OptionError
+        A mask not of the frames' (y, x) shape, not numeric, or not finite.
+    """
+    frames = frames_of(data, "virtual_images")
+    where = describe(frames, "virtual_images")
+    names, stack = stack_masks(masks, frames.shape[-2:], where)
+    out = _mask_sums(frames, stack.reshape(len(names), -1), "mask")
+    out = out.transpose("mask", ...).assign_coords(mask=names)
+    attrs = {**carried(frames.attrs), "long_name": "virtual detector image"}
+    if frames.attrs.get("units"):
+        attrs["units"] = frames.attrs["units"]
+    attrs["history"] = history(frames.attrs, f"virtual_images: masks {names}")
+    return out.rename("virtual_image").assign_attrs(attrs)
+
+
+def centre_of_mass(data, *, mask=None, threshold: float | None = None) -> xr.Dataset:
+    """Centre of mass of every pattern and its shift from the mean pattern's (DPC-like maps).
+
+    Parameters
+    ----------
+    data : DataArray (..., y, x) or Dataset
+    mask : ndarray or DataArray (y, x), optional
+        Pixels used (True, or weights), e.g. `disc_mask` around the bright-field
+        disc; default all.
+    threshold : float, optional
+        Pixel values below it count 0 (before the mask weights).
+
+    Returns
+    -------
+    Dataset (...)
+        ``com_y``, ``com_x`` (px; row and column, pixel centres at integer
+        indices): Σ y·w·s / Σ w·s per frame (NaN where Σ w·s is 0); ``shift_y``,
+        ``shift_x`` (px): minus the centre of mass of the mean pattern (the
+        same sums over all frames, so no second pass). Lazy.
+
+    Raises
+    ------
+    OptionError
+        A mask not of the frames' (y, x) shape, or a threshold that is not a number.
+    """
+    frames = frames_of(data, "centre_of_mass")
+    where = describe(frames, "centre_of_mass")
+    shape = frames.shape[-2:]
+    weights = np.ones(shape) if mask is None else _one_mask(mask, shape, f"{where}: mask")
+    if threshold is not None and not np.isfinite(threshold):
+        raise OptionError(f"{where}: threshold={threshold!r}, expected a finite number")
+    yy, xx = np.indices(shape, dtype=np.float64)
+    matrix = np.stack([weights, weights * yy, weights * xx]).reshape(3, -1)
+    sums = _mask_sums(frames, matrix, "_moment", threshold)
+    total, my, mx = (sums.isel(_moment=i, drop=True) for i in range(3))
+    scan = _scan_dims(frames)
+    whole = total.sum(scan)
+    valid = total != 0
+    com_y, com_x = (m / total.where(valid) for m in (my, mx))
+    line = f"centre_of_mass: mask={'yes' if mask is not None else 'no'}, threshold={threshold}"
+    px = {"units": "px"}
+    return xr.Dataset(
+        {
+            "com_y": com_y.assign_attrs(long_name="centre of mass, row", **px),
+            "com_x": com_x.assign_attrs(long_name="centre of mass, column", **px),
+            "shift_y": (com_y - my.sum(scan) / whole).assign_attrs(
+                long_name="centre of mass minus the mean pattern's, row", **px
+            ),
+            "shift_x": (com_x - mx.sum(scan) / whole).assign_attrs(
+                long_name="centre of mass minus the mean pattern's, column", **px
+            ),
+        },
+        attrs={**carried(frames.attrs), "history": history(frames.attrs, line)},
+    )
