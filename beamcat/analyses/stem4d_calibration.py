@@ -17,13 +17,16 @@ How the ring is found (`calibrate_au`):
    grid of scales (px per 1/Angstrom); a start pixel size (given, or from
    ePSIC's camera-length table, `CAMERA_LENGTHS`) limits the search to
    ±`START_TOLERANCE` about it;
-2. ring points: the pattern sampled along 720 rays (bilinear, 0.25 px steps)
-   in a window of half the distance to the neighbouring reflections, averaged
-   in 180 sectors of 2°; per sector, the maximum above a straight background
-   line, refined to sub-pixel by a parabola through the samples within 1 px;
-3. the ellipse: pyFAI's algebraic fit (`pyFAI.utils.ellipse.fit_ellipse`)
-   refined by geometric least squares (soft-L1 loss, outliers weigh less);
-   steps 2 and 3 are repeated once about the fitted ellipse.
+2. ring points (`beamcat.analyses._ring_fit.ring_points`): one sub-pixel
+   ring maximum per 2° sector, in a window of half the distance to the
+   neighbouring reflections about the expected ring;
+3. the ellipse (`beamcat.analyses._ring_fit.fit_ellipse`): pyFAI's algebraic
+   fit refined by robust geometric least squares; steps 2 and 3 are repeated
+   once about the fitted ellipse, in a window half as wide.
+
+The ring must stand `MIN_SIGNIFICANCE` standard errors above the circular
+profile's background, in at least `MIN_POINTS` sectors inside the frame, with
+half its points within 1 px of the fitted ellipse; otherwise FormatError.
 
 Examples
 --------
@@ -44,12 +47,13 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage, optimize
+from scipy import ndimage
 
 from beamcat._util import atomic_open
 from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, pick
+from beamcat.analyses._ring_fit import SECTORS, fit_ellipse, ring_points
 from beamcat.analyses.ellipse import elliptical_radius
-from beamcat.errors import FormatError, OptionError
+from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 __all__ = [
     "AU_LATTICE",
@@ -60,7 +64,6 @@ __all__ = [
     "calibrate_au",
     "corrected_profile",
     "mean_pattern",
-    "ring_points",
     "table_pixel_size",
 ]
 
@@ -82,7 +85,10 @@ START_TOLERANCE = 0.25
 JSON_KEYS = ("reciprocal_space_pix", "p_ellipse")
 _FIELDS = ("x0", "y0", "a", "b", "theta", "reciprocal_pixel_size")
 _OPTIONAL = ("reflection", "voltage_kv", "camera_length_cm")
-_RAYS, _SECTORS, _STEP = 720, 180, 0.25  # rays, sectors they are averaged in, px along a ray
+#: ring points needed (of 180 sectors), and at least half of them within 1 px of the ellipse
+MIN_POINTS = 12
+#: how far (standard errors) the ring must stand above the circular profile's background
+MIN_SIGNIFICANCE = 5.0
 
 
 @dataclass(frozen=True)
@@ -186,12 +192,10 @@ class AuCalibration:
         Raises
         ------
         FormatError
-            Not JSON, or ``reciprocal_space_pix`` / ``p_ellipse`` (5 numbers) missing.
+            Not JSON; ``reciprocal_space_pix`` or ``p_ellipse`` (5 numbers) missing.
         SourceNotFoundError
             No such file.
         """
-        from beamcat.errors import SourceNotFoundError
-
         path = Path(path)
         if not path.is_file():
             raise SourceNotFoundError(f"{path}: calibration JSON not found")
@@ -199,15 +203,13 @@ class AuCalibration:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FormatError(f"{path}: not a calibration JSON ({exc})") from None
-        missing = [k for k in JSON_KEYS if not isinstance(doc, dict) or k not in doc]
-        if missing:
+        ellipse = doc.get("p_ellipse") if isinstance(doc, dict) else None
+        if not isinstance(ellipse, list) or len(ellipse) != 5 or JSON_KEYS[0] not in doc:
             raise FormatError(
-                f"{path}: calibration JSON lacks {missing}; expected {list(JSON_KEYS)}"
+                f"{path}: expected a JSON object with {JSON_KEYS[0]} and {JSON_KEYS[1]} "
+                f"[x0, y0, a, b, theta], got {doc!r:.200}"
             )
-        ellipse = doc["p_ellipse"]
-        if not isinstance(ellipse, list | tuple) or len(ellipse) != 5:
-            raise FormatError(f"{path}: p_ellipse must be [x0, y0, a, b, theta], got {ellipse!r}")
-        fields = dict(zip(_FIELDS, [*ellipse, doc["reciprocal_space_pix"]], strict=True))
+        fields = dict(zip(_FIELDS, [*ellipse, doc[JSON_KEYS[0]]], strict=True))
         return cls.from_attrs({**doc, **fields}, source=str(path))
 
 
@@ -285,19 +287,30 @@ def _beam_centre(pattern: np.ndarray) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def _peaks(pattern: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
-    """The circular radial profile (1 px bins) minus its grey opening: ring peaks, >= 0.
+def _ring_sums(pattern: np.ndarray, r: np.ndarray, step: float = 1.0):
+    """Per ring of radius ``r`` (bins of `step` px, centred on multiples): count, Σv, Σv²."""
+    valid = np.isfinite(pattern)
+    bins = np.rint(r[valid] / step).astype(np.intp)
+    values = pattern[valid]
+    return np.bincount(bins), np.bincount(bins, values), np.bincount(bins, values * values)
 
-    Up to the last radius where at least half the circle is inside the frame.
+
+def _peaks(pattern: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+    """How far the circular radial profile (1 px bins) stands above its grey opening, in SE.
+
+    The profile's peaks (the profile minus its grey opening, which removes
+    peaks narrower than a twelfth of the profile) in standard errors of each
+    bin's mean (the spread of its pixels / sqrt(count)), up to the last radius
+    where at least half the circle is inside the frame.
     """
     r = elliptical_radius(pattern.shape, x0=centre[0], y0=centre[1], a=1.0, b=1.0, theta=0.0)
-    valid = np.isfinite(pattern)
-    bins = np.rint(r[valid]).astype(np.intp)
-    count = np.bincount(bins)
-    profile = np.bincount(bins, pattern[valid]) / np.maximum(count, 1)
-    half = np.flatnonzero(count >= np.pi * np.arange(len(count)))
-    profile = profile[: half[-1] + 1]
-    return profile - ndimage.grey_opening(profile, size=max(5, len(profile) // 12))
+    count, total, squares = _ring_sums(pattern, r)
+    inside = np.flatnonzero(count >= np.pi * np.arange(len(count)))[-1] + 1
+    count, total, squares = np.maximum(count[:inside], 1), total[:inside], squares[:inside]
+    mean = total / count
+    error = np.sqrt(np.maximum(squares / count - mean**2, 0) / count)
+    above = mean - ndimage.grey_opening(mean, size=max(5, inside // 12))
+    return np.divide(above, error, out=np.zeros_like(above), where=error > 0)
 
 
 def _scale(peaks: np.ndarray, window: tuple[float, float] | None) -> float:
@@ -312,95 +325,6 @@ def _scale(peaks: np.ndarray, window: tuple[float, float] | None) -> float:
     score = np.where(inside, values, 0.0).sum(1) / np.maximum(inside.sum(1), 1)
     score[inside.sum(1) < 2] = -np.inf  # two rings at least, so ratios decide
     return float(grid[np.argmax(score)])
-
-
-# ------------------------------------------------------------------ ring points
-
-
-def ring_points(
-    pattern: np.ndarray,
-    x0: float,
-    y0: float,
-    a: float,
-    b: float,
-    theta: float,
-    *,
-    half_width: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-pixel points ``(x, y)`` on the ring nearest an expected ellipse, one per 2° sector.
-
-    Parameters
-    ----------
-    pattern : ndarray (y, x)
-    x0, y0, a, b, theta : float
-        The expected ring (px, rad; `beamcat.analyses.ellipse` convention).
-    half_width : float
-        How far (px) on either side of the expected ring to look.
-
-    Returns
-    -------
-    x, y : ndarray (n,)
-        Points of the sectors whose whole window lies inside the frame (and
-        whose ring stands above the window's straight background).
-    """
-    ny, nx = pattern.shape
-    phi = (np.arange(_RAYS) + 0.5) * (2 * np.pi / _RAYS)
-    # the expected radius along each ray: the ellipse in polar form about its centre
-    rho = a * b / np.hypot(b * np.cos(phi - theta), a * np.sin(phi - theta))
-    offsets = np.arange(-half_width, half_width + _STEP / 2, _STEP)
-    r = rho[:, None] + offsets[None, :]
-    xs, ys = x0 + r * np.cos(phi)[:, None], y0 + r * np.sin(phi)[:, None]
-    inside = (xs >= 0) & (xs <= nx - 1) & (ys >= 0) & (ys <= ny - 1)
-    values = ndimage.map_coordinates(np.nan_to_num(pattern), [ys, xs], order=1)
-    values[~inside | ~ndimage.map_coordinates(np.isfinite(pattern), [ys, xs], order=0)] = np.nan
-    per = _RAYS // _SECTORS
-    sectors = values.reshape(_SECTORS, per, -1).mean(1)
-    mid_r = r.reshape(_SECTORS, per, -1).mean(1)
-    phi_s = phi.reshape(_SECTORS, per).mean(1)
-    xs_out, ys_out = [], []
-    for k in np.flatnonzero(np.isfinite(sectors).all(1)):
-        radius = _subpixel_peak(sectors[k], mid_r[k])
-        if radius is not None:
-            xs_out.append(x0 + radius * np.cos(phi_s[k]))
-            ys_out.append(y0 + radius * np.sin(phi_s[k]))
-    return np.array(xs_out), np.array(ys_out)
-
-
-def _subpixel_peak(values: np.ndarray, radii: np.ndarray) -> float | None:
-    """The radius of the maximum above a straight background (parabola within 1 px), or None."""
-    line = np.linspace(values[0], values[-1], len(values))
-    above = values - line
-    i = int(np.argmax(above))
-    near = np.abs(radii - radii[i]) <= 1.0
-    if above[i] <= 0 or i in (0, len(values) - 1) or near.sum() < 3:
-        return None
-    c2, c1, _ = np.polyfit(radii[near] - radii[i], above[near], 2)
-    if c2 >= 0:
-        return None
-    return float(radii[i] - c1 / (2 * c2))
-
-
-# ------------------------------------------------------------------ the ellipse
-
-
-def _fit_ellipse(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float]:
-    """(x0, y0, a, b, theta) through points: pyFAI's algebraic fit, then robust geometric LSQ."""
-    from pyFAI.utils.ellipse import fit_ellipse
-
-    start = fit_ellipse(y, x)
-    p0 = [start.center_2, start.center_1, start.half_long_axis, start.half_short_axis, start.angle]
-
-    def residuals(p):
-        # each point's offset along (u) and across (v) the major axis, as elliptical_radius does
-        w = ((x - p[0]) + 1j * (y - p[1])) * np.exp(-1j * p[4])
-        return np.hypot(w.real, w.imag * p[2] / p[3]) - p[2]
-
-    fit = optimize.least_squares(residuals, p0, loss="soft_l1", f_scale=0.5, x_scale="jac")
-    x0, y0, a, b, theta = fit.x
-    if b > a:  # a is the major axis
-        a, b, theta = b, a, theta + np.pi / 2
-    theta = float(np.pi / 2 - (np.pi / 2 - theta) % np.pi)  # in (-pi/2, pi/2]
-    return float(x0), float(y0), float(a), float(b), theta
 
 
 def calibrate_au(
@@ -443,8 +367,9 @@ def calibrate_au(
         An unknown reflection, a voltage/camera length not in the table, a
         start that is not a positive number.
     FormatError
-        The ring of `reflection` does not lie inside the frame, or too few
-        points on it stand above the background to fit an ellipse.
+        The ring of `reflection` does not lie inside the frame (fewer than
+        `MIN_POINTS` 2° sectors), or is not found: fewer than half of its
+        points within 1 px of the fitted ellipse, or an axis ratio below 0.8.
 
     Examples
     --------
@@ -467,22 +392,41 @@ def calibrate_au(
     if start_pixel_size is not None:
         k0 = 1.0 / start_pixel_size
         window = (k0 / (1 + START_TOLERANCE), k0 * (1 + START_TOLERANCE))
-    k = _scale(_peaks(pattern, centre), window)
+    peaks = _peaks(pattern, centre)
+    k = _scale(peaks, window)
     radius = k * s
     ellipse = (*centre, radius, radius, 0.0)
     # half the distance to the nearest other reflection, so its ring stays out of the window
     others = [abs(1 / d - s) for d in AU_REFLECTIONS.values() if abs(1 / d - s) > 0]
     half_width = max(1.5, 0.5 * k * min(others))
+    near = peaks[max(0, int(radius - half_width)) : int(radius + half_width) + 1]
+    if near.size and near.max() < MIN_SIGNIFICANCE:
+        raise FormatError(
+            f"{where}: no Au {reflection} ring found: the radial profile about the direct "
+            f"beam (x={centre[0]:.1f}, y={centre[1]:.1f}) peaks {near.max():.1f} standard "
+            f"errors above its background near the expected radius {radius:.1f} px; expected "
+            f">= {MIN_SIGNIFICANCE} (the mean pattern of a polycrystalline Au reference)"
+        )
     for _ in range(2):
         x, y = ring_points(pattern, *ellipse, half_width=half_width)
-        if len(x) < 12:
+        if len(x) < MIN_POINTS:
             raise FormatError(
                 f"{where}: the Au {reflection} ring (radius ≈ {ellipse[2]:.1f} px about "
                 f"x={ellipse[0]:.1f}, y={ellipse[1]:.1f}) lies outside the {pattern.shape[1]} x "
-                f"{pattern.shape[0]} frame or is not found ({len(x)} of {_SECTORS} sectors); "
-                "expected a ring at least partly inside"
+                f"{pattern.shape[0]} frame ({len(x)} of {SECTORS} sectors inside); "
+                "expected the ring inside the frame, at least in part"
             )
-        ellipse = _fit_ellipse(x, y)
+        fitted = fit_ellipse(x, y)
+        close = 0 if fitted is None else int((np.abs(fitted[1]) <= 1.0).sum())
+        ratio = 0.0 if fitted is None else fitted[0][3] / fitted[0][2]
+        if close < max(MIN_POINTS, len(x) // 2) or ratio < 0.8:
+            raise FormatError(
+                f"{where}: no Au {reflection} ring found near radius {ellipse[2]:.1f} px: "
+                f"{close} of {len(x)} ring points within 1 px of the fitted ellipse, axis "
+                f"ratio b/a {ratio:.2f}; expected at least half within 1 px and b/a >= 0.8 "
+                "(the mean pattern of a polycrystalline Au reference)"
+            )
+        ellipse = fitted[0]
         half_width = max(1.5, half_width / 2)
     x0, y0, a, b, theta = ellipse
     return AuCalibration(x0, y0, a, b, theta, s / a, reflection, voltage_kv, camera_length_cm)
@@ -517,11 +461,9 @@ def corrected_profile(
     ([0.0, 0.5, 1.0], [1.0, 1.0, 1.0])
     """
     values = np.asarray(pattern, dtype=np.float64)
-    r = elliptical_radius(values.shape, **calibration.ellipse)
-    valid = np.isfinite(values)
-    bins = np.rint(r[valid] / step).astype(np.intp)
-    count = np.bincount(bins)
-    total = np.bincount(bins, values[valid])
+    count, total, _ = _ring_sums(
+        values, elliptical_radius(values.shape, **calibration.ellipse), step
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, total / count, np.nan)
     s = np.arange(len(count)) * step * calibration.reciprocal_pixel_size
