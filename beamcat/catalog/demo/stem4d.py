@@ -9,6 +9,8 @@ What is written (under ``stem4d/``), with `beamcat.catalog.mib_write.write_mib`
   is amorphous carbon of varying thickness with a few Au nanoparticles.
 - ``au_reference/20230510_100500_data.mib``: 8 x 8 frames of a polycrystalline
   Au calibration grating, no fly-back.
+- ``edx/20230510_101500_edx.rpl`` + ``.raw``: the EDX map recorded with the
+  scan (`stem4d_edx`), 32 x 32 spectra whose Au lines follow ``au_fraction``.
 - ``calibration.json``: the planted calibration as ePSIC's JSON
   (``reciprocal_space_pix``, ``p_ellipse`` [x0, y0, a, b, theta] of the 220
   ring, ``reflection``), which the ``stem4d_scan`` entry attaches
@@ -32,7 +34,8 @@ truth.json
     ``axis_ratio`` b/a; ``reciprocal_pixel_size`` (1/Angstrom per px, s = 1/d
     along the major axis); ``lattice_angstrom``; ``rings`` {hkl: {d, s,
     radius_px (= a), radius_px_minor (= b)}}; ``disc_radius_px``;
-    ``reference`` {``scan_shape`` [8, 8], ``au_fraction`` 1, ``thickness``}.
+    ``reference`` {``scan_shape`` [8, 8], ``au_fraction`` 1, ``thickness``};
+    ``edx`` (the EDX map's energy axis and lines, see `stem4d_edx`).
 truth.npz
     ``au_fraction`` (scan_y, scan_x) 0..1 and ``thickness`` (scan_y, scan_x)
     (relative) maps of the scan; ``flyback_frames`` (32,) frame numbers in the
@@ -48,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from beamcat.catalog.demo import stem4d_edx
 from beamcat.catalog.demo._common import Entry, write_truth
 
 DET = 128
@@ -159,6 +163,8 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
         + (np.arange(ref_exposure.size) * EXPOSURE * 1e9).astype("m8[ns]"),
     )
 
+    edx_entries, edx_truth = stem4d_edx.write(folder / "edx", rng, au, thickness)
+
     rings = {}
     for hkl, (n, _) in RINGS.items():
         d = LATTICE / np.sqrt(n)
@@ -199,6 +205,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
             "lattice_angstrom": LATTICE,
             "rings": rings,
             "disc_radius_px": DISC_RADIUS,
+            "edx": edx_truth,
             "reference": {
                 "scan_shape": list(ref_shape),
                 "au_fraction": 1.0,
@@ -238,4 +245,5 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
             },
             {"scan_shape": list(ref_shape)},
         ),
+        *edx_entries,
     ]
