@@ -3,7 +3,8 @@
 Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``,
 ``radiography RUN [--dark D --flat F] --rois FILE --out DIR``,
 ``replay RECORDING... [--realtime] [--mode M] [--rois FILE] [--out DIR]``,
-``gainmap ENTRY... [--poni P...] [--calibrant-images I...] --out DIR``;
+``gainmap ENTRY... [--poni P...] [--calibrant-images I...] --out DIR``,
+``convert SOURCE OUT.zarr [--catalog CAT --name NAME]``;
 ``beamcat COMMAND --help`` tells the options.
 """
 
@@ -261,6 +262,25 @@ def _cmd_gainmap(args) -> None:
     )
 
 
+def _cmd_convert(args) -> None:
+    from beamcat.catalog.convert import convert
+
+    chunks = _key_values(args.chunks, "--chunks")
+    shards = _key_values(args.shards, "--shards")
+    out = convert(
+        args.source,
+        Path(args.out),
+        chunks=chunks or None,
+        shards=shards or None,
+        compressor=args.compressor,
+        catalog=args.catalog,
+        name=args.name,
+        options=_key_values(args.option, "--option"),
+        progress=not args.no_progress,
+    )
+    print(f"{args.source} -> {out}" + (f" ({args.name} in {args.catalog})" if args.name else ""))
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that shows each option's default when it has one worth showing."""
 
@@ -503,6 +523,26 @@ def build_parser() -> argparse.ArgumentParser:
     gm.add_argument("--no-progress", action="store_true", help="no progress bar")
     trust(gm)
     gm.set_defaults(func=_cmd_gainmap)
+
+    conv = command(sub, "convert", "convert a source to a sharded, compressed Zarr v3 store")
+    conv.add_argument("source", help="file, folder or glob, or an entry of --catalog")
+    conv.add_argument("out", help="store folder to create, e.g. scan.zarr (must not exist)")
+    conv.add_argument("--catalog", help="catalog of an entry SOURCE, and where --name registers")
+    conv.add_argument("--name", help="register the store in --catalog under this entry name")
+    conv.add_argument(
+        "--compressor",
+        default="blosc-zstd-bitshuffle",
+        help="'none' or blosc-CNAME-SHUFFLE[-LEVEL], e.g. blosc-lz4-shuffle-3",
+    )
+    for flag, metavar, text in (
+        ("--chunks", "DIM=N", "Zarr chunk size along a dim of the images (e.g. scan_x=8)"),
+        ("--shards", "DIM=N", "Zarr shard size along a dim of the images (e.g. scan_y=8)"),
+        ("--option", "K=V", "reader option of a file SOURCE (e.g. scan_shape=[256,256])"),
+    ):
+        text += ", repeatable"
+        conv.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
+    conv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    conv.set_defaults(func=_cmd_convert)
     return parser
 
 
