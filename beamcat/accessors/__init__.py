@@ -11,6 +11,7 @@ from beamcat.accessors import (
     photon,
     radiography,
     roi,
+    stem4d,
     timeseries,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "photon",
     "radiography",
     "roi",
+    "stem4d",
     "timeseries",
 ]
