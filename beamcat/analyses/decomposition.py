@@ -266,8 +266,8 @@ def nmf(
         ``components`` (component, q): each scaled to a maximum of 1 (NaN in q
         bins empty at every position); ``loadings`` (component, <scan dims>) or
         (dataset, component, <scan dims>) for several inputs (a ``dataset``
-        coordinate with their names or sources; positions one input lacks are
-        NaN). Components are ordered by their summed loading, largest first.
+        coordinate with their names or sources; scan positions aligned by their
+        coordinates, else their indices; positions one input lacks are NaN). Components are ordered by their summed loading, largest first.
         Attrs: ``n_iter``, ``profile``, ``history`` and, unless fitted out of
         core, ``reconstruction_err`` (Frobenius norm of the prepared matrix
         minus its factorisation).
@@ -340,6 +340,8 @@ def _result(components, w, labels, selected, several, sizes, attrs) -> xr.Datase
         part = w[start : start + size].T.reshape((n, *(obj.sizes[d] for d in nav)))
         start += size
         coords = {k: c for k, c in obj.coords.items() if set(c.dims) <= set(nav)}
+        if several:  # aligned by position index: per-frame coords (time, exposure) stay out
+            coords = {d: obj[d] if d in obj.coords else np.arange(obj.sizes[d]) for d in nav}
         maps.append(xr.DataArray(part, dims=("component", *nav), coords=coords))
     loadings = (
         xr.concat(maps, dim="dataset", join="outer", coords="minimal").assign_coords(dataset=labels)
