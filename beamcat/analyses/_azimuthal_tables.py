@@ -26,12 +26,7 @@ import numpy as np
 import scipy.sparse
 
 from beamcat.analyses.geometry import MAP_UNITS, Geometry, pixel_array
-from beamcat.analyses.labels import (
-    PixelTable,
-    bin_dtype,
-    known_sums,
-    label_table,
-)
+from beamcat.analyses.labels import PixelTable, known_sums, label_table, split_table
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -225,9 +220,9 @@ def _cached_table(geometry, shape, npt, npt_azim, unit, radial_range, azimuth_ra
         pixels = label_table(labels, n_bins, flip=geometry.flip)
     else:
         csc = scipy.sparse.csr_matrix((fractions, raw, indptr), (n_bins, height * width))
-        csc = csc.tocsc()
-        entries = (csc.indptr.astype(np.int32), csc.indices.astype(bin_dtype(n_bins)), csc.data)
-        pixels = PixelTable(*entries, n_bins, geometry.flip)
+        csc = csc.tocsc()  # pixel-major; each pixel's bins ascending
+        csc.sort_indices()
+        pixels = split_table(csc.indptr, csc.indices, csc.data, n_bins, flip=geometry.flip)
     if two_d:
         radial = np.asarray(engine.bin_centers0) * scale
         azimuthal = np.asarray(engine.bin_centers1) * units.to_unit("chi_deg").scale

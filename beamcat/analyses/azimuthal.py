@@ -42,6 +42,7 @@ Examples
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 import xarray as xr
@@ -63,6 +64,8 @@ from beamcat.errors import OptionError
 __all__ = ["integrate1d", "integrate2d", "integration_table", "median1d", "sigma_clip1d"]
 
 _ERROR_MODELS = (None, "poisson", "azimuthal")
+#: threads that share the kernel's work on NumPy frames (dask runs one task per core instead)
+EAGER_THREADS = min(4, os.cpu_count() or 1)
 _LONG_NAMES = {
     "intensity": "azimuthally integrated intensity",
     "sigma": "standard error of the mean intensity",
@@ -342,6 +345,8 @@ def _integrated(setup, table, model, var, name, options) -> xr.Dataset:
         "dummy": setup.dummy,
         "delta_dummy": setup.delta,
     }
+    if isinstance(setup.frames, np.ndarray):  # answer one frame sooner; dask tasks fill the cores
+        reduce_options["threads"] = EAGER_THREADS
     if model is None and options.get("flat") is None:  # norm and count known: signal only
         corrections = (options["correct_solid_angle"], options["polarization_factor"])
         reduce_options["known"] = known_norm(table, setup.geometry, setup.shape, *corrections)

@@ -1,11 +1,11 @@
 """The per-pixel-label reduction: per-bin sums of every frame against a pixel -> bin table.
 
-A table gives each detector pixel its bins. A *label map* gives one bin per
-pixel (``-1``: excluded): azimuthal integration without pixel splitting,
-4D-STEM radial bins of elliptical radius, ROI statistics (a bin per ROI). A
-*CSR table* gives each pixel several bins with the fraction ``c`` of the pixel
-in each: pixel splitting (pyFAI's "bbox"). A label map is the CSR table with one
-entry of fraction 1 per pixel; `PixelTable` holds either.
+A table (`PixelTable`, `beamcat.analyses._pixel_tables`) gives each detector
+pixel its bins and the fraction ``c`` of the pixel in each: a *label map* (one
+bin, fraction 1: azimuthal integration without pixel splitting, 4D-STEM radial
+bins of elliptical radius, a bin per ROI), a *band* of consecutive bins (pixel
+splitting along a radial axis, pyFAI's "bbox"), or *slots* of any bins
+(splitting in two dims, caking).
 
 The reduction of a frame is, per bin, pyFAI's five sums (``integrate_ng``):
 
@@ -48,7 +48,8 @@ Examples
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -56,6 +57,15 @@ import xarray as xr
 
 from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, whole_frames
 from beamcat.analyses._history import carried, history
+from beamcat.analyses._pixel_tables import (
+    PixelTable,
+    bin_dtype,
+    first_bin,
+    label_table,
+    slot_bin,
+    split_table,
+    table_entries,
+)
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -70,6 +80,7 @@ __all__ = [
     "label_sums",
     "label_sums_reference",
     "label_table",
+    "split_table",
     "table_sums",
     "table_sums_reference",
 ]
@@ -78,43 +89,6 @@ __all__ = [
 SUMS = ("signal", "variance", "norm", "count", "norm_sq")
 #: error model -> the kernel's code for it
 ERROR_MODELS = {None: 0, "poisson": 1, "variance": 2, "azimuthal": 3, "squares": 4}
-
-
-class PixelTable(NamedTuple):
-    """Pixel -> bins: a label map, or a CSR table of pixel fractions (pixel-major).
-
-    Attributes
-    ----------
-    indptr : ndarray (y*x + 1,) of int, or empty
-        Empty for a label map; else pixel p's entries are ``indptr[p]:indptr[p+1]``.
-    bins : ndarray of int16 or int32 (`bin_dtype`)
-        The label map ``(y*x,)`` (-1: excluded), or the bin of each entry ``(nnz,)``.
-    fractions : ndarray (nnz,) of float, or empty
-        The fraction of the pixel in each entry's bin (empty for a label map).
-    n_bins : int
-    flip : bool
-        The table's source numbers the pixels bottom up (pyFAI with a PONI of
-        Dioptas' view): for the one error model whose result depends on the
-        order pixels arrive in a bin (``"azimuthal"``), the kernel reads the
-        rows bottom up too. Pixels are ``y * width + x`` of the frames either way.
-    """
-
-    indptr: np.ndarray
-    bins: np.ndarray
-    fractions: np.ndarray
-    n_bins: int
-    flip: bool = False
-
-
-def label_table(labels, n_bins: int, *, flip: bool = False) -> PixelTable:
-    """The `PixelTable` of a label map ``(y, x)`` (bins ``0 .. n_bins - 1``, -1 excluded)."""
-    bins = np.ascontiguousarray(np.asarray(labels).ravel(), dtype=bin_dtype(n_bins))
-    return PixelTable(np.empty(0, np.int32), bins, np.empty(0, np.float32), int(n_bins), flip)
-
-
-def bin_dtype(n_bins: int) -> np.dtype:
-    """The smallest signed integer that holds bins ``-1 .. n_bins - 1`` (less memory to stream)."""
-    return np.dtype(np.int16 if n_bins < 2**15 else np.int32)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -151,7 +125,8 @@ def _pixel(frames, i, y, x, norm, scale, variance, model, dummy, delta):  # prag
 def _add(acc, b, c, s, v, w, model, known):  # pragma: no cover - numba
     """Add one entry (fraction c of a valid pixel) to bin b's sums acc[b]."""
     wb = c * w
-    if known:  # norm and count known: the signal, or a dropped pixel (s = 0, w = -ω) taken off
+    if known is not None:  # norm and count known: the signal, or a dropped pixel taken off
+        # (s = 0, w = -ω); `known` None compiles this branch away
         if w < 0.0:
             acc[b, 2] += wb
             acc[b, 3] -= c
@@ -180,30 +155,29 @@ def _add(acc, b, c, s, v, w, model, known):  # pragma: no cover - numba
 
 @numba.njit(nogil=True, cache=True)
 def _rows(
-    frames, i, rows, indptr, bins, fractions, up, norm, scale, variance, model, dummy, delta,
-    known, acc,
+    frames, i, rows, bins, fractions, up, norm, scale, variance, model, dummy, delta, known, start
 ):  # fmt: skip  # pragma: no cover - numba
-    """Rows ``rows[0]:rows[1]`` of frame i into acc (n_bins, 5), bottom up when `up`.
+    """`start` (n_bins, 5) plus rows ``rows[0]:rows[1]`` of frame i, bottom up when `up`.
+
+    The sums grow in a fresh array (the compiler then knows that it aliases no
+    input: ~20 % faster).
 
     With `known` (the ``norm`` and ``count`` of every pixel whose ω is valid,
     already in acc), only the signal is added, and the pixels that drop out of
     this frame are taken off: a third of the work.
     """
-    labelled = indptr.shape[0] == 0
+    acc = start.copy()
+    labelled = fractions.shape[1] == 0
     height, width = frames.shape[1], frames.shape[2]
     for t in range(rows[0], rows[1]):
         y = height - 1 - t if up else t
         for x in range(width):
             p = y * width + x
-            b = -1
-            if labelled:
-                b = bins[p]
-                if b < 0:
-                    continue
-            elif indptr[p] == indptr[p + 1]:
+            b = first_bin(bins, p)
+            if b < 0:
                 continue
             ok, s, v, w = _pixel(frames, i, y, x, norm, scale, variance, model, dummy, delta)
-            if known and not ok:  # take a dropped pixel off the known sums, if it is in them
+            if known is not None and not ok:  # take a dropped pixel off the known sums
                 w = 1.0 if norm is None else np.float64(norm[y, x])
                 if not (w != 0.0 and w - w == 0.0):
                     continue
@@ -213,30 +187,28 @@ def _rows(
             if labelled:  # fraction 1: 1·s and 1·1·v are exact, the label map's sums to the bit
                 _add(acc, b, 1.0, s, v, w, model, known)
                 continue
-            for j in range(indptr[p], indptr[p + 1]):
-                _add(acc, bins[j], np.float64(fractions[j]), s, v, w, model, known)
+            for k in range(fractions.shape[1]):  # fixed length: padding entries add 0
+                c = np.float64(fractions[p, k])
+                _add(acc, slot_bin(bins, p, k, b), c, s, v, w, model, known)
+    return acc
 
 
 @numba.njit(nogil=True, cache=True)
 def _table_sums_kernel(
-    frames, indptr, bins, fractions, flip, norm, scale, variance, model, dummy, delta, known, out
+    frames, bins, fractions, flip, norm, scale, variance, model, dummy, delta, known, rows, out
 ):  # pragma: no cover - numba
-    """The five sums of frames (n, y, x) into zeroed out (n, n_bins, 5), pixel by pixel.
+    """The five sums of rows ``rows[0]:rows[1]`` of frames (n, y, x) into out (n, n_bins, 5).
 
     Pixel p = y·width + x, rows top down, or bottom up for the azimuthal model
     of a flipped table: each bin gets its pixels in pyFAI's order (its one-pass
-    azimuthal variance depends on it). Serial: dask runs chunks in parallel, and
-    threads of its own would fight them for the cores.
+    azimuthal variance depends on it). `out` starts zeroed, or holding `known`.
     """
-    rows = (0, frames.shape[1])
     up = flip and model == 3
-    given = known is not None
+    if up:
+        rows = (frames.shape[1] - rows[1], frames.shape[1] - rows[0])
     for i in range(frames.shape[0]):
-        if given:
-            out[i, :, 2] = known[:, 0]
-            out[i, :, 3] = known[:, 1]
-        _rows(frames, i, rows, indptr, bins, fractions, up, norm, scale, variance, model,
-              dummy, delta, given, out[i])  # fmt: skip
+        out[i] = _rows(frames, i, rows, bins, fractions, up, norm, scale, variance, model,
+                       dummy, delta, known, out[i])  # fmt: skip
 
 
 def _table_inputs(
@@ -269,7 +241,7 @@ def _table_inputs(
         var = None
     dummy = None if dummy is None else np.float32(dummy)
     delta = np.float32(0.0 if delta_dummy is None else delta_dummy)
-    tables = (table.indptr, table.bins, table.fractions, bool(table.flip))
+    tables = (table.bins, table.fractions, bool(table.flip))
     args = (stack, *tables, pixels(norm), pixels(scale), var)
     return lead, args, model, dummy, delta
 
@@ -285,6 +257,7 @@ def table_sums(
     dummy: float | None = None,
     delta_dummy: float | None = None,
     known=None,
+    threads: int = 1,
 ) -> np.ndarray:
     """The kernel: frames ``(..., y, x)`` -> ``(..., n_bins, 5)``, the `SUMS` per bin.
 
@@ -308,15 +281,52 @@ def table_sums(
     known : ndarray (n_bins, 2), optional
         `known_sums` of this table and norm: without an error model, the kernel
         then adds the signal only (the same numbers to rounding, ~3x less work).
+    threads : int
+        Threads sharing the work (the kernel releases the GIL): blocks of
+        frames, or for a single frame blocks of rows, each into sums of its own
+        added at the end (not for the ``"azimuthal"`` model, whose one-pass
+        update depends on the order). 1 inside dask tasks, which already fill
+        the cores; a NumPy call on one frame uses more to answer sooner.
     """
     options = {"scale": scale, "variance": variance, "error_model": error_model}
     options.update(dummy=dummy, delta_dummy=delta_dummy)
     lead, args, model, dummy, delta = _table_inputs(frames, table, norm, **options)
-    out = np.zeros((args[0].shape[0], table.n_bins, len(SUMS)))
-    if known is not None and model != 0:
-        raise OptionError("known norm and count serve only without an error model")
-    _table_sums_kernel(*args, model, dummy, delta, known, out)
+    stack, rest = args[0], args[1:]
+    out = np.zeros((stack.shape[0], table.n_bins, len(SUMS)))
+    if known is not None:
+        if model != 0:
+            raise OptionError("known norm and count serve only without an error model")
+        out[..., 2:4] = known
+
+    def run(block, rows, sums):
+        _table_sums_kernel(block, *rest, model, dummy, delta, known, rows, sums)
+
+    height = stack.shape[1]
+    if threads <= 1 or (stack.shape[0] == 1 and (model == 3 or height < 2 * threads)):
+        run(stack, (0, height), out)
+    elif stack.shape[0] == 1:  # rows: sums of their own (known in the first), added up
+        edges = np.linspace(0, height, threads + 1).astype(int)
+        parts = [out] + [np.zeros_like(out) for _ in range(threads - 1)]
+        rows = zip(edges[:-1], edges[1:], strict=True)
+        _in_threads(run, [(stack, row, part) for row, part in zip(rows, parts, strict=True)])
+        out = sum(parts[1:], parts[0])
+    else:
+        edges = np.linspace(0, stack.shape[0], min(threads, stack.shape[0]) + 1).astype(int)
+        frames = zip(edges[:-1], edges[1:], strict=True)
+        blocks = [(stack[a:b], (0, height), out[a:b]) for a, b in frames]
+        _in_threads(run, blocks)
     return out.reshape((*lead, table.n_bins, len(SUMS)))
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(thread_name_prefix="beamcat-table-sums")
+
+
+def _in_threads(run, calls) -> None:
+    """run(*call) for every call in the shared pool, and wait for all (errors re-raised)."""
+    for future in [_pool().submit(run, *call) for call in calls]:
+        future.result()
 
 
 def known_sums(table: PixelTable, norm, shape: tuple[int, int]) -> np.ndarray:
@@ -327,17 +337,13 @@ def known_sums(table: PixelTable, norm, shape: tuple[int, int]) -> np.ndarray:
 def table_sums_reference(frames: np.ndarray, table: PixelTable, norm=None, **options) -> np.ndarray:
     """NumPy twin of `table_sums`: ``np.bincount`` over the table's entries, same arguments."""
     options = {"scale": None, "variance": None, "error_model": None, **options}
-    options.pop("known", None)  # a shortcut of the kernel's: the twin sums everything
+    for shortcut in ("known", "threads"):  # the kernel's: the twin sums everything, serially
+        options.pop(shortcut, None)
     lead, args, model, dummy, delta = _table_inputs(frames, table, norm, **options)
-    stack, indptr, bins, fractions, flip, norm, scale, var = args
+    stack, _, _, flip, norm, scale, var = args
     flat = stack.reshape(stack.shape[0], -1)
     npix = flat.shape[1]
-    if indptr.size:
-        pixel = np.repeat(np.arange(npix), np.diff(indptr))
-        c = fractions.astype(np.float64)
-    else:
-        pixel = np.flatnonzero(bins >= 0)
-        bins, c = bins[pixel], np.ones(pixel.size)
+    pixel, bins, c = table_entries(table)
     w = np.ones(npix) if norm is None else norm.astype(np.float64).ravel()
     out = np.zeros((flat.shape[0], table.n_bins, len(SUMS)))
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from beamcat.analyses.labels import (
     KERNELS,
     TABLE_KERNELS,
-    PixelTable,
     known_sums,
     label_stats,
     label_sums_reference,
     label_table,
+    split_table,
+    table_sums,
 )
 from beamcat.analyses.roi import roi_means
 from beamcat.errors import OptionError
@@ -169,31 +170,41 @@ def test_frames_need_pixel_dims_last():
 # --------------------------------------------------------------------------- CSR tables
 
 
-def _csr_table(rng, shape, n_bins, flip=False):
-    """A random pixel-major CSR table: 0-3 bins per pixel with random fractions."""
+def _split_table(rng, shape, n_bins, flip=False, band=False):
+    """A random pixel splitting: 0-3 bins per pixel with random fractions; consecutive
+    bins (a band; a pixel with one bin at the last bin shifts its band's start) or any
+    bins (slots, repeats allowed)."""
     counts = rng.integers(0, 4, shape[0] * shape[1])
     indptr = np.r_[0, np.cumsum(counts)].astype(np.int32)
-    bins = rng.integers(0, n_bins, indptr[-1]).astype(np.int16)
+    if band:
+        first = rng.integers(0, n_bins - counts + 1)
+        bins = np.concatenate([np.arange(f, f + n) for f, n in zip(first, counts, strict=True)])
+    else:
+        bins = rng.integers(0, n_bins, indptr[-1])
     fractions = rng.uniform(0.0, 1.0, indptr[-1]).astype(np.float32)
-    return PixelTable(indptr, bins, fractions, n_bins, flip)
+    return split_table(indptr, bins, fractions, n_bins, flip=flip)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**16),
-    csr=st.booleans(),
+    layout=st.sampled_from(["labels", "band", "slots"]),
     flip=st.booleans(),
     error_model=st.sampled_from([None, "poisson", "variance", "azimuthal", "squares"]),
     dummy=st.sampled_from([None, -1.0]),
     dtype=st.sampled_from(DTYPES),
 )
-def test_table_kernel_equals_its_bincount_twin(seed, csr, flip, error_model, dummy, dtype):
+def test_table_kernel_equals_its_bincount_twin(seed, layout, flip, error_model, dummy, dtype):
     # the kernel adds in pixel order (bottom-up rows for a flipped table's azimuthal
     # model), the twin with np.bincount / running sums: equal to rounding
     rng = np.random.default_rng(seed)
     frames, labels, _ = _inputs(dtype, seed=seed)
     frames[..., 1, 1:3] = 0 if frames.dtype.kind == "u" else -1  # the dummy, where set
-    table = _csr_table(rng, frames.shape[1:], 6, flip) if csr else label_table(labels, 5, flip=flip)
+    if layout == "labels":
+        table = label_table(labels, 5, flip=flip)
+    else:
+        table = _split_table(rng, frames.shape[1:], 6, flip, band=layout == "band")
+        assert (table.bins.ndim == 1) == (layout == "band")
     norm = rng.uniform(0.5, 2.0, frames.shape[1:]).astype(np.float32)
     norm[0, 3] = 0.0  # a pixel no frame may use
     options = {"error_model": error_model, "dummy": dummy}
@@ -208,3 +219,25 @@ def test_table_kernel_equals_its_bincount_twin(seed, csr, flip, error_model, dum
             frames, table, norm, known=known_sums(table, norm, frames.shape[1:]), **options
         )
         np.testing.assert_allclose(fast, want, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("layout", ["labels", "band", "slots"])
+@pytest.mark.parametrize("n_frames", [1, 3])
+def test_threads_share_the_work_to_rounding(layout, n_frames):
+    # blocks of frames give each frame's sums exactly; blocks of rows of one frame add
+    # their own sums at the end, so they differ by rounding only
+    rng = np.random.default_rng(5)
+    frames, labels, _ = _inputs(np.float64, shape=(n_frames, 12, 10))
+    if layout == "labels":
+        table = label_table(labels, 5)
+    else:
+        table = _split_table(rng, frames.shape[1:], 6, band=layout == "band")
+    norm = rng.uniform(0.5, 2.0, frames.shape[1:])
+    known = known_sums(table, norm, frames.shape[1:])
+    for options in ({"error_model": "poisson"}, {"known": known}):
+        serial = table_sums(frames, table, norm, **options)
+        shared = table_sums(frames, table, norm, threads=2, **options)
+        if n_frames > 1:
+            np.testing.assert_array_equal(shared, serial)
+        else:
+            np.testing.assert_allclose(shared, serial, rtol=1e-13, atol=1e-12)
