@@ -26,20 +26,17 @@ from beamcat.analyses.stem4d_calibration import (
     mean_pattern,
     table_pixel_size,
 )
-from beamcat.catalog.demo import read_truth, stem4d
+from beamcat.catalog.demo import read_truth
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 S = {hkl: 1 / d for hkl, d in AU_REFLECTIONS.items()}
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The demo's 4D-STEM sample (make_demo's stream for it): Au reference Dataset and truth."""
-    folder = tmp_path_factory.mktemp("demo") / "stem4d"
-    entries = {e.name: e for e in stem4d.write(folder, np.random.default_rng([0, 3]))}
-    ref = entries["stem4d_au_reference"]
-    ds = beamcat.open_dataset(ref.source, format=ref.format, **ref.options)
-    return ds, *read_truth(folder)
+def demo(demo_dir):
+    """The demo's Au reference Dataset (catalog entry) and the 4D-STEM sample's truth."""
+    ds = beamcat.open_catalog(demo_dir / "catalog.yaml")["stem4d_au_reference"].read()
+    return ds, *read_truth(demo_dir / "stem4d")
 
 
 def synthetic(shape=(144, 144), *, x0=70.3, y0=74.8, ratio=0.96, theta=-1.2, pixel=0.0145):
