@@ -280,10 +280,13 @@ def _reflection_s(reflection: str) -> float:
 
 
 def _beam_centre(pattern: np.ndarray) -> tuple[float, float]:
-    """(x, y) centre of mass of the pixels above half the finite maximum (the direct beam)."""
-    finite = np.where(np.isfinite(pattern), pattern, -np.inf)
-    bright = finite > 0.5 * finite.max()
-    y, x = ndimage.center_of_mass(bright)
+    """(x, y) centre of the direct beam: the pixels above half the maximum, hot pixels aside.
+
+    The maximum is that of the 5 x 5 median-filtered pattern, so single hot
+    pixels (and clusters of up to 12) neither set it nor join the beam.
+    """
+    smooth = ndimage.median_filter(np.nan_to_num(pattern, nan=0.0, posinf=0.0), size=5)
+    y, x = ndimage.center_of_mass(smooth > 0.5 * smooth.max())
     return float(x), float(y)
 
 
@@ -380,6 +383,8 @@ def calibrate_au(
     """
     s = _reflection_s(reflection)
     where = describe(reference, "reference")
+    if isinstance(voltage_kv, bool) or not isinstance(voltage_kv, int | float) or voltage_kv <= 0:
+        raise OptionError(f"voltage_kv must be a positive number (kV), got {voltage_kv!r}")
     if start_pixel_size is None and camera_length_cm is not None:
         start_pixel_size = table_pixel_size(voltage_kv, camera_length_cm)
     if start_pixel_size is not None and not (

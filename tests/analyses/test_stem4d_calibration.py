@@ -40,10 +40,13 @@ def demo(demo_dir):
 
 
 def synthetic(shape=(144, 144), *, x0=70.3, y0=74.8, ratio=0.96, theta=-1.2, pixel=0.0145):
-    """A noise-free Au pattern: direct beam, smooth background, the four rings (0.8 px wide)."""
+    """A noise-free Au pattern: direct beam, smooth background, the four rings (0.8 px wide),
+    and two hot pixels far brighter than the beam (as Merlin detectors have)."""
     r = elliptical_radius(shape, x0=x0, y0=y0, a=1.0, b=ratio, theta=theta)
     rings = sum(np.exp(-((r - s / pixel) ** 2) / (2 * 0.8**2)) for s in S.values())
-    return 500 * np.exp(-r / 2.0) + 5 * np.exp(-r / 40.0) + 3 * rings
+    pattern = 500 * np.exp(-r / 2.0) + 5 * np.exp(-r / 40.0) + 3 * rings
+    pattern[3, 5] = pattern[-10, 20] = 1e5
+    return pattern
 
 
 def test_demo_reference_recovers_the_planted_ellipse(demo):
@@ -120,6 +123,8 @@ def test_bad_options_name_what_was_expected():
         calibrate_au(pattern, voltage_kv=300, reflection="222")
     with pytest.raises(OptionError, match="start_pixel_size must be a positive number"):
         calibrate_au(pattern, voltage_kv=300, start_pixel_size=-0.01)
+    with pytest.raises(OptionError, match=r"voltage_kv must be a positive number \(kV\)"):
+        calibrate_au(pattern, voltage_kv="300kV")
     with pytest.raises(OptionError, match=r"expected a \(y, x\) pattern, got shape \(3,\)"):
         calibrate_au(np.ones(3), voltage_kv=300)
 
