@@ -1,5 +1,9 @@
-"""Points on a diffraction ring and the ellipse through them (the Au calibration's fit).
+"""Finding a diffraction ring and the ellipse through it (the Au calibration's steps).
 
+- `beam_centre`: the direct beam (pixels above half the median-filtered maximum);
+- `ring_sums`, `profile_peaks`: the circular radial profile about it and how
+  far it stands above its grey opening, in standard errors;
+- `match_scale`: the scale that puts a set of reflections on those peaks;
 - `ring_points`: the pattern sampled along `RAYS` rays about an expected
   ellipse (bilinear, `STEP` px along each ray), averaged in `SECTORS` sectors;
   per sector, the maximum above the straight line between the window's ends,
@@ -23,10 +27,78 @@ import numpy as np
 from pyFAI.utils.ellipse import fit_ellipse as pyfai_fit_ellipse
 from scipy import ndimage, optimize
 
-__all__ = ["RAYS", "SECTORS", "STEP", "fit_ellipse", "ring_points"]
+from beamcat.analyses.ellipse import elliptical_radius
+
+__all__ = [
+    "RAYS",
+    "SECTORS",
+    "STEP",
+    "beam_centre",
+    "fit_ellipse",
+    "match_scale",
+    "profile_peaks",
+    "ring_points",
+    "ring_sums",
+]
 
 #: rays sampled, sectors they are averaged in (2° each), sampling step along a ray (px)
 RAYS, SECTORS, STEP = 720, 180, 0.25
+
+
+def beam_centre(pattern: np.ndarray) -> tuple[float, float]:
+    """(x, y) centre of the direct beam: the pixels above half the maximum, hot pixels aside.
+
+    The maximum is that of the 5 x 5 median-filtered pattern, so single hot
+    pixels (and clusters of up to 12) neither set it nor join the beam.
+    """
+    smooth = ndimage.median_filter(np.nan_to_num(pattern, nan=0.0, posinf=0.0), size=5)
+    y, x = ndimage.center_of_mass(smooth > 0.5 * smooth.max())
+    return float(x), float(y)
+
+
+def ring_sums(pattern: np.ndarray, r: np.ndarray, step: float = 1.0):
+    """Per ring of radius ``r`` (bins of `step` px, centred on multiples): count, Σv, Σv²."""
+    valid = np.isfinite(pattern)
+    bins = np.rint(r[valid] / step).astype(np.intp)
+    values = pattern[valid]
+    return np.bincount(bins), np.bincount(bins, values), np.bincount(bins, values * values)
+
+
+def profile_peaks(pattern: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+    """How far the circular radial profile (1 px bins) stands above its grey opening, in SE.
+
+    The profile's peaks (the profile minus its grey opening, which removes
+    peaks narrower than a twelfth of the profile) in standard errors of each
+    bin's mean (the spread of its pixels / sqrt(count)), up to the last radius
+    where at least half the circle is inside the frame.
+    """
+    r = elliptical_radius(pattern.shape, x0=centre[0], y0=centre[1], a=1.0, b=1.0, theta=0.0)
+    count, total, squares = ring_sums(pattern, r)
+    inside = np.flatnonzero(count >= np.pi * np.arange(len(count)))[-1] + 1
+    count, total, squares = np.maximum(count[:inside], 1), total[:inside], squares[:inside]
+    mean = total / count
+    error = np.sqrt(np.maximum(squares / count - mean**2, 0) / count)
+    above = mean - ndimage.grey_opening(mean, size=max(5, inside // 12))
+    return np.divide(above, error, out=np.zeros_like(above), where=error > 0)
+
+
+def match_scale(peaks: np.ndarray, s: np.ndarray, window: tuple[float, float] | None) -> float:
+    """The scale k (px per 1/Angstrom) that puts the reflections `s` best on `peaks`.
+
+    Scored by the mean of `peaks` at the radii ``k * s`` inside the profile,
+    over a geometric grid of k whose outermost ring moves by 0.25 px a step:
+    within `window`, else from the first ring at 3 px to the second at the
+    profile's end; two rings at least inside, so their ratios decide.
+    """
+    n_edge = len(peaks) - 1
+    lo, hi = window if window else (3.0 / s[0], n_edge / s[1])
+    grid = np.geomspace(lo, hi, max(2, int(np.log(hi / lo) * s[-1] * hi * 4)))
+    radii = grid[:, None] * s[None, :]
+    values = np.interp(radii, np.arange(len(peaks)), peaks)
+    inside = radii < n_edge
+    score = np.where(inside, values, 0.0).sum(1) / np.maximum(inside.sum(1), 1)
+    score[inside.sum(1) < 2] = -np.inf
+    return float(grid[np.argmax(score)])
 
 
 def ring_points(

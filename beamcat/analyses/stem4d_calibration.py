@@ -47,11 +47,18 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from scipy import ndimage
 
 from beamcat._util import atomic_open
 from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, pick
-from beamcat.analyses._ring_fit import SECTORS, fit_ellipse, ring_points
+from beamcat.analyses._ring_fit import (
+    SECTORS,
+    beam_centre,
+    fit_ellipse,
+    match_scale,
+    profile_peaks,
+    ring_points,
+    ring_sums,
+)
 from beamcat.analyses.ellipse import elliptical_radius
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
@@ -61,6 +68,7 @@ __all__ = [
     "CAMERA_LENGTHS",
     "START_TOLERANCE",
     "AuCalibration",
+    "as_calibration",
     "calibrate_au",
     "corrected_profile",
     "mean_pattern",
@@ -203,14 +211,63 @@ class AuCalibration:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise FormatError(f"{path}: not a calibration JSON ({exc})") from None
+        return cls.from_json(doc, source=str(path))
+
+    @classmethod
+    def from_json(cls, doc, *, source: str = "calibration JSON") -> AuCalibration:
+        """The calibration of a parsed ePSIC JSON (``reciprocal_space_pix``, ``p_ellipse``).
+
+        Raises
+        ------
+        FormatError
+            Not a dict with both keys, ``p_ellipse`` not 5 numbers.
+        """
         ellipse = doc.get("p_ellipse") if isinstance(doc, dict) else None
-        if not isinstance(ellipse, list) or len(ellipse) != 5 or JSON_KEYS[0] not in doc:
+        if not isinstance(ellipse, list | tuple) or len(ellipse) != 5 or JSON_KEYS[0] not in doc:
             raise FormatError(
-                f"{path}: expected a JSON object with {JSON_KEYS[0]} and {JSON_KEYS[1]} "
+                f"{source}: expected a JSON object with {JSON_KEYS[0]} and {JSON_KEYS[1]} "
                 f"[x0, y0, a, b, theta], got {doc!r:.200}"
             )
         fields = dict(zip(_FIELDS, [*ellipse, doc[JSON_KEYS[0]]], strict=True))
-        return cls.from_attrs({**doc, **fields}, source=str(path))
+        return cls.from_attrs({**doc, **fields}, source=source)
+
+
+def as_calibration(calibration, *, source: str = "calibration") -> AuCalibration:
+    """An `AuCalibration` from whatever names one.
+
+    Parameters
+    ----------
+    calibration : AuCalibration, mapping, str or path
+        An `AuCalibration`; a Dataset's attrs (with ``"calibration"``) or such a
+        dict (`AuCalibration.from_attrs`); a parsed ePSIC JSON (with
+        ``p_ellipse``, `AuCalibration.from_json`); or the path of a JSON file.
+    source : str
+        What it came from, for messages.
+
+    Raises
+    ------
+    FormatError, SourceNotFoundError
+        As `AuCalibration.from_attrs`, `~AuCalibration.from_json` and `~AuCalibration.load`.
+    OptionError
+        Anything else.
+
+    Examples
+    --------
+    >>> as_calibration({"reciprocal_space_pix": 0.01, "p_ellipse": [5, 6, 4, 3, 0]}).a
+    4.0
+    """
+    if isinstance(calibration, AuCalibration):
+        return calibration
+    if isinstance(calibration, Mapping):
+        if "p_ellipse" in calibration:
+            return AuCalibration.from_json(dict(calibration), source=source)
+        return AuCalibration.from_attrs(calibration, source=source)
+    if isinstance(calibration, str | os.PathLike):
+        return AuCalibration.load(calibration)
+    raise OptionError(
+        f"{source}: expected an AuCalibration, attrs['calibration'], an ePSIC JSON dict or "
+        f"its path, got {type(calibration).__name__}"
+    )
 
 
 def _number(value, key: str, source: str) -> float:
@@ -276,60 +333,6 @@ def _reflection_s(reflection: str) -> float:
     return 1.0 / AU_REFLECTIONS[reflection]
 
 
-# ------------------------------------------------------------------ the scale
-
-
-def _beam_centre(pattern: np.ndarray) -> tuple[float, float]:
-    """(x, y) centre of the direct beam: the pixels above half the maximum, hot pixels aside.
-
-    The maximum is that of the 5 x 5 median-filtered pattern, so single hot
-    pixels (and clusters of up to 12) neither set it nor join the beam.
-    """
-    smooth = ndimage.median_filter(np.nan_to_num(pattern, nan=0.0, posinf=0.0), size=5)
-    y, x = ndimage.center_of_mass(smooth > 0.5 * smooth.max())
-    return float(x), float(y)
-
-
-def _ring_sums(pattern: np.ndarray, r: np.ndarray, step: float = 1.0):
-    """Per ring of radius ``r`` (bins of `step` px, centred on multiples): count, Σv, Σv²."""
-    valid = np.isfinite(pattern)
-    bins = np.rint(r[valid] / step).astype(np.intp)
-    values = pattern[valid]
-    return np.bincount(bins), np.bincount(bins, values), np.bincount(bins, values * values)
-
-
-def _peaks(pattern: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
-    """How far the circular radial profile (1 px bins) stands above its grey opening, in SE.
-
-    The profile's peaks (the profile minus its grey opening, which removes
-    peaks narrower than a twelfth of the profile) in standard errors of each
-    bin's mean (the spread of its pixels / sqrt(count)), up to the last radius
-    where at least half the circle is inside the frame.
-    """
-    r = elliptical_radius(pattern.shape, x0=centre[0], y0=centre[1], a=1.0, b=1.0, theta=0.0)
-    count, total, squares = _ring_sums(pattern, r)
-    inside = np.flatnonzero(count >= np.pi * np.arange(len(count)))[-1] + 1
-    count, total, squares = np.maximum(count[:inside], 1), total[:inside], squares[:inside]
-    mean = total / count
-    error = np.sqrt(np.maximum(squares / count - mean**2, 0) / count)
-    above = mean - ndimage.grey_opening(mean, size=max(5, inside // 12))
-    return np.divide(above, error, out=np.zeros_like(above), where=error > 0)
-
-
-def _scale(peaks: np.ndarray, window: tuple[float, float] | None) -> float:
-    """The px per 1/Angstrom whose Au reflections sit best on the profile's peaks."""
-    s = 1.0 / np.array(list(AU_REFLECTIONS.values()))
-    n_edge = len(peaks) - 1
-    lo, hi = window if window else (3.0 / s[0], n_edge / s[1])
-    grid = np.geomspace(lo, hi, max(2, int(np.log(hi / lo) * s[-1] * hi * 4)))
-    radii = grid[:, None] * s[None, :]
-    values = np.interp(radii, np.arange(len(peaks)), peaks)
-    inside = radii < n_edge
-    score = np.where(inside, values, 0.0).sum(1) / np.maximum(inside.sum(1), 1)
-    score[inside.sum(1) < 2] = -np.inf  # two rings at least, so ratios decide
-    return float(grid[np.argmax(score)])
-
-
 def calibrate_au(
     reference: xr.Dataset | xr.DataArray | np.ndarray,
     *,
@@ -392,13 +395,13 @@ def calibrate_au(
     ):
         raise OptionError(f"start_pixel_size must be a positive number, got {start_pixel_size!r}")
     pattern = mean_pattern(reference)
-    centre = _beam_centre(pattern)
+    centre = beam_centre(pattern)
     window = None
     if start_pixel_size is not None:
         k0 = 1.0 / start_pixel_size
         window = (k0 / (1 + START_TOLERANCE), k0 * (1 + START_TOLERANCE))
-    peaks = _peaks(pattern, centre)
-    k = _scale(peaks, window)
+    peaks = profile_peaks(pattern, centre)
+    k = match_scale(peaks, 1.0 / np.array(list(AU_REFLECTIONS.values())), window)
     radius = k * s
     ellipse = (*centre, radius, radius, 0.0)
     # half the distance to the nearest other reflection, so its ring stays out of the window
@@ -466,7 +469,7 @@ def corrected_profile(
     ([0.0, 0.5, 1.0], [1.0, 1.0, 1.0])
     """
     values = np.asarray(pattern, dtype=np.float64)
-    count, total, _ = _ring_sums(
+    count, total, _ = ring_sums(
         values, elliptical_radius(values.shape, **calibration.ellipse), step
     )
     with np.errstate(invalid="ignore", divide="ignore"):

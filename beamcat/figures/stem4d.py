@@ -34,6 +34,7 @@ from scipy import ndimage
 from beamcat.analyses.stem4d_calibration import (
     AU_REFLECTIONS,
     AuCalibration,
+    as_calibration,
     corrected_profile,
     mean_pattern,
 )
@@ -45,19 +46,10 @@ __all__ = ["RING_COLOUR", "calibration_pattern_figure", "calibration_profile_fig
 RING_COLOUR = "#e4002b"
 
 
-def _calibration(calibration) -> AuCalibration:
-    """An `AuCalibration` from itself or from attrs (``ds.attrs`` or its ``"calibration"``)."""
-    return (
-        calibration
-        if isinstance(calibration, AuCalibration)
-        else AuCalibration.from_attrs(calibration)
-    )
-
-
 @_styled
 def calibration_profile_figure(
     reference: xr.Dataset | xr.DataArray | np.ndarray,
-    calibration: AuCalibration | dict,
+    calibration: AuCalibration | dict | str,
     *,
     step: float = 0.5,
     log: bool = False,
@@ -69,8 +61,9 @@ def calibration_profile_figure(
     ----------
     reference : Dataset, DataArray (..., y, x) or ndarray (y, x)
         The Au reference scan (averaged here: this computes) or its mean pattern.
-    calibration : AuCalibration or dict
-        The calibration, or attrs holding it (``ds.attrs`` after ``calibration=``).
+    calibration : AuCalibration, dict or path
+        The calibration, attrs holding it (``ds.attrs`` after ``calibration=``),
+        or its JSON (`beamcat.analyses.stem4d_calibration.as_calibration`).
     step : float
         Bin width (px along the major axis).
     log : bool
@@ -86,7 +79,7 @@ def calibration_profile_figure(
         ``"reflections"`` (one vertical line per Au reflection at s = 1/d, in
         `AU_REFLECTIONS` order) with their hkl as text.
     """
-    cal = _calibration(calibration)
+    cal = as_calibration(calibration)
     pattern = mean_pattern(reference)
     profile = corrected_profile(pattern, cal, step=step)
     circle = dataclasses.replace(cal, b=cal.a)  # the same centre and scale, no correction
@@ -162,7 +155,7 @@ def _rings(cal: AuCalibration, ratio: float) -> tuple[np.ndarray, np.ndarray]:
 @_styled
 def calibration_pattern_figure(
     reference: xr.Dataset | xr.DataArray | np.ndarray,
-    calibration: AuCalibration | dict,
+    calibration: AuCalibration | dict | str,
     *,
     log: bool = True,
     cmap: str = "magma",
@@ -189,7 +182,7 @@ def calibration_pattern_figure(
         and ``"raw"`` (the pattern as read; the fitted ellipse, gid
         ``"ellipse"``, and the Au rings as ellipses, gid ``"rings"``).
     """
-    cal = _calibration(calibration)
+    cal = as_calibration(calibration)
     raw = mean_pattern(reference)
     images = {"corrected": _undistorted(raw, cal), "raw": raw}
     ny, nx = raw.shape

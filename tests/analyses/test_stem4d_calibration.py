@@ -21,6 +21,7 @@ from beamcat.analyses.stem4d_calibration import (
     AU_REFLECTIONS,
     CAMERA_LENGTHS,
     AuCalibration,
+    as_calibration,
     calibrate_au,
     corrected_profile,
     mean_pattern,
@@ -214,6 +215,16 @@ def test_attrs_round_trip_and_missing_keys():
         )
     with pytest.raises(FormatError, match="expected a calibration dict"):
         AuCalibration.from_attrs({"calibration": "au.json"})
+
+
+def test_as_calibration_takes_whatever_names_one(tmp_path):
+    cal = AuCalibration(1.0, 2.0, 3.0, 2.5, 0.1, 0.02)
+    path = cal.save(tmp_path / "au.json")
+    doc = json.loads(path.read_text())  # ePSIC's JSON, parsed
+    for named in (cal, path, str(path), doc, cal.to_attrs(), {"calibration": cal.to_attrs()}):
+        assert as_calibration(named) == cal
+    with pytest.raises(OptionError, match=r"scan: expected an AuCalibration.*got int"):
+        as_calibration(3, source="scan")
 
 
 # ------------------------------------------------------------------ the corrected profile
