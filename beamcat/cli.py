@@ -96,7 +96,7 @@ def _cmd_catalog_add(args) -> None:
         args.name,
         args.source if len(args.source) > 1 else args.source[0],
         format=args.format,
-        options={**_key_values(args.option, "--option"), **_poni_options(args)},
+        options={**_key_values(args.option, "--option"), **_geometry_options(args)},
         metadata=_key_values(args.meta, "--meta"),
         trusted=args.trust,
         replace=args.replace,
@@ -104,11 +104,12 @@ def _cmd_catalog_add(args) -> None:
     print(f"{args.name} added to {catalog}")
 
 
-def _poni_options(args) -> dict:
-    """``--poni P [--poni-flip]`` as the reader options ``poni`` and ``poni_flip``."""
+def _geometry_options(args) -> dict:
+    """``--poni P [--poni-flip]`` and ``--calibration J`` as the reader options of those names."""
+    options = {} if args.calibration is None else {"calibration": Path(args.calibration)}
     if args.poni is None:
-        return {"poni_flip": True} if args.poni_flip else {}  # refused by add_source, named
-    return {"poni": Path(args.poni), "poni_flip": args.poni_flip}
+        return {**options, "poni_flip": True} if args.poni_flip else options  # refused, named
+    return {**options, "poni": Path(args.poni), "poni_flip": args.poni_flip}
 
 
 def _cmd_catalog_list(args) -> None:
@@ -355,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--poni-flip",
         action="store_true",
         help="the PONI refers to the image flipped vertically (Dioptas)",
+    )
+    add.add_argument(
+        "--calibration",
+        metavar="JSON",
+        help="4D-STEM calibration (ePSIC JSON: reciprocal_space_pix, p_ellipse), e.g. from "
+        "calibrate_au",
     )
     add.add_argument("--catalog", default=DEFAULT_CATALOG, help="catalog file to add to")
     add.add_argument("--replace", action="store_true", help="replace an entry of the same name")

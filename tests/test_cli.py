@@ -103,3 +103,21 @@ def test_parsers():
     assert cli.parse_frames("3", "--f") == 3 and cli.parse_frames("0:5", "--f") == slice(0, 5)
     with pytest.raises(OptionError, match="--x"):
         cli.parse_numbers("1,nan", 2, "--x")
+
+
+def test_catalog_add_takes_a_4d_stem_calibration(demo_dir, tmp_path):
+    # the flag stores the JSON as the entry's calibration= option; the entry then opens
+    # with the planted calibration in attrs (the catalog reads ePSIC's JSON itself)
+    import json
+
+    from beamcat.catalog.catalogs import open_catalog
+
+    sample = demo_dir / "stem4d"
+    scan = next((sample / "scan").glob("*.mib"))
+    catalog = tmp_path / "catalog.yaml"
+    argv = ["catalog", "add", "scan", str(scan), "--catalog", str(catalog)]
+    assert cli.main([*argv, "--calibration", str(sample / "calibration.json")]) == 0
+    attrs = open_catalog(catalog)["scan"].read().attrs["calibration"]
+    planted = json.loads((sample / "calibration.json").read_text())
+    assert attrs["reciprocal_pixel_size"] == planted["reciprocal_space_pix"]
+    assert [attrs[k] for k in ("x0", "y0", "a", "b", "theta")] == planted["p_ellipse"]

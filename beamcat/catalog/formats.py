@@ -198,6 +198,15 @@ REGISTRY: tuple[Format, ...] = (
         filepattern="mib$",
     ),
     Format(
+        "edx",
+        "beamcat.catalog.edx:open_edx",
+        "EDXSpectrumImage",
+        "Oxford AZtec EDX spectrum image, RPL/RAW (RosettaSciIO's ripple reader) -> "
+        "(scan_y, scan_x, energy).",
+        suffixes=(".rpl",),
+        filepattern=r"rpl$",
+    ),
+    Format(
         "eis",
         "beamcat.catalog.eis:open_eis",
         "HinodeEIS",

@@ -31,6 +31,7 @@ EXPECTED = {
     **{f"gainmap_pos{k}": {"frame": 2, "y": 195, "x": 487} for k in range(1, 6)},
     "stem4d_scan": {"scan_y": 32, "scan_x": 32, "y": 128, "x": 128},
     "stem4d_au_reference": {"scan_y": 8, "scan_x": 8, "y": 128, "x": 128},
+    "stem4d_edx": {"scan_y": 32, "scan_x": 32, "energy": 1024},
     "spice_window0": {"time": 1, "wavelength": 60, "y": 96, "x": 48},
     **{f"spice_window{w}": {"time": 1, "wavelength": 32, "y": 96, "x": 48} for w in (1, 2, 3)},
     "diffraction_ceo2": {"frame": 1, "y": 407, "x": 487},

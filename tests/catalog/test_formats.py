@@ -34,6 +34,7 @@ INTAKE_NAMES = {
     "zarr": "ZarrStore",
     "photon-list": "PhotonList",
     "eis": "HinodeEIS",
+    "edx": "EDXSpectrumImage",
 }
 
 

@@ -61,12 +61,11 @@ def write(
     Returns
     -------
     entries : list of Entry
-        ``stem4d_edx`` once the format registry serves ``edx``.
+        ``stem4d_edx``.
     truth : dict
         The map's parameters, for ``truth.json["edx"]``.
     """
     from beamcat.catalog.edx import write_edx
-    from beamcat.catalog.formats import FORMATS
 
     energy = np.arange(CHANNELS) * KEV_PER_CHANNEL
     window = 1 - np.exp(-((energy / 0.4) ** 3))  # detector window: no counts near 0 keV
@@ -103,6 +102,5 @@ def write(
         "sample": "Au nanoparticles on amorphous carbon",
         "description": "EDX map recorded with the 4D-STEM scan, 32 x 32 positions",
     }
-    # the lead registers the "edx" format in formats.py; until then the files are written only
-    entries = [Entry("stem4d_edx", path, "edx", metadata)] if "edx" in FORMATS else []
+    entries = [Entry("stem4d_edx", path, "edx", metadata)]
     return entries, truth
