@@ -143,6 +143,10 @@ class MibFrames:
         self.shape = index.shape + layout.shape
         self.dtype = layout.dtype
         self.ndim = len(self.shape)
+        self._maps: dict[str, np.ndarray] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_maps": {}}  # memory maps are per process
 
     def __dask_tokenize__(self):
         stamps = [os.stat(f).st_mtime_ns for f in self.files]
@@ -161,7 +165,11 @@ class MibFrames:
 
     def read(self, frames: np.ndarray) -> np.ndarray:
         """Decoded images (n, y, x) of global frame numbers `frames` (any order)."""
-        wanted, inverse = np.unique(frames, return_inverse=True)
+        frames = np.asarray(frames).ravel()
+        if np.all(np.diff(frames) > 0):  # the usual case: frames asked for in order
+            wanted, inverse = frames, None
+        else:
+            wanted, inverse = np.unique(frames, return_inverse=True)
         out = np.empty((len(wanted), *self.layout.shape), dtype=self.dtype)
         file_of = np.searchsorted(self._starts, wanted, side="right") - 1
         breaks = np.flatnonzero((np.diff(wanted) > _MAX_GAP) | (np.diff(file_of) != 0)) + 1
@@ -175,27 +183,31 @@ class MibFrames:
                 rows = rows[local - local[0]]
             payload = rows[:, self.layout.header_size :]
             decode_frames(payload, self.layout, out=out[block[0] : block[-1] + 1])
-        if len(wanted) == len(frames) and np.array_equal(wanted, frames):
-            return out  # the usual case: frames asked for in order
-        return out[inverse.ravel()]
+        return out if inverse is None else out[inverse.ravel()]
 
     def _read_span(self, path: str, first: int, count: int) -> np.ndarray:
-        """(count, frame_size) uint8 view of consecutive frames, memory-mapped.
+        """(count, frame_size) uint8 view of consecutive frames of the file's memory map.
 
-        Decoding copies straight from the page cache into the output chunk: no
-        intermediate read buffer, whose fresh pages cost more than the copy.
+        One map per file, made on first use and kept (not pickled): decoding
+        copies straight from the page cache into the output chunk, with no read
+        buffer and no per-chunk map/unmap (page faults, TLB shootdowns).
         """
         size = self.layout.frame_size
-        try:
-            mapped = np.memmap(
-                path, dtype=np.uint8, mode="r", offset=first * size, shape=count * size
-            )
-        except (ValueError, OSError) as err:
+        mapped = self._maps.get(path)
+        if mapped is None:
+            try:
+                mapped = self._maps[path] = np.memmap(path, dtype=np.uint8, mode="r")
+            except (ValueError, OSError) as err:
+                raise FormatError(f"{path}: cannot be mapped: {err}") from None
+        end = (first + count) * size
+        length = os.stat(path).st_size  # a map read past a cut file's end is a SIGBUS
+        if end > min(length, mapped.size):
             raise FormatError(
                 f"{path}: frames {first}..{first + count - 1} (byte offset {first * size}) "
-                f"cannot be read: {err}; did the file change since it was opened?"
-            ) from None
-        return mapped.reshape(count, size)
+                f"lie beyond the end of the file ({length} bytes); did the file change "
+                "since it was opened?"
+            )
+        return mapped[first * size : end].reshape(count, size)
 
 
 # ---------------------------------------------------------------- opening

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
 import zipfile
 
@@ -363,6 +364,26 @@ def test_truncated_file(tmp_path):
         FormatError, match=rf"ok.mib: truncated.*frame 2 is cut at byte offset {2 * frame}"
     ):
         open_mib(path)
+
+
+def test_file_cut_after_open_and_pickled_frames(tmp_path):
+    planted = np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16)
+    path = write_mib(tmp_path / "ok.mib", planted, depth=12)
+    ds = open_mib(path)
+    (frames,) = [v for v in ds.counts.data.dask.values() if isinstance(v, MibFrames)]
+    before = frames.read(np.arange(4))
+    np.testing.assert_array_equal(before, planted)
+    assert frames._maps  # one memory map per file, kept for the next chunks
+    # pickled (a distributed worker): the copy maps the file itself and reads the same
+    copy = pickle.loads(pickle.dumps(frames))
+    assert copy._maps == {}
+    np.testing.assert_array_equal(copy.read(np.arange(4)), before)
+    # the file cut after opening: a clear error, not a SIGBUS from reading the map past its end
+    frame = 384 + 16 * 16 * 2
+    os.truncate(path, 2 * frame)
+    with pytest.raises(FormatError, match=r"ok.mib: frames 0..3 .* beyond the end of the file"):
+        frames.read(np.arange(4))
+    np.testing.assert_array_equal(frames.read(np.arange(2)), before[:2])
 
 
 def _cut_copy(source, folder, frames_kept: int):
