@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import pytest
 
 from beamcat import cli
@@ -120,4 +121,7 @@ def test_catalog_add_takes_a_4d_stem_calibration(demo_dir, tmp_path):
     attrs = open_catalog(catalog)["scan"].read().attrs["calibration"]
     planted = json.loads((sample / "calibration.json").read_text())
     assert attrs["reciprocal_pixel_size"] == planted["reciprocal_space_pix"]
-    assert [attrs[k] for k in ("x0", "y0", "a", "b", "theta")] == planted["p_ellipse"]
+    row, column, a, b, angle = planted["p_ellipse"]  # py4DSTEM's axes
+    assert [attrs[k] for k in ("x0", "y0", "a", "b", "theta")] == pytest.approx(
+        [column, row, a, b, np.pi / 2 - angle]
+    )

@@ -59,7 +59,7 @@ from beamcat.analyses._ring_fit import (
     ring_points,
     ring_sums,
 )
-from beamcat.analyses.ellipse import elliptical_radius
+from beamcat.analyses.ellipse import elliptical_radius, from_p_ellipse, to_p_ellipse
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
 __all__ = [
@@ -186,7 +186,7 @@ class AuCalibration:
         path = Path(path)
         doc = {
             "reciprocal_space_pix": self.reciprocal_pixel_size,
-            "p_ellipse": [self.x0, self.y0, self.a, self.b, self.theta],
+            "p_ellipse": to_p_ellipse(**self.ellipse),
             **{k: getattr(self, k) for k in _OPTIONAL if getattr(self, k) is not None},
         }
         with atomic_open(path, "w", encoding="utf-8") as f:
@@ -228,7 +228,9 @@ class AuCalibration:
                 f"{source}: expected a JSON object with {JSON_KEYS[0]} and {JSON_KEYS[1]} "
                 f"[x0, y0, a, b, theta], got {doc!r:.200}"
             )
-        fields = dict(zip(_FIELDS, [*ellipse, doc[JSON_KEYS[0]]], strict=True))
+        if not all(isinstance(v, int | float) for v in ellipse):
+            raise FormatError(f"{source}: p_ellipse must be 5 numbers, got {ellipse!r}")
+        fields = {**from_p_ellipse(ellipse), "reciprocal_pixel_size": doc[JSON_KEYS[0]]}
         return cls.from_attrs({**doc, **fields}, source=source)
 
 

@@ -2,8 +2,13 @@
 
 The JSON is ePSIC's (what ``beamcat.analyses.stem4d_calibration.AuCalibration.save``
 writes): ``reciprocal_space_pix`` (1/Angstrom per px along the major axis) and
-``p_ellipse`` ``[x0, y0, a, b, theta]`` (px, rad; `beamcat.analyses.ellipse`'s
-convention), optionally ``reflection``, ``voltage_kv``, ``camera_length_cm``.
+``p_ellipse`` ``[x0, y0, a, b, theta]`` (px, rad) in py4DSTEM's axes, as the
+ePSIC notebooks write it: x0 is the row, theta runs from the row axis towards the
+column axis. ``attrs["calibration"]`` holds `beamcat.analyses.ellipse`'s
+convention (x0 the column, theta from +x towards +y): x0 and y0 swap and theta
+becomes π/2 - theta, as ``beamcat.analyses.ellipse.from_p_ellipse`` does (the
+catalog does not import the analyses: the same two lines live in both).
+Optionally ``reflection``, ``voltage_kv``, ``camera_length_cm``.
 The catalog reads it itself (it does not import the analyses), so a missing
 file or a broken JSON fails at open or add time with the source named.
 """
@@ -18,8 +23,6 @@ from typing import Any
 from beamcat.catalog._paths import existing_file
 from beamcat.errors import FormatError
 
-#: ``p_ellipse``'s items, in order, as they land in ``attrs["calibration"]``
-ELLIPSE_KEYS = ("x0", "y0", "a", "b", "theta")
 #: keys carried over from the JSON when present
 OPTIONAL_KEYS = ("reflection", "voltage_kv", "camera_length_cm")
 
@@ -72,7 +75,10 @@ def calibration_attrs(calibration, owner: str = "calibration=") -> dict[str, Any
         raise FormatError(f"{where}: expected {expected} as finite numbers, got {doc}")
     if min(values[2], values[3], values[5]) <= 0:
         raise FormatError(f"{where}: a, b and reciprocal_space_pix must be > 0, got {doc}")
-    found = dict(zip((*ELLIPSE_KEYS, "reciprocal_pixel_size"), map(float, values), strict=True))
+    row, column, a, b, angle = map(float, ellipse)
+    theta = math.pi / 2 - angle % math.pi  # π/2 - angle, an axis: in (-π/2, π/2]
+    found = {"x0": column, "y0": row, "a": a, "b": b, "theta": theta}
+    found["reciprocal_pixel_size"] = float(values[5])
     extra = {k: doc[k] for k in OPTIONAL_KEYS if doc.get(k) is not None}
     return {"calibration": {**found, **extra, "source": os.fspath(path)}}
 

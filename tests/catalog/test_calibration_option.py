@@ -23,17 +23,18 @@ from beamcat.catalog.catalogs import open_catalog
 from beamcat.catalog.demo import read_truth
 from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 
+# p_ellipse in py4DSTEM's axes (ePSIC's notebooks): row, column, a, b, angle from the rows
 DOC = {
     "reciprocal_space_pix": 0.0145,
-    "p_ellipse": [64.3, 63.1, 47.8, 46.4, 0.5236],
+    "p_ellipse": [63.1, 64.3, 47.8, 46.4, 0.5],
     "voltage_kv": 300,
 }
-EXPECTED = {
+EXPECTED = {  # beamcat's axes: x0 the column, theta = π/2 - angle from +x towards +y
     "x0": 64.3,
     "y0": 63.1,
     "a": 47.8,
     "b": 46.4,
-    "theta": 0.5236,
+    "theta": np.pi / 2 - 0.5,
     "reciprocal_pixel_size": 0.0145,
     "voltage_kv": 300,
 }
@@ -115,7 +116,10 @@ def test_the_demo_scan_carries_its_planted_calibration(demo_dir):
     scalars, _ = read_truth(demo_dir / "stem4d")
     ds = open_catalog(demo_dir / "catalog.yaml")["stem4d_scan"].read()
     found = ds.attrs["calibration"]
-    assert {k: found[k] for k in scalars["ellipse"]} == scalars["ellipse"]
+    # the JSON holds py4DSTEM's π/2 - θ: θ back to rounding
+    assert [found[k] for k in scalars["ellipse"]] == pytest.approx(
+        list(scalars["ellipse"].values())
+    )
     assert found["reciprocal_pixel_size"] == scalars["reciprocal_pixel_size"]
     assert found["reflection"] == "220" and Path(found["source"]).is_file()
 

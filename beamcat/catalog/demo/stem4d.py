@@ -13,7 +13,8 @@ What is written (under ``stem4d/``), with `beamcat.catalog.mib_write.write_mib`
   scan (`stem4d_edx`), 32 x 32 spectra whose Au lines follow ``au_fraction``.
 - ``calibration.json``: the planted calibration as ePSIC's JSON
   (``reciprocal_space_pix``, ``p_ellipse`` [x0, y0, a, b, theta] of the 220
-  ring, ``reflection``), which the ``stem4d_scan`` entry attaches
+  ring in py4DSTEM's axes: x0 the row, theta from the row axis; ``reflection``),
+  which the ``stem4d_scan`` entry attaches
   (``calibration=``, so ``attrs["calibration"]``).
 
 Every pattern is ``Poisson(exposure/1 ms * (disc + t * amorphous(s) + f_Au * rings(s)))``
@@ -182,7 +183,8 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
         json.dump(
             {
                 "reciprocal_space_pix": RECIPROCAL_PIXEL,
-                "p_ellipse": [float(v) for v in ellipse.values()],
+                # py4DSTEM's axes, as ePSIC's notebooks write it: row, column, angle from the rows
+                "p_ellipse": [CENTRE[1], CENTRE[0], ellipse["a"], ellipse["b"], np.pi / 2 - THETA],
                 "reflection": "220",
             },
             f,
