@@ -36,7 +36,14 @@ from beamcat.analyses.ellipse import elliptical_radius
 from beamcat.analyses.labels import label_stats
 from beamcat.errors import OptionError
 
-__all__ = ["RadialBins", "check_centre", "frames_of", "radial_bins", "radial_profiles"]
+__all__ = [
+    "RadialBins",
+    "check_centre",
+    "frames_of",
+    "radial_bins",
+    "radial_profiles",
+    "save_profiles",
+]
 
 #: the fields of a calibration (AuCalibration's attributes, the attrs["calibration"] keys)
 CALIBRATION_KEYS = ("x0", "y0", "a", "b", "theta", "reciprocal_pixel_size")

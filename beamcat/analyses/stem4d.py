@@ -67,11 +67,8 @@ def _scan_dims(frames: xr.DataArray) -> list[str]:
 def _pattern(data, how: str) -> xr.DataArray:
     frames = frames_of(data, f"{how}_pattern")
     scan = _scan_dims(frames)
-    if how == "sum":
-        out = frames.sum(scan)
-    else:
-        out = getattr(frames, how)(scan)
-    unit = frames.attrs.get("units") or frames.attrs.get("unit")
+    out = getattr(frames, how)(scan)
+    unit = frames.attrs.get("units")
     attrs = {**carried(frames.attrs), "long_name": f"{how} pattern over {', '.join(scan)}"}
     if unit:
         attrs["units"] = unit

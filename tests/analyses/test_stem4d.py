@@ -41,6 +41,7 @@ from beamcat.analyses.stem4d import (
     sum_pattern,
     virtual_images,
 )
+from beamcat.analyses.stem4d_calibration import AuCalibration
 from beamcat.catalog.demo import stem4d as demo
 from beamcat.catalog.demo._common import read_truth
 from beamcat.errors import OptionError
@@ -117,6 +118,12 @@ def test_radial_profiles_from_attrs_centre_and_units(scan, calibration):
     given = radial_profiles(ds, calibration, n_bins=40)
     from_attrs = radial_profiles(ds.assign_attrs(calibration=calibration), n_bins=40)
     xr.testing.assert_identical(given.compute(), from_attrs.compute())
+    # the entry's own calibration (opened with calibration=: attrs) and an AuCalibration
+    assert ds.attrs["calibration"]["source"].endswith("calibration.json")
+    # (its JSON's numbers may differ from truth.json's in the last digit)
+    xr.testing.assert_allclose(radial_profiles(ds, n_bins=40), given, rtol=1e-12)
+    fields = {k: calibration[k] for k in ("x0", "y0", "a", "b", "theta", "reciprocal_pixel_size")}
+    xr.testing.assert_equal(radial_profiles(ds, AuCalibration(**fields), n_bins=40), given)
     # ePSIC's JSON layout is read too
     epsic = {
         "reciprocal_space_pix": calibration["reciprocal_pixel_size"],
