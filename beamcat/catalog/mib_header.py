@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from beamcat._util import to_utc
+from beamcat.catalog._mib_columns import parse_columns
 from beamcat.errors import FormatError
 
 MAGIC = b"MQ1,"
@@ -261,6 +262,30 @@ def _parse_headers(
 ) -> FrameHeaders:
     first = _fields(headers[0])
     ext = _extension(first)
+    raw = np.frombuffer(b"".join(headers), dtype=np.uint8).reshape(len(headers), -1)
+    parsed = parse_columns(raw, ext, tuple(_SHARED_FIELDS))  # whole columns at once
+    sequence, exposure, times = parsed or _parse_rows(path, layout, headers, first, ext)
+    expected = sequence[0] + np.arange(len(headers))
+    if np.any(sequence != expected):
+        i = int(np.flatnonzero(sequence != expected)[0])
+        raise FormatError(
+            f"{path}: frame {i} at byte offset {i * layout.frame_size}: sequence number "
+            f"{sequence[i]}, expected {expected[i]} (frames missing or out of order)"
+        )
+    try:
+        if ext is not None:  # MQ1A times are UTC with ns resolution
+            time = np.array(times, dtype="datetime64[ns]")
+        else:  # the PC's local time, as written by Merlin
+            time = to_utc(times, timezone)
+    except ValueError as err:
+        raise FormatError(f"{path}: unreadable frame timestamp: {err}") from None
+    return FrameHeaders(layout, sequence, exposure, time, first)
+
+
+def _parse_rows(
+    path: Path, layout: FrameLayout, headers: list[bytes], first: list[str], ext: int | None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Frame by frame: the headers `parse_columns` does not take, and the error naming one."""
     sequence = np.empty(len(headers), dtype=np.int64)
     exposure = np.empty(len(headers), dtype=np.float64)
     times: list[str] = []
@@ -297,21 +322,7 @@ def _parse_headers(
         else:
             times.append(fields[9])
             exposure[i] = _float(path, fields[10], offset, "shutter time")
-    expected = sequence[0] + np.arange(len(headers))
-    if np.any(sequence != expected):
-        i = int(np.flatnonzero(sequence != expected)[0])
-        raise FormatError(
-            f"{path}: frame {i} at byte offset {i * layout.frame_size}: sequence number "
-            f"{sequence[i]}, expected {expected[i]} (frames missing or out of order)"
-        )
-    try:
-        if ext is not None:  # MQ1A times are UTC with ns resolution
-            time = np.array(times, dtype="datetime64[ns]")
-        else:  # the PC's local time, as written by Merlin
-            time = to_utc(times, timezone)
-    except ValueError as err:
-        raise FormatError(f"{path}: unreadable frame timestamp: {err}") from None
-    return FrameHeaders(layout, sequence, exposure, time, first)
+    return sequence, exposure, times
 
 
 def _ns(path: Path, text: str, offset: int) -> float:

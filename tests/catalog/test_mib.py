@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import beamcat
 from beamcat.catalog import mib_header
+from beamcat.catalog._mib_columns import parse_columns
 from beamcat.catalog.mib import MibFrames, decode_frames, open_mib
 from beamcat.catalog.mib_header import FrameLayout, format_frame_header, read_frame_headers
 from beamcat.catalog.mib_scan import detect_flyback, scan_index
@@ -364,6 +365,56 @@ def test_truncated_file(tmp_path):
         FormatError, match=rf"ok.mib: truncated.*frame 2 is cut at byte offset {2 * frame}"
     ):
         open_mib(path)
+
+
+@pytest.mark.parametrize(
+    "folder",
+    [EPSIC, QUAD, *(f"{ROSETTA}/Merlin_navigation4x2_{k}ROI" for k in ("", "signalNx256_"))],
+)
+def test_header_columns_equal_frame_by_frame_parsing(shared_data, folder):
+    # the vectorised parser (whole byte columns) against the frame-by-frame one, exactly
+    for path in sorted((shared_data / folder).glob("*.mib")):
+        _assert_columns_equal_rows(path)
+
+
+def test_header_columns_with_flyback_frames_and_old_headers(tmp_path):
+    # fly-back frames have a wider MQ1A shutter field ("50000000ns"): columns still parse
+    exposure = np.full(12, 0.001)
+    exposure[::4] = 0.05
+    frames = np.zeros((12, 8, 8), np.uint16)
+    _assert_columns_equal_rows(write_mib(tmp_path / "fly.mib", frames, exposure=exposure))
+    # old headers without MQ1A: the PC's local time and shutter in s
+    path = write_mib(tmp_path / "old.mib", frames, exposure=exposure)
+    layout = read_frame_headers(path, hdr_depth=None, timezone="UTC").layout
+    headers = [h.split(b",MQ1A")[0] + b"," for h in _headers(path)]
+    raw = np.zeros((len(headers), layout.header_size), np.uint8)
+    for i, h in enumerate(headers):
+        raw[i, : len(h)] = np.frombuffer(h, np.uint8)
+    sequence, seconds, times = parse_columns(raw, None, tuple(mib_header._SHARED_FIELDS))
+    assert sequence.tolist() == list(range(1, 13))
+    np.testing.assert_array_equal(seconds, exposure)
+    # a header that departs from frame 0's layout: no columns, the frame-by-frame parser names it
+    raw[5, 11:16] = np.frombuffer(b"384,0", np.uint8)  # header size field shifted
+    assert parse_columns(raw, None, tuple(mib_header._SHARED_FIELDS)) is None
+
+
+def _headers(path) -> list[bytes]:
+    layout = read_frame_headers(path, hdr_depth=None, timezone="UTC").layout
+    data = np.fromfile(path, np.uint8).reshape(-1, layout.frame_size)
+    return [row[: layout.header_size].tobytes() for row in data]
+
+
+def _assert_columns_equal_rows(path):
+    headers = _headers(path)
+    first = mib_header._fields(headers[0])
+    ext = mib_header._extension(first)
+    raw = np.frombuffer(b"".join(headers), np.uint8).reshape(len(headers), -1)
+    columns = parse_columns(raw, ext, tuple(mib_header._SHARED_FIELDS))
+    assert columns is not None, path
+    layout = read_frame_headers(path, hdr_depth=None, timezone="UTC").layout
+    rows = mib_header._parse_rows(path, layout, headers, first, ext)
+    for a, b in zip(columns, rows, strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
 
 
 def test_file_cut_after_open_and_pickled_frames(tmp_path):
