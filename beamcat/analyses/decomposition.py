@@ -232,7 +232,7 @@ def nmf(
     rescale: bool = True,
     init: str = "nndsvda",
     solver: str = "mu",
-    max_iter: int = 2000,
+    max_iter: int | None = None,
     tol: float = 1e-4,
     random_state: int | None = 0,
     batch_size: int | None = None,
@@ -253,8 +253,12 @@ def nmf(
         Only q bins within it (units of the ``q`` coordinate), inside the profiles' q.
     clip, rescale : bool
         The original's preprocessing: each profile rescaled to 0-1, then clipped at 0.
-    init, solver, max_iter, tol, random_state
+    init, solver, tol, random_state
         scikit-learn ``NMF`` settings (``MiniBatchNMF`` has no `solver`: it is "mu").
+    max_iter : int, optional
+        Iterations of ``NMF`` (default 2000, the original's); for ``MiniBatchNMF``
+        passes over all profiles (default 200, scikit-learn's: 2000 passes took
+        3 min for 16k profiles here).
     batch_size : int, optional
         Use ``MiniBatchNMF`` with batches of this many profiles; it is also used
         (blocks of 4096 profiles by default) when the profiles are bigger than
@@ -267,10 +271,11 @@ def nmf(
         bins empty at every position); ``loadings`` (component, <scan dims>) or
         (dataset, component, <scan dims>) for several inputs (a ``dataset``
         coordinate with their names or sources; scan positions aligned by their
-        coordinates, else their indices; positions one input lacks are NaN). Components are ordered by their summed loading, largest first.
-        Attrs: ``n_iter``, ``profile``, ``history`` and, unless fitted out of
-        core, ``reconstruction_err`` (Frobenius norm of the prepared matrix
-        minus its factorisation).
+        coordinates, else their indices; positions one input lacks are NaN).
+        Components are ordered by their summed loading, largest first. Attrs:
+        ``n_iter``, ``profile``, ``history`` and, unless fitted out of core,
+        ``reconstruction_err`` (Frobenius norm of the prepared matrix minus
+        its factorisation).
 
     Raises
     ------
@@ -285,9 +290,11 @@ def nmf(
     labels, selected, several, matrix, keep, sizes = _matrix(
         profiles, profile, q_range, clip, n_components
     )
-    settings = dict(init=init, max_iter=max_iter, tol=tol, random_state=random_state)
     out_of_core = _too_big(matrix)
-    if out_of_core or batch_size is not None:
+    minibatch = out_of_core or batch_size is not None
+    max_iter = max_iter or (200 if minibatch else 2000)
+    settings = dict(init=init, max_iter=max_iter, tol=tol, random_state=random_state)
+    if minibatch:
         rows = batch_size or _BLOCK
         model = MiniBatchNMF(n_components, batch_size=rows, **settings)
         if out_of_core:
