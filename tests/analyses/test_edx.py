@@ -127,6 +127,8 @@ def test_demo_au_map_follows_the_planted_au_fraction(demo_sample):
     assert r_au >= 0.9  # Done-means bar (measured 0.99: Poisson noise of ~120 counts at f = 1)
     r_cu = np.corrcoef(maps.sel(element="Cu_Ka").values.ravel(), au.ravel())[0, 1]
     assert abs(r_cu) < 0.2  # the grid's Cu is everywhere: background-subtracted, no Au in it
+    r_c = np.corrcoef(maps.sel(element="C_Ka").values.ravel(), arrays["thickness"].ravel())[0, 1]
+    assert r_c > 0.8  # carbon follows the planted thickness (measured 0.94)
 
 
 def test_demo_nmf_loading_correlates_with_the_edx_au_map(demo_sample):

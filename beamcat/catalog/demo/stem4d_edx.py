@@ -31,7 +31,7 @@ RESOLUTION_EV = 130.0  # FWHM at Mn Ka
 BEAM_KEV, LIVE_TIME = 300.0, 0.05  # s per position
 #: line energies (keV, X-ray Data Booklet Table 1-2) and counts per position at unit weight
 LINE_COUNTS = {
-    "C_Ka": (0.277, 60.0),
+    "C_Ka": (0.277, 300.0),
     "Au_Ma": (2.1229, 90.0),
     "Au_La": (9.7133, 120.0),
     "Au_Lb": (11.4423, 50.0),
