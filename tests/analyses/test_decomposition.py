@@ -18,7 +18,6 @@ import beamcat
 import beamcat.analyses.decomposition as decomposition
 from beamcat.analyses.decomposition import nmf, scree
 from beamcat.analyses.stem4d import radial_profiles
-from beamcat.catalog.demo import stem4d as demo
 from beamcat.catalog.demo._common import read_truth
 from beamcat.errors import BeamcatError
 
@@ -27,13 +26,10 @@ Q_RANGE = (0.15, 0.9)
 
 
 @pytest.fixture(scope="module")
-def demo_profiles(tmp_path_factory):
-    """Radial mean/variance of the demo scan (as the demo writes it) and its truth."""
-    folder = tmp_path_factory.mktemp("demo") / "stem4d"
-    entries = {e.name: e for e in demo.write(folder, np.random.default_rng([0, 3]))}
-    entry = entries["stem4d_scan"]
-    ds = beamcat.open_dataset(entry.source, **entry.options)
-    scalars, arrays = read_truth(folder)
+def demo_profiles(demo_dir):
+    """Radial mean/variance of the demo scan and its truth."""
+    scalars, arrays = read_truth(demo_dir / "stem4d")
+    ds = beamcat.open_dataset(demo_dir / "stem4d" / "scan" / "20230510_101500_data.mib")
     calibration = {**scalars["ellipse"], "reciprocal_pixel_size": scalars["reciprocal_pixel_size"]}
     return radial_profiles(ds, calibration).compute(), scalars, arrays
 

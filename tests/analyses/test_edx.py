@@ -17,7 +17,6 @@ import beamcat
 from beamcat.analyses.decomposition import nmf
 from beamcat.analyses.edx import LINES, correlate, element_maps, fwhm_kev
 from beamcat.analyses.stem4d import radial_profiles
-from beamcat.catalog.demo import stem4d as demo
 from beamcat.catalog.demo._common import read_truth
 from beamcat.catalog.edx import match_scan, open_edx
 from beamcat.errors import BeamcatError
@@ -109,12 +108,11 @@ def test_mismatched_scans_and_bad_lines_raise_beamcat_errors():
 
 
 @pytest.fixture(scope="module")
-def demo_sample(tmp_path_factory):
-    """The demo's 4D-STEM scan and simultaneous EDX map (written as the demo writes them)."""
-    folder = tmp_path_factory.mktemp("demo") / "stem4d"
-    entries = {e.name: e for e in demo.write(folder, np.random.default_rng([0, 3]))}
+def demo_sample(demo_dir):
+    """The demo's 4D-STEM scan and its simultaneous EDX map, matched to the scan."""
+    folder = demo_dir / "stem4d"
     scalars, arrays = read_truth(folder)
-    scan = beamcat.open_dataset(entries["stem4d_scan"].source, **entries["stem4d_scan"].options)
+    scan = beamcat.open_dataset(folder / "scan" / "20230510_101500_data.mib")
     edx = open_edx(folder / scalars["edx"]["source"], scan_shape=scan.counts.shape[:2])
     return scan, edx, scalars, arrays
 
