@@ -27,7 +27,14 @@ from typing import NamedTuple
 import numpy as np
 from numba.extending import overload
 
-__all__ = ["PixelTable", "bin_dtype", "label_table", "split_table", "table_entries"]
+__all__ = [
+    "PixelTable",
+    "bin_dtype",
+    "label_table",
+    "split_table",
+    "table_entries",
+    "without_pixels",
+]
 
 
 class PixelTable(NamedTuple):
@@ -90,6 +97,18 @@ def split_table(indptr, bins, fractions, n_bins: int, *, flip: bool = False) -> 
     slots[used] = np.where(slots[used] < 0, slots[used, :1], slots[used])  # pad: first bin, c = 0
     out[pixel, slot] = fractions
     return PixelTable(slots.astype(dtype), out, int(n_bins), flip)
+
+
+def without_pixels(table: PixelTable, drop) -> PixelTable:
+    """`table` with the pixels where `drop` (bool ``(y*x,)``) is True excluded."""
+    if not np.any(drop):
+        return table
+    bins = table.bins.copy()
+    if bins.ndim == 1:
+        bins[drop] = -1
+    else:
+        bins[drop, 0] = -1
+    return table._replace(bins=bins)
 
 
 def table_entries(table: PixelTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
