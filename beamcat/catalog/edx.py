@@ -1,4 +1,4 @@
-"""Oxford AZtec EDX exports (RPL/RAW) as lazy Datasets ``counts (scan_y, scan_x, energy)``.
+"""Oxford AZtec EDX exports (RPL/RAW, .h5oina) as lazy ``counts (scan_y, scan_x, energy)``.
 
 Formats served
     The Lispix ripple pair AZtec exports, ``<name>.rpl`` (tab-separated
@@ -8,15 +8,26 @@ Formats served
     planes one after the other: how AZtec writes them, hence the ePSIC
     notebook's ``np.rollaxis(edx, 0, 3)``) and ``record-by vector`` (one
     spectrum per position: HyperSpy's export) both open as ``(scan_y, scan_x,
-    energy)``. AZtec's own HDF5 (``.h5oina``) is not served: RosettaSciIO
-    0.15 has no reader for it.
+    energy)``.
+
+    AZtec's HDF5 export (``.h5oina``): RosettaSciIO 0.15 has no reader for it,
+    so it is read here with h5py after Oxford Instruments' published H5OINA
+    specification (version 7.0+, AZtec 6.2+, which added the unprocessed
+    spectra ``/1/EDS/Data/Spectrum``, one row per position, x fastest; ``X
+    Cells``, ``Y Cells``, ``Start Channel`` and ``Channel Width`` in eV in
+    ``/1/EDS/Header``), lazily through `beamcat.catalog.hdf5.H5Array`. Files
+    with only window integrals (older exports) have no spectra to open. No
+    real ``.h5oina`` has been tried: the tests write files after the
+    specification.
 
 Energy axis (keV)
-    From HyperSpy's ``depth-origin`` / ``depth-scale`` / ``depth-units`` keys
+    RPL: HyperSpy's ``depth-origin`` / ``depth-scale`` / ``depth-units`` keys
     (eV or keV), else the Lispix ``ev-per-chan`` key (eV per channel, first
-    channel at 0); the options `energy_offset_kev` / `energy_scale_kev` override
-    both. ``detector-peak-width-ev`` (FWHM at Mn Ka) becomes
-    ``attrs["energy_resolution_mnka_ev"]``, which element-map windows use.
+    channel at 0). ``.h5oina``: ``Start Channel`` and ``Channel Width``. The
+    options `energy_offset_kev` / `energy_scale_kev` override the file. The
+    RPL key ``detector-peak-width-ev`` (FWHM at Mn Ka) becomes
+    ``attrs["energy_resolution_mnka_ev"]`` (else 130 eV), which element-map
+    windows use.
 
 Scan shape (ePSIC's 4D-STEM + EDX manual)
     A 4D-STEM scan recorded with EDX has no fly-back frames and the shape
@@ -57,113 +68,56 @@ from beamcat.errors import FormatError, OptionError, SourceNotFoundError
 __all__ = ["EDX_SUFFIXES", "match_scan", "open_edx", "write_edx"]
 
 #: name endings of an EDX export (a ``.raw`` stands for its ``.rpl``)
-EDX_SUFFIXES = (".rpl",)
+EDX_SUFFIXES = (".rpl", ".h5oina")
 #: FWHM at Mn Ka (eV) assumed when the header has none (a typical SDD)
 DEFAULT_RESOLUTION_EV = 130.0
 _UNITS_KEV = {"kev": 1.0, "ev": 1e-3}
 _RAW_TYPES = {("unsigned", 1): "u1", ("unsigned", 2): "u2", ("unsigned", 4): "u4"}
 _RAW_TYPES |= {("signed", 4): "i4", ("float", 4): "f4", ("float", 8): "f8"}
+#: spectra per dask chunk of an .h5oina map, rounded to whole scan lines
+_H5OINA_CHUNK_BYTES = 32 * 2**20
+_NOT_CALIBRATED = "pass energy_scale_kev= (and energy_offset_kev=)"
 
 
 def _sibling(path: Path, suffix: str) -> Path:
     """`path` with `suffix`, in upper case when only that exists (Windows exports)."""
-    upper = path.with_suffix(suffix.upper())
-    return (
-        upper
-        if upper.exists() and not path.with_suffix(suffix).exists()
-        else path.with_suffix(suffix)
-    )
+    lower, upper = path.with_suffix(suffix), path.with_suffix(suffix.upper())
+    return upper if upper.exists() and not lower.exists() else lower
 
 
-def _rpl_path(source: str | os.PathLike) -> Path:
+def _source_path(source: str | os.PathLike) -> Path:
     path = Path(source).expanduser()
     if path.suffix.lower() == ".raw":
         path = _sibling(path, ".rpl")
     if not path.is_file():
-        raise SourceNotFoundError(f"{path}: no such EDX header (.rpl) file")
-    if path.suffix.lower() != ".rpl":
-        raise FormatError(f"{path}: expected an AZtec RPL/RAW export (.rpl), got {path.suffix!r}")
+        raise SourceNotFoundError(f"{path}: no such EDX export (.rpl or .h5oina) file")
+    if path.suffix.lower() not in EDX_SUFFIXES:
+        raise FormatError(
+            f"{path}: expected an AZtec export {EDX_SUFFIXES} (or a .raw), got {path.suffix!r}"
+        )
     return path
 
 
-def _energy(info: dict, path: Path, offset_kev, scale_kev) -> tuple[float, float]:
-    """(offset, scale) of the energy axis in keV, from the options or the header."""
+def _ripple_energy(info: dict, path: Path) -> tuple[float, float] | None:
+    """(offset, scale) in keV from a ripple header, None when it has none."""
     if "depth-scale" in info:
         units = str(info.get("depth-units", "")).strip().lower()
-        factor = _UNITS_KEV.get(units)
-        if factor is None and scale_kev is None:
+        if units not in _UNITS_KEV:
             raise FormatError(
-                f"{path}: depth-units {units or 'missing'!r}; expected eV or keV "
-                "(or pass energy_scale_kev= and energy_offset_kev=)"
+                f"{path}: depth-units {units or 'missing'!r}; expected eV or keV, or "
+                + _NOT_CALIBRATED
             )
-        factor = factor or 1.0
-        header = (
-            float(info.get("depth-origin", 0.0)) * factor,
-            float(info["depth-scale"]) * factor,
-        )
-    elif "ev-per-chan" in info:
-        header = (0.0, float(info["ev-per-chan"]) * 1e-3)
-    elif scale_kev is None:
-        raise FormatError(
-            f"{path}: no energy calibration (depth-scale or ev-per-chan); "
-            "pass energy_scale_kev= (and energy_offset_kev=)"
-        )
-    else:
-        header = (0.0, float(scale_kev))
-    offset = header[0] if offset_kev is None else float(offset_kev)
-    scale = header[1] if scale_kev is None else float(scale_kev)
-    if not scale > 0:
-        raise FormatError(f"{path}: energy scale {scale} keV per channel; expected > 0")
-    return offset, scale
+        factor = _UNITS_KEV[units]
+        return float(info.get("depth-origin", 0.0)) * factor, float(info["depth-scale"]) * factor
+    if "ev-per-chan" in info:
+        return 0.0, float(info["ev-per-chan"]) * 1e-3
+    return None
 
 
-def open_edx(
-    source: str | os.PathLike,
-    *,
-    scan_shape: Sequence[int] | None = None,
-    extra_line: str = "last",
-    energy_offset_kev: float | None = None,
-    energy_scale_kev: float | None = None,
-    chunks: str | tuple = "auto",
-) -> xr.Dataset:
-    """Open an AZtec RPL/RAW EDX spectrum image lazily.
-
-    Parameters
-    ----------
-    source : path
-        The ``.rpl`` header (or its ``.raw``); the ``.raw`` beside it holds the counts.
-    scan_shape : (ny, nx), optional
-        The 4D-STEM scan the map was recorded with: checked, and cut to it by
-        `match_scan`'s rule.
-    extra_line : "last" or "first"
-        Which EDX line the 4D-STEM scan lacks (see `match_scan`).
-    energy_offset_kev, energy_scale_kev : float, optional
-        Energy of the first channel and per channel (keV), overriding the header.
-    chunks : "auto" or tuple
-        Dask chunks of the file's own axis order (RosettaSciIO's ``chunks``).
-
-    Returns
-    -------
-    Dataset
-        ``counts`` (scan_y, scan_x, energy), dask backed, the file's dtype;
-        coordinate ``energy`` (keV, channel centres as the header gives them).
-        Attrs: ``source``, ``format`` ("edx"), ``signal``, ``record_by``,
-        ``energy_resolution_mnka_ev``, the header's beam energy, live time,
-        elevation/azimuth angles and title where present.
-
-    Raises
-    ------
-    SourceNotFoundError
-        No ``.rpl`` (or no ``.raw`` beside it).
-    FormatError
-        A header RosettaSciIO cannot parse, a ``.raw`` too short for it, no
-        energy calibration and no options for it.
-    OptionError
-        A `scan_shape` the map cannot be matched to.
-    """
+def _read_ripple(path: Path, chunks) -> tuple[da.Array, dict, tuple | None]:
+    """Counts (y, x, energy), attrs and header energy axis of an RPL/RAW pair (RosettaSciIO)."""
     from rsciio.ripple import file_reader
 
-    path = _rpl_path(source)
     raw = _sibling(path, ".raw")
     if not raw.is_file():
         raise SourceNotFoundError(f"{path}: its counts file {raw.name} is missing")
@@ -181,23 +135,145 @@ def open_edx(
             f"of {depth} channels of {info['data-length']} bytes ({path.name})"
         )
     data = found["data"].reshape((ny, nx, depth) if vector else (depth, ny, nx))
-    counts = data if vector else da.transpose(data, (1, 2, 0))
-    offset, scale = _energy(info, path, energy_offset_kev, energy_scale_kev)
-    optional = {
+    attrs = {
+        "record_by": info["record-by"],
+        "energy_resolution_mnka_ev": info.get(
+            "detector-peak-width-ev", info.get("energy-resolution")
+        ),
         "beam_energy_kev": info.get("beam-energy"),
         "live_time_s": info.get("live-time"),
         "elevation_angle_deg": info.get("elevation-angle"),
         "azimuth_angle_deg": info.get("azimuth-angle"),
         "title": info.get("title") or None,
     }
-    attrs = provenance(path, "edx")
-    attrs.update(
-        signal="counts",
-        record_by=info["record-by"],
-        energy_resolution_mnka_ev=float(
-            info.get("detector-peak-width-ev", info.get("energy-resolution", DEFAULT_RESOLUTION_EV))
-        ),
-        **{k: v for k, v in optional.items() if v is not None},
+    counts = data if vector else da.transpose(data, (1, 2, 0))
+    return counts, attrs, _ripple_energy(info, path)
+
+
+def _h5_value(group, name: str):
+    """A (1, 1) header dataset's value, None when absent."""
+    if name not in group:
+        return None
+    value = np.ravel(group[name][()])[0]
+    return value.decode() if isinstance(value, bytes) else value.item()
+
+
+def _read_h5oina(path: Path, detector: str, chunks) -> tuple[da.Array, dict, tuple | None]:
+    """Counts (y, x, energy), attrs and energy axis of an AZtec .h5oina EDS map (spec 7.0+).
+
+    Spectra are ``/1/<detector>/Data/Spectrum`` (positions, channels), a row per
+    position with x fastest; ``X Cells``, ``Y Cells``, ``Start Channel`` and
+    ``Channel Width`` (eV) are in ``/1/<detector>/Header``.
+    """
+    import h5py
+
+    from beamcat.catalog.hdf5 import H5Array, reading_hdf5
+
+    spectra = f"1/{detector}/Data/Spectrum"
+    with reading_hdf5(path), h5py.File(path, "r", locking=False) as f:
+        if spectra not in f:
+            techniques = sorted(f["1"]) if "1" in f else []
+            raise FormatError(
+                f"{path}: no /{spectra} (unprocessed EDS spectra, exported by AZtec 6.2+); "
+                f"slice 1 holds {techniques}; pass detector= one of the EDS groups"
+            )
+        header = f[f"1/{detector}/Header"]
+        ny, nx = int(_h5_value(header, "Y Cells")), int(_h5_value(header, "X Cells"))
+        start, width = _h5_value(header, "Start Channel"), _h5_value(header, "Channel Width")
+        live = f.get(f"1/{detector}/Data/Live Time")
+        attrs = {
+            "detector": detector,
+            "beam_energy_kev": _h5_value(header, "Beam Voltage"),
+            "live_time_s": None if live is None else float(np.mean(live[()])),
+            "elevation_angle_deg": _degrees(_h5_value(header, "Detector Elevation")),
+            "azimuth_angle_deg": _degrees(_h5_value(header, "Detector Azimuth")),
+            "title": _h5_value(header, "Analysis Label"),
+        }
+    array = H5Array(path, spectra)
+    if array.shape[0] != ny * nx:
+        raise FormatError(
+            f"{path}: /{spectra} holds {array.shape[0]} spectra; expected Y Cells x X Cells "
+            f"= {ny} x {nx}"
+        )
+    if chunks == "auto":
+        lines = max(1, _H5OINA_CHUNK_BYTES // (nx * array.shape[1] * array.dtype.itemsize))
+        chunks = (min(ny, lines) * nx, -1)
+    counts = da.from_array(array, chunks=chunks).reshape(ny, nx, array.shape[1])
+    energy = None if width is None else (float(start or 0.0) * 1e-3, float(width) * 1e-3)
+    return counts, attrs, energy
+
+
+def _degrees(radians: float | None) -> float | None:
+    return None if radians is None else float(np.degrees(radians))
+
+
+def open_edx(
+    source: str | os.PathLike,
+    *,
+    scan_shape: Sequence[int] | None = None,
+    extra_line: str = "last",
+    energy_offset_kev: float | None = None,
+    energy_scale_kev: float | None = None,
+    detector: str = "EDS",
+    chunks: str | tuple = "auto",
+) -> xr.Dataset:
+    """Open an AZtec EDX spectrum image (RPL/RAW or .h5oina) lazily.
+
+    Parameters
+    ----------
+    source : path
+        The ``.rpl`` header (or its ``.raw``; the ``.raw`` beside it holds the
+        counts), or an ``.h5oina`` file.
+    scan_shape : (ny, nx), optional
+        The 4D-STEM scan the map was recorded with: checked, and cut to it by
+        `match_scan`'s rule.
+    extra_line : "last" or "first"
+        Which EDX line the 4D-STEM scan lacks (see `match_scan`).
+    energy_offset_kev, energy_scale_kev : float, optional
+        Energy of the first channel and per channel (keV), overriding the header.
+    detector : str
+        ``.h5oina`` only: the EDS group (``EDS``, or ``EDS1``, ``EDS2`` ... of a
+        multi-detector system).
+    chunks : "auto" or tuple
+        Dask chunks of the file's own axis order: RPL ``(energy, y, x)`` or
+        ``(y, x, energy)`` by ``record-by`` (RosettaSciIO's ``chunks``);
+        ``.h5oina`` ``(positions, channels)``.
+
+    Returns
+    -------
+    Dataset
+        ``counts`` (scan_y, scan_x, energy), dask backed, the file's dtype;
+        coordinate ``energy`` (keV). Attrs: ``source``, ``format`` ("edx"),
+        ``signal``, ``energy_resolution_mnka_ev``, and where the file has them
+        ``record_by``, ``detector``, ``beam_energy_kev``, ``live_time_s``,
+        ``elevation_angle_deg``, ``azimuth_angle_deg``, ``title``.
+
+    Raises
+    ------
+    SourceNotFoundError
+        No such file (or no ``.raw`` beside the ``.rpl``).
+    FormatError
+        A header RosettaSciIO cannot parse, a ``.raw`` too short for it, an
+        ``.h5oina`` without spectra, no energy calibration and no options for it.
+    OptionError
+        A `scan_shape` the map cannot be matched to.
+    """
+    path = _source_path(source)
+    if path.suffix.lower() == ".h5oina":
+        counts, found, header = _read_h5oina(path, detector, chunks)
+    else:
+        counts, found, header = _read_ripple(path, chunks)
+    if header is None and energy_scale_kev is None:
+        raise FormatError(f"{path}: no energy calibration in the file; " + _NOT_CALIBRATED)
+    offset, scale = header or (0.0, 0.0)
+    offset = offset if energy_offset_kev is None else float(energy_offset_kev)
+    scale = scale if energy_scale_kev is None else float(energy_scale_kev)
+    if not scale > 0:
+        raise FormatError(f"{path}: energy scale {scale} keV per channel; expected > 0")
+    attrs = provenance(path, "edx", signal="counts")
+    attrs.update({k: v for k, v in found.items() if v is not None})
+    attrs["energy_resolution_mnka_ev"] = float(
+        found.get("energy_resolution_mnka_ev") or DEFAULT_RESOLUTION_EV
     )
     ds = xr.Dataset(
         {
@@ -210,7 +286,7 @@ def open_edx(
         coords={
             "energy": (
                 "energy",
-                offset + scale * np.arange(depth),
+                offset + scale * np.arange(counts.shape[2]),
                 {"units": "keV", "long_name": "X-ray energy"},
             )
         },

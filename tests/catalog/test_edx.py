@@ -1,17 +1,20 @@
-"""AZtec RPL/RAW EDX exports (beamcat.catalog.edx).
+"""AZtec RPL/RAW and .h5oina EDX exports (beamcat.catalog.edx).
 
 Truth: the arrays written in the test (by `write_edx`, by RosettaSciIO's own
-writer as HyperSpy saves, or a hand-written Lispix header), read back exactly;
+writer as HyperSpy saves, a hand-written Lispix header, or an .h5oina laid
+out as Oxford Instruments' H5OINA specification 7.0 says), read back exactly;
 the demo's EDX map against the 4D-STEM scan it was planted with.
 """
 
 from __future__ import annotations
 
 import dask.array as da
+import h5py
 import numpy as np
 import pytest
 from rsciio.ripple import file_writer
 
+from beamcat.catalog import edx as edx_format
 from beamcat.catalog.demo import stem4d_edx
 from beamcat.catalog.edx import match_scan, open_edx, write_edx
 from beamcat.errors import BeamcatError, FormatError, SourceNotFoundError
@@ -154,3 +157,70 @@ def test_demo_edx_map_matches_its_scan(tmp_path):
     au_la = truth["lines"]["Au_La"]["energy_kev"]
     window = ds.counts.sel(energy=slice(au_la - 0.15, au_la + 0.15)).sum("energy").values
     assert window[:, :10].mean() > 5 * window[:, 10:].mean()
+
+
+def _h5oina(path, counts, *, detector="EDS", start_ev=-20.0, width_ev=10.0, spectra=True):
+    """An .h5oina EDS map as the H5OINA specification (7.0+) lays it out."""
+    ny, nx, channels = counts.shape
+    with h5py.File(path, "w") as f:
+        f["Format Version"] = [b"7.0"]
+        f["Index"] = [b"1"]
+        header = f.create_group(f"1/{detector}/Header")
+        for name, value, dtype in [
+            ("X Cells", nx, "i4"),
+            ("Y Cells", ny, "i4"),
+            ("Start Channel", start_ev, "f4"),
+            ("Channel Width", width_ev, "f4"),
+            ("Number Channels", channels, "i4"),
+            ("Beam Voltage", 300.0, "f4"),
+            ("Detector Elevation", np.pi / 6, "f4"),
+        ]:
+            header.create_dataset(name, data=np.full((1, 1), value, dtype))
+        header["Analysis Label"] = [b"Map Data 1"]
+        data = f.create_group(f"1/{detector}/Data")
+        data["Live Time"] = np.full((ny * nx, 1), 0.05, "f4")
+        if spectra:  # one row per position, x fastest, LZF as AZtec writes it
+            data.create_dataset(
+                "Spectrum",
+                data=counts.reshape(-1, channels).astype("i4"),
+                compression="lzf",
+                chunks=(nx, channels),
+            )
+    return path
+
+
+def test_h5oina_eds_map_opens_lazily(tmp_path, raise_if_dask_computes, monkeypatch):
+    counts = _counts((6, 6, 64))
+    path = _h5oina(tmp_path / "Map Data 1.h5oina", counts)
+    with raise_if_dask_computes():
+        ds = open_edx(path)
+    assert isinstance(ds.counts.data, da.Array) and ds.counts.dtype == np.int32
+    np.testing.assert_array_equal(ds.counts.values, counts)  # rows are positions, x fastest
+    np.testing.assert_allclose(ds.energy.values, -0.02 + 0.01 * np.arange(64), atol=1e-9)
+    assert ds.attrs["beam_energy_kev"] == 300.0 and ds.attrs["title"] == "Map Data 1"
+    assert ds.attrs["elevation_angle_deg"] == pytest.approx(30.0)
+    assert ds.attrs["live_time_s"] == pytest.approx(0.05)
+    # "auto" chunks hold whole scan lines; any asked chunking gives the same counts
+    monkeypatch.setattr(edx_format, "_H5OINA_CHUNK_BYTES", 2 * 6 * 64 * 4)  # two lines of int32
+    assert open_edx(path).counts.data.chunks[0] == (2, 2, 2)
+    np.testing.assert_array_equal(open_edx(path, chunks=(7, 16)).counts.values, counts)
+    np.testing.assert_array_equal(open_edx(path, scan_shape=(5, 6)).counts.values, counts[:-1])
+
+
+def test_h5oina_second_detector_and_bad_files(tmp_path):
+    counts = _counts((3, 4, 16))
+    two = _h5oina(tmp_path / "two.h5oina", counts, detector="EDS2")
+    np.testing.assert_array_equal(open_edx(two, detector="EDS2").counts.values, counts)
+    with pytest.raises(FormatError, match=r"two.h5oina: no /1/EDS/Data/Spectrum.*\['EDS2'\]"):
+        open_edx(two)
+    windows = _h5oina(tmp_path / "old.h5oina", counts, spectra=False)
+    with pytest.raises(FormatError, match="old.h5oina: no /1/EDS/Data/Spectrum"):
+        open_edx(windows)
+    short = _h5oina(tmp_path / "short.h5oina", counts)
+    with h5py.File(short, "r+") as f:
+        f["1/EDS/Header/Y Cells"][...] = 5
+    with pytest.raises(FormatError, match=r"short.h5oina.*12 spectra; expected .* 5 x 4"):
+        open_edx(short)
+    (tmp_path / "junk.h5oina").write_bytes(b"not hdf5")
+    with pytest.raises(FormatError, match="junk.h5oina"):
+        open_edx(tmp_path / "junk.h5oina")
