@@ -171,7 +171,9 @@ def _read_h5oina(path: Path, detector: str, chunks) -> tuple[da.Array, dict, tup
 
     spectra = f"1/{detector}/Data/Spectrum"
     with reading_hdf5(path), h5py.File(path, "r", locking=False) as f:
-        if spectra not in f:
+        if isinstance(f.get(spectra), h5py.Group):  # some exports: a group holding "Counts"
+            spectra += "/Counts"
+        if not isinstance(f.get(spectra), h5py.Dataset):
             techniques = sorted(f["1"]) if "1" in f else []
             raise FormatError(
                 f"{path}: no /{spectra} (unprocessed EDS spectra, exported by AZtec 6.2+); "

@@ -213,6 +213,10 @@ def test_h5oina_second_detector_and_bad_files(tmp_path):
     np.testing.assert_array_equal(open_edx(two, detector="EDS2").counts.values, counts)
     with pytest.raises(FormatError, match=r"two.h5oina: no /1/EDS/Data/Spectrum.*\['EDS2'\]"):
         open_edx(two)
+    grouped = _h5oina(tmp_path / "grouped.h5oina", counts, spectra=False)
+    with h5py.File(grouped, "r+") as f:  # the spectra as Spectrum/Counts, as some files hold them
+        f["1/EDS/Data/Spectrum/Counts"] = counts.reshape(-1, 16)
+    np.testing.assert_array_equal(open_edx(grouped).counts.values, counts)
     windows = _h5oina(tmp_path / "old.h5oina", counts, spectra=False)
     with pytest.raises(FormatError, match="old.h5oina: no /1/EDS/Data/Spectrum"):
         open_edx(windows)
