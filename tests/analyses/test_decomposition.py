@@ -125,6 +125,16 @@ def test_several_datasets_fitted_together_get_a_dataset_dim():
     np.testing.assert_allclose(joined, whole.loadings.values, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunks", [{"scan_y": 1}, {"scan_y": 5, "scan_x": 3}, {"q": 7}])
+def test_dask_profiles_in_any_chunking_give_the_numpy_result(chunks):
+    # nmf computes (an action): dask input is read once and factorised as NumPy input is
+    profiles, _, _ = _planted()
+    expected = nmf(profiles, 2)
+    out = nmf(profiles.chunk(chunks), 2)
+    np.testing.assert_array_equal(out.loadings.values, expected.loadings.values)
+    np.testing.assert_array_equal(out.components.values, expected.components.values)
+
+
 def test_minibatch_and_out_of_core_paths(monkeypatch, raise_if_dask_computes):
     profiles, _, weights = _planted((16, 16))
     batch = nmf(profiles, 2, rescale=False, batch_size=64)
