@@ -167,6 +167,8 @@ def _matrix(profiles: Profiles, profile: str, q_range, clip: bool, n_components:
     parts = [_rows(o) for o in selected]
     lazy = any(isinstance(p, da.Array) for p in parts)
     matrix = da.concatenate([da.asarray(p) for p in parts]) if lazy else np.concatenate(parts)
+    if lazy and not _too_big(matrix):  # read once; the checks and the fit use the copy
+        matrix = matrix.compute()
     sizes = [p.shape[0] for p in parts]
     # q bins empty at every position (no pixel at that radius) are left out of the fit
     keep = np.asarray(~np.isnan(matrix).all(axis=0))
