@@ -181,13 +181,17 @@ class Stem4DPage(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ plots
 
-    def _new_plots(self) -> None:
-        """Fresh overlays and streams (a DynamicMap keeps its first image's axis ranges)."""
-        self._virtual_pipe = hv.streams.Pipe(data=(None, "Virtual image"))
+    def _new_plots(self, virtual=(None, "Virtual image"), pattern=(None, "Pattern"), *, rings=None):
+        """Fresh overlays and streams, starting with the entry's images.
+
+        A DynamicMap keeps the axis ranges of its first image: each entry gets its
+        own, made with its first virtual image and pattern, `rings` its calibration.
+        """
+        self._virtual_pipe = hv.streams.Pipe(data=virtual)
         self._marker_pipe = hv.streams.Pipe(data=None)
-        self._pattern_pipe = hv.streams.Pipe(data=(None, "Pattern"))
+        self._pattern_pipe = hv.streams.Pipe(data=pattern)
         self._detector_pipe = hv.streams.Pipe(data=None)
-        self._calibration_pipe = hv.streams.Pipe(data=None)
+        self._calibration_pipe = hv.streams.Pipe(data=rings)
         virtual = hv.DynamicMap(virtual_element, streams=[self._virtual_pipe])
         pattern = hv.DynamicMap(pattern_element, streams=[self._pattern_pipe])
         self.tap = hv.streams.Tap(source=virtual, x=None, y=None)
@@ -285,7 +289,11 @@ class Stem4DPage(pn.viewable.Viewer):
 
         def opened():
             frames = scan_frames(context, name)
-            return frames, calibration_of(frames), mean_pattern(context, name)
+            cal, mean = calibration_of(frames), mean_pattern(context, name)
+            centre = (cal.x0, cal.y0) if cal is not None else find_centre(mean)
+            presets = default_detectors(mean, centre)
+            first = virtual_image(context, name, presets["BF"])  # cached for update_virtual
+            return frames, cal, mean, centre, presets, first
 
         ok, loaded = await self.jobs.run("entry", opened, self._layout)
         if ok is None:
@@ -295,14 +303,12 @@ class Stem4DPage(pn.viewable.Viewer):
             self.frames = self.calibration = self.mean = self.centre = None
             self.status.object = "No scan: see the message above."
             return
-        self.frames, self.calibration, self.mean = loaded
-        cal = self.calibration
-        self.centre = (cal.x0, cal.y0) if cal is not None else find_centre(self.mean)
-        self.presets = default_detectors(self.mean, self.centre)
-        self._new_plots()
-        self._calibration_pipe.send(cal)
-        self._pattern_pipe.send((self.mean, f"{name}: mean pattern"))
+        self.frames, cal, self.mean, self.centre, self.presets, first = loaded
+        self.calibration = cal
         bf = self.presets["BF"]
+        self._new_plots(
+            (first, f"Virtual image: {bf.label}"), (self.mean, f"{name}: mean pattern"), rings=cal
+        )
         self._set_radii(bf.inner, bf.outer)
         self.nmf_from.value = nmf_start(bf, cal)
         ny, nx = (self.frames.sizes[d] for d in SCAN_DIMS)

@@ -1,10 +1,12 @@
-"""The 4D-STEM page without a browser, on the demo scan, and its data layer.
+"""The 4D-STEM page on the demo scan: its data layer, the page without a browser, and in one.
 
 What the page shows is compared with the analyses run in the test on the same
 entry (`virtual_images`, `radial_profiles`, `nmf`: the page adds no arithmetic of
 its own), with the frames as NumPy reads them (virtual images are sums of
 integer counts times 0/1 masks, exact in float64, so they are compared exactly),
-and with the demo's planted truth (centre, disc radius, Au fraction).
+and with the demo's planted truth (centre, disc radius, Au fraction). The
+browser test clicks a scan position and types an annulus, and waits for the
+plots BokehJS holds to show that position's pattern and the new virtual image.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import holoviews as hv
 import numpy as np
 import pytest
 import xarray as xr
+from playwright.sync_api import expect
 
 import beamcat
 from beamcat.analyses.decomposition import nmf
@@ -260,3 +263,42 @@ def test_nmf_button_shows_components_and_loadings(page, scan):
     page.n_components.value = 100  # more than the 63 q bins
     asyncio.run(page.compute_nmf())
     assert "components" in page.banners.alert.object and page.nmf.sizes["component"] == 2
+
+
+# ------------------------------------------------------------------ in a browser
+
+
+@pytest.mark.browser
+def test_click_a_position_and_change_the_annulus_in_a_browser(
+    demo_server, chromium, find_plot, painted, tmp_path
+):
+    page = chromium.new_page(viewport={"width": 1500, "height": 1700})
+    page.goto(demo_server)
+    page.locator(".bk-tab", has_text="4D-STEM").click()
+    status = page.locator(".beamcat-stem4d-status")
+    # the calibrated demo scan, its BF image and the middle position's pattern with the
+    # BF disc (1 path), the fitted ellipse (1) and the four Au rings drawn over it
+    find_plot(page, "Pattern at scan_y=16, scan_x=16", ready=lambda p: p["paths"] == 6)
+    expect(status).to_contain_text("position scan_y=16, scan_x=16")
+    virtual = find_plot(page, "Virtual image: BF disc")  # where it is once the page is laid out
+    assert virtual["x"] == [0, 32] and virtual["y"] == [32, 0]  # scan positions, row 0 on top
+
+    # a click on scan position (row 5, column 20): its pattern and radial profile
+    x = virtual["left"] + 20.5 * virtual["width"] / 32
+    y = virtual["top"] + 5.5 * virtual["height"] / 32
+    page.mouse.click(x, y)
+    pattern = find_plot(page, "Pattern at scan_y=5, scan_x=20", ready=lambda p: p["paths"] == 6)
+    find_plot(page, "Radial mean at scan_y=5, scan_x=20", ready=lambda p: p["lines"] == 1)
+    expect(status).to_contain_text("position scan_y=5, scan_x=20")
+    assert painted(page, pattern, min_std=0.02) > 0.02
+
+    # an annulus typed (outer first: inner must stay below it): the ADF image, two circles
+    for label, value in (("Outer radius", "30"), ("Inner radius", "8")):
+        field = page.locator(".bk-input-group", has_text=label).locator("input")
+        field.fill(value)
+        field.press("Enter")
+    image = find_plot(page, "Virtual image: annulus 8–30 px")
+    find_plot(page, "Pattern at scan_y=5, scan_x=20", ready=lambda p: p["paths"] == 7)
+    expect(status).to_contain_text("annulus 8–30 px")
+    assert painted(page, image, min_std=0.02) > 0.02
+    page.screenshot(path=tmp_path / "stem4d.png", full_page=True)
