@@ -43,6 +43,7 @@ from beamcat.analyses._stem4d_radial import (
     radial_profiles,
     save_profiles,
 )
+from beamcat.analyses.ellipse import elliptical_radius
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -104,8 +105,7 @@ def sum_pattern(data) -> xr.DataArray:
 def _grid(shape: tuple[int, int], centre, where: str) -> np.ndarray:
     """Distance (px) of every pixel centre from `centre` = (x, y), checked inside the frame."""
     x0, y0 = check_centre(centre, shape, where)
-    yy, xx = np.indices(shape, dtype=np.float64)
-    return np.hypot(xx - x0, yy - y0)
+    return elliptical_radius(shape, x0=x0, y0=y0, a=1.0, b=1.0, theta=0.0)
 
 
 def disc_mask(shape: tuple[int, int], centre, radius: float) -> np.ndarray:
