@@ -270,7 +270,8 @@ def test_save_profiles_zarr_and_hdf5_read_back(scan, calibration, tmp_path):
     np.testing.assert_array_equal(back[f"{name}_azimuthal_var"].values, out["variance"].values)
     np.testing.assert_array_equal(back["q"].values, out["q"].values)
     assert back.attrs["signal"] == f"{name}_azimuthal_mean"
-    h5 = save_profiles(out, tmp_path / "profiles.h5", format="hdf5", name="run1")
+    lazy = radial_profiles(ds, calibration, n_bins=16)  # written chunk by chunk
+    h5 = save_profiles(lazy, tmp_path / "profiles.h5", format="hdf5", name="run1")
     with h5py.File(h5) as f:
         np.testing.assert_array_equal(f["run1_azimuthal_var"][()], out["variance"].values)
         np.testing.assert_array_equal(f["q"][()], out["q"].values)
