@@ -43,8 +43,9 @@ def test_stem4d_on_a_local_cluster_equal_threaded(scan, local_cluster_client):
         "com": centre_of_mass(scan, threshold=10),
     }
     # Dataset.compute, not dask.compute(chain): with dask 2026.8 / xarray 2026.9,
-    # dask.compute of a Dataset whose variables share a ``where`` layer (label_stats'
-    # mean and variance) fails with "Missing dependency" on any scheduler
+    # dask.compute of a Dataset whose variables share a layer (label_stats' mean and
+    # variance share a ``where``) loses it in the graph optimisation ("Missing
+    # dependency", pydata/xarray#11329; optimize_graph=False works)
     for out in chain.values():
         threaded = out.compute(scheduler="threads")
         distributed = out.compute(scheduler=local_cluster_client)
