@@ -4,7 +4,8 @@ Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``,
 ``radiography RUN [--dark D --flat F] --rois FILE --out DIR``,
 ``replay RECORDING... [--realtime] [--mode M] [--rois FILE] [--out DIR]``,
 ``gainmap ENTRY... [--poni P...] [--calibrant-images I...] --out DIR``,
-``convert SOURCE OUT.zarr [--catalog CAT --name NAME]``;
+``convert SOURCE OUT.zarr [--catalog CAT --name NAME]``,
+``stem4d ENTRY [--calibration AU.json] --out DIR [--convert] [--n-components N]``;
 ``beamcat COMMAND --help`` tells the options.
 """
 
@@ -282,6 +283,35 @@ def _cmd_convert(args) -> None:
     print(f"{args.source} -> {out}" + (f" ({args.name} in {args.catalog})" if args.name else ""))
 
 
+def _cmd_stem4d(args) -> None:
+    from beamcat.workflows.stem4d import run_stem4d
+
+    needs_catalog = args.catalog or not Path(args.entry).exists()
+    summary = run_stem4d(
+        args.entry,
+        out=Path(args.out),
+        catalog=_open(args.catalog, args.trust) if needs_catalog else None,
+        calibration=args.calibration,
+        convert=args.convert,
+        n_components=args.n_components,
+        profile=args.profile,
+        q_from=args.q_from,
+        n_bins=args.bins,
+        name=args.name,
+        formats=args.format.split(","),
+        dpi=args.dpi,
+        progress=not args.no_progress,
+    )
+    for kind, paths in summary["files"].items():
+        print(f"{kind}: {paths[0]}" + (f" (+{len(paths) - 1} more)" if len(paths) > 1 else ""))
+    scan, nmf = summary["scan_shape"], summary["nmf"]
+    print(
+        f"{scan[0]} x {scan[1]} patterns: {summary['q_bins']} radial bins of "
+        f"{summary['q_step']:.4g} {summary['q_unit']}; NMF of {nmf['n_components']} components "
+        f"({nmf['profile']}) in {nmf['n_iter']} iterations"
+    )
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that shows each option's default when it has one worth showing."""
 
@@ -550,6 +580,40 @@ def build_parser() -> argparse.ArgumentParser:
         conv.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
     conv.set_defaults(func=_cmd_convert)
+
+    st = command(
+        sub,
+        "stem4d",
+        "4D-STEM scan: elliptical radial mean/variance profiles, NMF, figures",
+    )
+    st.add_argument("entry", help="catalog entry (or file/folder) of the scan")
+    st.add_argument("--catalog", help="catalog file (the demo catalog when omitted)")
+    st.add_argument(
+        "--calibration",
+        metavar="AU.json",
+        help="Au calibration JSON (ePSIC's or calibrate_au's); default: the entry's calibration=",
+    )
+    st.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    st.add_argument(
+        "--convert", action="store_true", help="first convert the scan to DIR/NAME.zarr"
+    )
+    st.add_argument("--n-components", type=int, default=2, metavar="N", help="NMF components")
+    st.add_argument(
+        "--profile", choices=("variance", "mean"), default="variance", help="profile NMF factorises"
+    )
+    st.add_argument(
+        "--q-from",
+        type=float,
+        metavar="Q",
+        help="NMF leaves out q below Q (1/Angstrom; default twice the bright-field disc's edge)",
+    )
+    st.add_argument("--bins", type=int, help="radial bins (default one per pixel)")
+    st.add_argument("--name", help="stem of the output files (default the entry's name)")
+    st.add_argument("--format", default="png", metavar="png,pdf,svg", help="figure formats")
+    st.add_argument("--dpi", type=float, default=150, help="figure resolution")
+    st.add_argument("--no-progress", action="store_true", help="no progress bars")
+    trust(st)
+    st.set_defaults(func=_cmd_stem4d)
     return parser
 
 
