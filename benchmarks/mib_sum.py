@@ -5,14 +5,17 @@ Generates (once, cached under ``.bench/`` or ``--data-dir``) a 128 x 128 scan of
 reference of every frame's sum computed while writing. Then, in the same run:
 
 - beamcat: ``open_mib(path)`` + ``counts.sum(("y", "x")).compute()`` on the
-  threaded dask scheduler with 1 and ``--workers`` threads;
+  threaded dask scheduler with 1 and ``--workers`` threads (opening included:
+  it parses all 16384 frame headers);
 - LiberTEM: ``ctx.load("mib", path=...)`` + ``ctx.run_udf(SumSigUDF())`` with
   the ``inline`` executor (1 thread) and the ``threads`` executor
   (``--workers`` threads); context start-up is not timed.
 
-Each tool runs ``--repeat`` times and the best time is reported: after the first
-run the file is in the page cache when it fits in memory, so the best is a warm
-cache figure. Every result is checked against the NumPy reference.
+The tools run in ``--repeat`` interleaved rounds and each one's best time is
+reported: after the first round the file is in the page cache when it fits in
+memory, so the best is a warm-cache figure; interleaving spreads the load of a
+shared machine over all tools, and the 1-minute load average is printed with
+the table. Every result is checked against the NumPy reference.
 
 Run: ``.venv/bin/python benchmarks/mib_sum.py`` (needs ``pip install libertem``).
 """
@@ -20,6 +23,7 @@ Run: ``.venv/bin/python benchmarks/mib_sum.py`` (needs ``pip install libertem``)
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,23 +52,26 @@ def _blocks(reference: np.ndarray) -> Iterator[np.ndarray]:
         yield block
 
 
-def ensure_data(folder: Path) -> tuple[Path, np.ndarray]:
-    """The benchmark MIB file and its per-frame sums, generated on first use."""
+def ensure_data(folder: Path, scan: tuple[int, int] = SCAN) -> tuple[Path, np.ndarray]:
+    """A benchmark MIB file (`scan` of 256x256 frames) and its per-frame sums, made on first use."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "scan_128x128_256x256_u16.mib"
-    ref_path = folder / "scan_128x128_256x256_u16.sums.npy"
+    stem = f"scan_{scan[0]}x{scan[1]}_256x256_u16"
+    path, ref_path = folder / f"{stem}.mib", folder / f"{stem}.sums.npy"
     if not (path.exists() and ref_path.exists()):
         print(f"generating {path} ...", flush=True)
-        reference = np.zeros(SCAN[0] * SCAN[1], dtype=np.int64)
-        write_mib(path, _blocks(reference), depth=12, exposure=0.001, scan_shape=SCAN)
-        np.save(ref_path, reference.reshape(SCAN))
+        reference = np.zeros(scan[0] * scan[1], dtype=np.int64)
+        write_mib(path, _blocks(reference), depth=12, exposure=0.001, scan_shape=scan)
+        np.save(ref_path, reference.reshape(scan))
     return path, np.load(ref_path)
 
 
-def run_beamcat(path: Path, workers: int) -> np.ndarray:
-    ds = open_mib(path)
-    with dask.config.set(scheduler="threads", num_workers=workers):
-        return ds.counts.sum(("y", "x")).values
+def beamcat_runner(workers: int, chunks: str) -> Callable[[Path], np.ndarray]:
+    def run(path: Path) -> np.ndarray:
+        ds = open_mib(path, chunks=chunks)
+        with dask.config.set(scheduler="threads", num_workers=workers):
+            return ds.counts.sum(("y", "x")).values
+
+    return run
 
 
 def libertem_runner(executor: str, workers: int) -> tuple[Callable[[Path], np.ndarray], object]:
@@ -85,43 +92,52 @@ def libertem_runner(executor: str, workers: int) -> tuple[Callable[[Path], np.nd
     return run, ctx
 
 
-def best_of(run: Callable[[Path], np.ndarray], path: Path, repeat: int) -> tuple[float, np.ndarray]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = run(path)
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".bench")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--chunks", default="auto", help="open_mib chunks (auto, 8MiB, 64 ...)")
     parser.add_argument("--no-libertem", action="store_true")
     args = parser.parse_args()
 
     path, reference = ensure_data(args.data_dir)
     gb = path.stat().st_size / 1e9
-    rows = []
+    tools: dict[str, Callable[[Path], np.ndarray]] = {}
+    contexts = []
     for workers in sorted({1, args.workers}):
-        seconds, sums = best_of(lambda p, w=workers: run_beamcat(p, w), path, args.repeat)
-        rows.append((f"beamcat open_mib + dask sum ({workers} thread(s))", seconds, sums))
+        tools[f"beamcat open_mib + dask sum ({workers} thread(s))"] = beamcat_runner(
+            workers, args.chunks
+        )
     if not args.no_libertem:
         for executor in ("inline", "threads"):
             run, ctx = libertem_runner(executor, args.workers)
             threads = 1 if executor == "inline" else args.workers
-            seconds, sums = best_of(run, path, args.repeat)
-            rows.append((f"LiberTEM SumSigUDF, {executor} ({threads} thread(s))", seconds, sums))
-            ctx.close()
+            tools[f"LiberTEM SumSigUDF, {executor} ({threads} thread(s))"] = run
+            contexts.append(ctx)
+    load_before = os.getloadavg()[0]
+    best = dict.fromkeys(tools, float("inf"))
+    results = {}
+    for _ in range(args.repeat):  # round robin: a load change hits every tool alike
+        for name, run in tools.items():
+            t0 = time.perf_counter()
+            results[name] = run(path)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    load_after = os.getloadavg()[0]
+    for ctx in contexts:
+        ctx.close()
 
     print(f"\nfile: {path} ({gb:.2f} GB, {SCAN[0]}x{SCAN[1]} frames of {FRAME[0]}x{FRAME[1]} U16)")
-    print(f"best of {args.repeat} runs each (warm page cache after the first run)\n")
+    print(
+        f"best of {args.repeat} rounds (tools interleaved; warm page cache after the first), "
+        f"open_mib chunks={args.chunks}; 1-min load average {load_before:.2f} before, "
+        f"{load_after:.2f} after, on {os.cpu_count()} cores\n"
+    )
     print(f"| {'tool':<48} | {'seconds':>8} | {'GB/s':>6} | matches NumPy |")
     print(f"|{'-' * 50}|{'-' * 10}|{'-' * 8}|---------------|")
-    for name, seconds, sums in rows:
-        ok = np.array_equal(np.asarray(sums).reshape(SCAN).astype(np.int64), reference)
+    for name, seconds in best.items():
+        sums = np.asarray(results[name]).reshape(SCAN).astype(np.int64)
+        ok = np.array_equal(sums, reference)
         print(f"| {name:<48} | {seconds:8.2f} | {gb / seconds:6.2f} | {ok!s:<13} |")
 
 

@@ -95,19 +95,25 @@ def test_rosettasciio_4x2_scans_keep_scan_shape_and_virtual_images(shared_data, 
 
 
 def test_default_layout_groups_whole_frames():
-    # 128 KiB frames: 16 per ~2 MiB chunk (4 x 4 positions); 64 MiB shards = 4 scan lines
+    # 128 KiB frames: 16 per ~2 MiB chunk along a line; 16 MiB shards = one scan line
     sizes = {"scan_y": 128, "scan_x": 128, "y": 256, "x": 256}
     chunks, shards = default_layout(sizes, 2)
-    assert chunks == {"scan_y": 4, "scan_x": 4, "y": 256, "x": 256}
-    assert shards == {"scan_y": 4, "scan_x": 128, "y": 256, "x": 256}
+    assert chunks == {"scan_y": 1, "scan_x": 16, "y": 256, "x": 256}
+    assert shards == {"scan_y": 1, "scan_x": 128, "y": 256, "x": 256}
+    # short lines: a shard takes several
+    chunks, shards = default_layout({"scan_y": 64, "scan_x": 32, "y": 256, "x": 256}, 2)
+    assert (chunks["scan_y"], chunks["scan_x"]) == (1, 16)
+    assert (shards["scan_y"], shards["scan_x"]) == (4, 32)
     # a flat frame stack, a tiny scan, and chosen sizes (shards rounded up to whole chunks)
     assert default_layout({"frame": 100, "y": 256, "x": 256}, 2) == (
         {"frame": 16, "y": 256, "x": 256},
         {"frame": 112, "y": 256, "x": 256},
     )
     assert default_layout({"scan_y": 2, "scan_x": 4, "y": 64, "x": 256}, 1)[0]["scan_x"] == 4
-    chunks, shards = default_layout(sizes, 2, chunks={"scan_x": 8}, shards={"scan_y": 5})
-    assert chunks["scan_x"] == 8 and shards["scan_y"] == 8 and shards["scan_x"] % 8 == 0
+    chosen = {"scan_y": 2, "scan_x": 8}
+    chunks, shards = default_layout(sizes, 2, chunks=chosen, shards={"scan_y": 5})
+    assert (chunks["scan_y"], chunks["scan_x"], shards["scan_y"]) == (2, 8, 6)
+    assert shards["scan_x"] % 8 == 0
 
 
 def test_store_is_sharded_and_blosc_bitshuffle_compressed(tmp_path):
@@ -127,7 +133,7 @@ def test_store_is_sharded_and_blosc_bitshuffle_compressed(tmp_path):
     assert counts.shards == (4, 8, 16, 16)
     (codec,) = counts.compressors
     assert isinstance(codec, BloscCodec)
-    assert (codec.cname.value, codec.shuffle.value) == ("zstd", "bitshuffle")
+    assert (codec.cname.value, codec.shuffle.value, codec.clevel) == ("zstd", "bitshuffle", 3)
     np.testing.assert_array_equal(counts[...], frames.reshape(6, 8, 16, 16))
     # one shard file per 4 x 8 block of scan positions: 2 along scan_y
     assert len(list((out / "counts").rglob("c/*/*/*/*"))) == 2
