@@ -64,6 +64,7 @@ from beamcat.analyses._pixel_tables import (
     first_bin,
     label_table,
     slot_bin,
+    slot_fraction,
     split_table,
     table_entries,
     without_pixels,
@@ -168,7 +169,7 @@ def _rows(
     all of valid ω): then only the signal is added, and the pixels that drop out
     of this frame are taken off with their ω: a third of the work.
     """
-    labelled = fractions.shape[1] == 0
+    labelled = len(fractions) == 0
     height, width = frames.shape[1], frames.shape[2]
     for t in range(rows[0], rows[1]):
         y = height - 1 - t if up else t
@@ -188,8 +189,8 @@ def _rows(
             if labelled:  # fraction 1: 1·s and 1·1·v are exact, the label map's sums to the bit
                 _add(acc, b, 1.0, s, v, w, model, known)
                 continue
-            for k in range(fractions.shape[1]):  # fixed length: padding entries add 0
-                c = np.float64(fractions[p, k])
+            for k in range(len(fractions)):  # W, known to the compiler; padding adds 0
+                c = slot_fraction(fractions, p, k)
                 _add(acc, slot_bin(bins, p, k, b), c, s, v, w, model, known)
 
 

@@ -201,10 +201,10 @@ REGISTRY: tuple[Format, ...] = (
         "edx",
         "beamcat.catalog.edx:open_edx",
         "EDXSpectrumImage",
-        "Oxford AZtec EDX spectrum image, RPL/RAW (RosettaSciIO's ripple reader) -> "
-        "(scan_y, scan_x, energy).",
-        suffixes=(".rpl",),
-        filepattern=r"rpl$",
+        "Oxford AZtec EDX spectrum image, RPL/RAW (RosettaSciIO's ripple reader) or "
+        "H5OINA -> (scan_y, scan_x, energy).",
+        suffixes=(".rpl", ".h5oina"),
+        filepattern=r"(rpl|h5oina)$",
     ),
     Format(
         "eis",
