@@ -22,7 +22,12 @@ KERNEL = "beamcat-tests"
 
 
 def test_there_is_a_notebook_per_built_workflow():
-    assert [p.name for p in NOTEBOOKS] == ["diffraction.ipynb", "photon.ipynb", "radiography.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "diffraction.ipynb",
+        "photon.ipynb",
+        "radiography.ipynb",
+        "stem4d.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -42,7 +42,7 @@ def scan_position(x: float | None, y: float | None, shape: tuple[int, int]) -> t
 def _image(values, title: str, kdims: list[str], vdim: str, cmap: str, top: float) -> hv.Image:
     """An image, pixel (i, j) over ``[j, j + 1) x [i, i + 1)``, row 0 on top; empty for None."""
     if values is None:
-        return hv.Image([]).opts(title=title)
+        return hv.Image([], kdims, vdim).opts(title=title, tools=["tap"])
     ny, nx = values.shape
     return hv.Image(values[::-1], kdims, vdim, bounds=(0, 0, nx, ny)).opts(
         cmap=cmap,
