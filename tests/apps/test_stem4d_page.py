@@ -302,3 +302,20 @@ def test_click_a_position_and_change_the_annulus_in_a_browser(
     expect(status).to_contain_text("annulus 8–30 px")
     assert painted(page, image, min_std=0.02) > 0.02
     page.screenshot(path=tmp_path / "stem4d.png", full_page=True)
+
+
+def test_a_scan_without_calibration_gets_circular_bins_and_no_rings(context):
+    page = Stem4DPage(AppState(context))
+    asyncio.run(page._fill_entries())
+    page._choosing = True  # the test chooses, then loads (as the page does on a user's choice)
+    page.entry.value = "stem4d_au_reference"
+    page._choosing = False
+    asyncio.run(page.load())
+    assert not page.banners.alert.visible, page.banners.alert.object
+    assert page.calibration is None and page._calibration_pipe.data is None
+    frames = scan_frames(context, "stem4d_au_reference")
+    mean = frames.mean(("scan_y", "scan_x")).values
+    assert page.centre == pytest.approx(find_centre(mean), abs=1e-9)  # the BF disc centroid
+    assert page.position == (4, 4) and page.profile["q"].attrs["units"] == "px"
+    assert "no calibration: circular bins around" in page.status.object
+    assert page.nmf_from.value == pytest.approx(2 * page.presets["BF"].outer)  # px
