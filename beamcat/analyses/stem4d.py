@@ -208,15 +208,19 @@ def _products(block: np.ndarray, matrix: np.ndarray, support, threshold) -> np.n
     """apply_ufunc step: frames ``(..., y, x)`` -> ``(..., k)``, each frame dotted with k rows.
 
     `support`: the pixels where some row is not 0 (None: all), the only ones
-    read (``np.take`` and a float64 copy of those only: a bright-field disc
-    costs a few per cent of a frame). Integer counts against 0/1 (or integer)
-    rows give integer partial sums, exact in float64 in any order BLAS adds them.
+    read (``np.take``: a bright-field disc costs a few per cent of a frame).
+    ``np.einsum`` multiplies the frames' own integers by the float64 rows and
+    adds in float64 without a converted copy of the frames, and without BLAS,
+    whose threads would fight dask's for the cores. Integer counts against 0/1
+    (or integer) rows give integer partial sums: exact in float64.
     """
     flat = block.reshape(-1, block.shape[-2] * block.shape[-1])
-    flat = (flat if support is None else np.take(flat, support, axis=1)).astype(np.float64)
+    if support is not None:
+        flat = np.take(flat, support, axis=1)
     if threshold is not None:
-        flat[flat < threshold] = 0.0
-    return (flat @ matrix.T).reshape(*block.shape[:-2], matrix.shape[0])
+        flat = np.where(flat < threshold, 0, flat)
+    out = np.einsum("fp,kp->fk", flat, matrix, dtype=np.float64, casting="unsafe")
+    return out.reshape(*block.shape[:-2], matrix.shape[0])
 
 
 def _mask_sums(frames: xr.DataArray, matrix: np.ndarray, dim: str, threshold=None):
