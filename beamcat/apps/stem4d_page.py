@@ -100,6 +100,10 @@ class Stem4DPage(pn.viewable.Viewer):
         Its radial mean and variance.
     nmf : Dataset or None
         The last NMF (``components``, ``loadings``).
+    tap, pointer : holoviews.streams.Tap, PointerXY
+        A click on, and the mouse over, the virtual image (scan positions).
+    pattern_tap : holoviews.streams.Tap
+        A click on the pattern (sets the detector, as ``click_sets`` says).
     """
 
     def __init__(self, state: AppState, **params):

@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from beamcat._util import __version__, atomic_directory, atomic_open
+from beamcat.analyses._frames import pick
 from beamcat.analyses.decomposition import nmf, scree
 from beamcat.analyses.stem4d import mean_pattern, radial_profiles, save_profiles
 from beamcat.analyses.stem4d_calibration import as_calibration
@@ -191,7 +192,7 @@ def run_stem4d(
     """
     ds, stem = _open(entry, catalog)
     name = name or stem
-    frames = ds[ds.attrs.get("signal", next(iter(ds.data_vars)))]
+    frames = pick(ds, what=f"scan {stem!r}")
     if frames.dims[-2:] != ("y", "x") or frames.ndim != 4:
         raise OptionError(
             f"{stem}: expected a 4D-STEM scan (scan_y, scan_x, y, x), got {frames.dims}"
