@@ -301,6 +301,16 @@ def test_click_a_position_and_change_the_annulus_in_a_browser(
     find_plot(page, "Pattern at scan_y=5, scan_x=20", ready=lambda p: p["paths"] == 7)
     expect(status).to_contain_text("annulus 8–30 px")
     assert painted(page, image, min_std=0.02) > 0.02
+
+    # drawn on the pattern: a click 25 px right of the calibration's centre (64.3, 63.1) is
+    # the new outer radius (the click lands within a screen pixel, 1/3 detector pixel)
+    pattern = find_plot(page, "Pattern at scan_y=5, scan_x=20")
+    scale = pattern["width"] / 128
+    page.mouse.click(pattern["left"] + (64.3 + 25 + 0.5) * scale,
+                     pattern["top"] + (63.1 + 0.5) * scale)  # fmt: skip
+    image = find_plot(page, "Virtual image: annulus 8–2")
+    outer = float(image["title"].split("–")[1].split()[0])
+    assert abs(outer - 25) <= 0.5
     page.screenshot(path=tmp_path / "stem4d.png", full_page=True)
 
 
