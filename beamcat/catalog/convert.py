@@ -289,7 +289,10 @@ def convert(
     ds, origin = _open_source(source, catalog, dict(options or {}))
     ds = _storable(ds.assign_attrs(source_format=ds.attrs.get("format", origin)))
     encoding = _encoding(ds, chunks, shards, compressors)
-    ds = ds.chunk(_dask_chunks(ds, encoding))
+    for var, enc in encoding.items():  # a dask chunk per shard; coordinates stay whole
+        if "shards" in enc:
+            v = ds.variables[var]
+            ds[var] = v.chunk(dict(zip(v.dims, enc["shards"], strict=True)))
     bar = contextlib.nullcontext()
     if progress:
         from dask.diagnostics import ProgressBar
@@ -303,12 +306,3 @@ def convert(
 
         add_source(catalog, name, out, format=FORMAT)
     return out
-
-
-def _dask_chunks(ds: xr.Dataset, encoding) -> dict[str, int]:
-    """Dask chunks of whole shards (xarray writes a dask chunk per shard)."""
-    sizes: dict[str, int] = {}
-    for name, enc in encoding.items():
-        if "shards" in enc:
-            sizes.update(zip(ds[name].dims, enc["shards"], strict=True))
-    return sizes

@@ -137,6 +137,8 @@ def test_store_is_sharded_and_blosc_bitshuffle_compressed(tmp_path):
     np.testing.assert_array_equal(counts[...], frames.reshape(6, 8, 16, 16))
     # one shard file per 4 x 8 block of scan positions: 2 along scan_y
     assert len(list((out / "counts").rglob("c/*/*/*/*"))) == 2
+    # per-frame coordinates are stored whole (one chunk), not per shard
+    assert zarr.open_array(out / "exposure", mode="r").chunks == (6, 8)
 
 
 def test_parse_compressor():
