@@ -17,7 +17,7 @@ import xarray as xr
 from beamcat.analyses.stem4d_calibration import AU_REFLECTIONS, AuCalibration
 from beamcat.apps.quicklook import robust_limits
 from beamcat.apps.stem4d_data import Detector
-from beamcat.figures.stem4d import RING_COLOUR, _ellipse_xy
+from beamcat.figures.stem4d import RING_COLOUR, ellipse_xy
 
 #: colour of the virtual detector drawn on the pattern and of the selected position
 DETECTOR_COLOUR = "#00c8ff"
@@ -100,11 +100,11 @@ def calibration_element(calibration: AuCalibration | None) -> hv.Overlay:
     ellipse, rings = [], []
     if calibration is not None:
         ratio = calibration.b / calibration.a
-        x, y = _ellipse_xy(calibration, calibration.a, calibration.b)
+        x, y = ellipse_xy(calibration, calibration.a, calibration.b)
         ellipse = [{"x": x + 0.5, "y": y + 0.5}]
         for d in AU_REFLECTIONS.values():
             r = 1.0 / d / calibration.reciprocal_pixel_size
-            x, y = _ellipse_xy(calibration, r, r * ratio)
+            x, y = ellipse_xy(calibration, r, r * ratio)
             rings.append({"x": x + 0.5, "y": y + 0.5})
     # no hover tool: HoloViews would split every path into its segments for it
     return hv.Path(ellipse, ["x", "y"]).opts(color=RING_COLOUR, line_width=1.5) * hv.Path(

@@ -40,7 +40,12 @@ from beamcat.analyses.stem4d_calibration import (
 )
 from beamcat.figures._common import _figure, _limits, _styled
 
-__all__ = ["RING_COLOUR", "calibration_pattern_figure", "calibration_profile_figure"]
+__all__ = [
+    "RING_COLOUR",
+    "calibration_pattern_figure",
+    "calibration_profile_figure",
+    "ellipse_xy",
+]
 
 #: colour of the Au reflections and the fitted ellipse
 RING_COLOUR = "#e4002b"
@@ -133,7 +138,7 @@ def _undistorted(pattern: np.ndarray, cal: AuCalibration) -> np.ndarray:
     )
 
 
-def _ellipse_xy(cal: AuCalibration, a: float, b: float, n: int = 361):
+def ellipse_xy(cal: AuCalibration, a: float, b: float, n: int = 361):
     """Vertices (x, y) of the ellipse with semi-axes a, b about the calibration's centre."""
     t = np.linspace(0, 2 * np.pi, n)
     u, v = a * np.cos(t), b * np.sin(t)
@@ -146,7 +151,7 @@ def _rings(cal: AuCalibration, ratio: float) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for d in AU_REFLECTIONS.values():
         r = 1.0 / d / cal.reciprocal_pixel_size
-        x, y = _ellipse_xy(cal, r, r * ratio)
+        x, y = ellipse_xy(cal, r, r * ratio)
         xs += [x, [np.nan]]
         ys += [y, [np.nan]]
     return np.concatenate(xs), np.concatenate(ys)
@@ -196,7 +201,7 @@ def calibration_pattern_figure(
         ratio = 1.0 if name == "corrected" else cal.b / cal.a
         ax.plot(*_rings(cal, ratio), color="white", lw=0.5, ls=":", gid="rings")
         if name == "raw":
-            ax.plot(*_ellipse_xy(cal, cal.a, cal.b), color=RING_COLOUR, lw=1.0, gid="ellipse")
+            ax.plot(*ellipse_xy(cal, cal.a, cal.b), color=RING_COLOUR, lw=1.0, gid="ellipse")
         ax.set_xlim(-0.5, nx - 0.5)
         ax.set_ylim(ny - 0.5, -0.5)
         ax.set_xlabel("x (pixel)")
