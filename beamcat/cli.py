@@ -406,7 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (add, lst, show):
         trust(p)
 
-    srv = command(sub, "serve", "serve the browser app: Catalog, Radiography, Live, Diffraction, Gain map and 4D-STEM pages")
+    pages = "Catalog, Radiography, Live, Diffraction, Gain map and 4D-STEM pages"
+    srv = command(sub, "serve", f"serve the browser app: {pages}")
     srv.add_argument("catalog", nargs="?", help="catalog file (the demo catalog when omitted)")
     srv.add_argument("--port", type=int, default=5006, help="port to listen on; 0 picks a free one")
     srv.add_argument(
