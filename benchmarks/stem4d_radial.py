@@ -25,8 +25,9 @@ In the same run, on the same 128 elliptical bins (centre (127.6, 128.3), a/b =
 
 The float64 reference is exact: per-bin sums of integer counts are integers
 (a sparse one-hot product), mean = S/N and variance = (N·Q - S²)/N² from exact
-integers, each rounded once. Each tool runs ``--repeat`` times, best time kept
-(warm page cache). Deviations are the max |tool - reference| / max |reference|.
+integers, each rounded once. Each tool runs ``--repeat`` times, taking turns
+with the others, best time kept (warm page cache). Deviations are
+max |tool - reference| / max |reference|.
 
 Run: ``.venv/bin/python benchmarks/stem4d_radial.py [--small] [--no-peers]``.
 """
@@ -104,13 +105,20 @@ def deviation(values, ref) -> float:
     return float(np.nanmax(np.abs(values - ref)) / np.nanmax(np.abs(ref)))
 
 
-def best_of(run, repeat: int):
-    best, result = float("inf"), None
+def interleaved(runners: dict, repeat: int) -> dict:
+    """Best time and last result of each runner, taking turns within each repeat.
+
+    The machine is shared: taking turns spreads another user's load over every
+    tool alike, where running each tool's repeats back to back would not.
+    """
+    best = {name: (float("inf"), None) for name in runners}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            result = run()
+            seconds = time.perf_counter() - t0
+            best[name] = (min(best[name][0], seconds), result)
+    return best
 
 
 # --------------------------------------------------------------------------- beamcat
@@ -171,7 +179,8 @@ def libertem_udfs():
     return radial, masks
 
 
-def run_libertem(path: Path, labels, count, mask, workers: int, repeat: int):
+def libertem_runners(path: Path, labels, count, mask, workers: int):
+    """LiberTEM's radial UDF, ring masks and ADF mask as runners, and the Context to close."""
     from libertem.api import Context
 
     radial, masks = libertem_udfs()
@@ -179,7 +188,6 @@ def run_libertem(path: Path, labels, count, mask, workers: int, repeat: int):
     shape = open_mib(path).counts.shape[:2]
     ds = ctx.load("mib", path=str(path), nav_shape=shape)
     adf_labels = np.where(mask, 0, -1)
-    rows = []
 
     def udf_radial():
         r = ctx.run_udf(dataset=ds, udf=radial(labels))
@@ -189,17 +197,17 @@ def run_libertem(path: Path, labels, count, mask, workers: int, repeat: int):
 
     def udf_masks():
         r = ctx.run_udf(dataset=ds, udf=masks(labels, range(N_BINS)))
-        return np.asarray(r["intensity"].data).reshape(-1, N_BINS) / count
+        return np.asarray(r["intensity"].data).reshape(-1, N_BINS) / count, None
 
     def udf_adf():
         r = ctx.run_udf(dataset=ds, udf=masks(adf_labels, [0]))
         return np.asarray(r["intensity"].data).ravel()
 
-    rows.append(("LiberTEM numba UDF (Σs, Σs² per bin)", *best_of(udf_radial, repeat)))
-    rows.append(("LiberTEM ApplyMasksUDF, 128 ring masks", *best_of(udf_masks, repeat)))
-    adf = ("LiberTEM ApplyMasksUDF, ADF annulus", *best_of(udf_adf, repeat))
-    ctx.close()
-    return rows, adf
+    radial_runners = {
+        f"LiberTEM numba UDF, Σs Σs² per bin ({workers} threads)": udf_radial,
+        f"LiberTEM ApplyMasksUDF, 128 ring masks ({workers} threads)": udf_masks,
+    }
+    return radial_runners, {f"LiberTEM ApplyMasksUDF ({workers} threads)": udf_adf}, ctx
 
 
 # --------------------------------------------------------------------------- peers in venvs
@@ -212,15 +220,16 @@ cfg = json.loads(sys.argv[1])
 s = Diffraction2D(np.load(cfg["frames"]))
 s.calibration.center = (cfg["x0"], cfg["y0"])  # px, (x, y)
 radial = (0, cfg["r_max"])
+s.calibration.get_slices1d(cfg["n_bins"], radial_range=radial)  # warm-up (imports, compiles)
 t0 = time.perf_counter()
-s.calibration.get_slices1d(cfg["n_bins"], radial_range=radial)  # the setup, once per geometry
+s.calibration.get_slices1d(cfg["n_bins"], radial_range=radial)  # what each call redoes
 setup = time.perf_counter() - t0
 t0 = time.perf_counter()
 out = s.get_azimuthal_integral1d(npt=cfg["n_bins"], radial_range=radial, mean=True, inplace=False)
-seconds = time.perf_counter() - t0
+seconds = time.perf_counter() - t0 - setup
 np.save(cfg["out"], np.asarray(out.data, np.float64))
 import pyxem
-print(json.dumps({"seconds": seconds - setup, "setup": setup, "version": pyxem.__version__}))
+print(json.dumps({"seconds": seconds, "setup": setup, "version": pyxem.__version__}))
 """
 
 PY4DSTEM_SCRIPT = r"""
@@ -271,7 +280,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--frames", type=int, default=None, help="default: the full 16384")
     parser.add_argument("--small", action="store_true", help="--frames 2048")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--peer-frames", type=int, default=256, help="frames pyxem/py4DSTEM get")
     parser.add_argument("--no-peers", action="store_true", help="beamcat only")
@@ -287,23 +296,25 @@ def main() -> None:
     print(f"reference (exact float64) on {n_frames} frames ...", flush=True)
     ref = reference(path, labels, mask)
 
-    rows = []  # (name, seconds, frames timed, (mean, variance or None), reference)
-    seconds, result = best_of(lambda: beamcat_radial(path, args.workers), args.repeat)
-    rows.append(
-        (f"beamcat radial_profiles ({args.workers} threads)", seconds, n_frames, result, ref)
-    )
-    adf = best_of(lambda: beamcat_adf(path, mask, args.workers), args.repeat)
-    adf_rows = [(f"beamcat virtual_images ({args.workers} threads)", *adf)]
+    w = args.workers
+    radial_runners = {f"beamcat radial_profiles ({w} threads)": lambda: beamcat_radial(path, w)}
+    adf_runners = {f"beamcat virtual_images ({w} threads)": lambda: beamcat_adf(path, mask, w)}
+    ctx = None
     if not args.no_peers:
-        lt_rows, lt_adf = run_libertem(path, labels, count, mask, args.workers, args.repeat)
-        for name, seconds, result in lt_rows:
-            result = result if isinstance(result, tuple) else (result, None)
-            rows.append((f"{name} (threads, {args.workers})", seconds, n_frames, result, ref))
-        adf_rows.append(lt_adf)
+        more_radial, more_adf, ctx = libertem_runners(path, labels, count, mask, w)
+        radial_runners.update(more_radial)
+        adf_runners.update(more_adf)
+    timed = interleaved({**radial_runners, **adf_runners}, args.repeat)
+    if ctx is not None:
+        ctx.close()
+    # (name, seconds, frames timed, (mean, variance or None), reference)
+    rows = [(name, *timed[name][:1], n_frames, timed[name][1], ref) for name in radial_runners]
+    adf_rows = [(name, *timed[name]) for name in adf_runners]
+    if not args.no_peers:
         rows += run_venv_peers(args, counts)
 
     print(f"\nfile: {path} ({gb:.2f} GB, {n_frames} frames of 256x256 U16, 12-bit)")
-    print(f"{N_BINS} bins; best of {args.repeat} (warm page cache); {os.cpu_count()} CPUs")
+    print(f"{N_BINS} bins; best of {args.repeat}, tools taking turns; {os.cpu_count()} CPUs")
     print("peers on a subset: frames/s and GB/s are per frame, extrapolated to the file\n")
     print(f"| {'tool':<52} | frames | {'s':>7} | frames/s | GB/s  | mean dev | var dev  |")
     print(f"|{'-' * 54}|--------|---------|----------|-------|----------|----------|")
@@ -387,7 +398,7 @@ def run_venv_peers(args, counts) -> list:
         var = None if var is None else var[:, :N_BINS]
         label = f"{name} {result['version']} ({k} frames, own venv)"
         if "setup" in result:
-            print(f"{name}: {result['setup']:.1f} s setup (once per geometry) not counted")
+            print(f"{name}: its geometry slices ({result['setup']:.1f} s a call) not counted")
         rows.append((label, result["seconds"], k, (mean[:, :N_BINS], var), references[name]))
     return rows
 
