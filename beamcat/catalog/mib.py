@@ -48,9 +48,10 @@ from beamcat.errors import BeamcatWarning, FormatError, OptionError
 #: Medipix3 pixel pitch in m
 PIXEL_SIZE = 55e-6
 #: default dask chunk size along frames. Measured on the 2-core benchmark VM
-#: (benchmarks/mib_sum.py, 2.15 GB U16): 16 MiB chunks sum at ~1 GB/s, 128 MiB
-#: ones at ~0.5 GB/s, as every chunk is a fresh allocation and first-touch page
-#: faults cost ~2 ms/MB there; below ~8 MiB per-task overhead takes over.
+#: (benchmarks/mib_sum.py, 2.15 GB U16, one thread): reading 16 MiB chunks costs
+#: ~0.19 s for the file, dask's ~0.5 ms per chunk included; chunks above glibc's
+#: 32 MiB mmap threshold are fresh mappings whose first-touch page faults cost
+#: more than the decode, and below ~8 MiB dask's per-chunk cost takes over.
 _CHUNK_BYTES = parse_bytes("16MiB")
 #: frames read through rather than starting a new read (fly-back frames are 1 apart)
 _MAX_GAP = 8
