@@ -129,13 +129,16 @@ def _pixel(frames, i, y, x, norm, scale, variance, model, dummy, delta):  # prag
 def _add(acc, b, c, s, v, w, model, known):  # pragma: no cover - numba
     """Add one entry (fraction c of a valid pixel) to bin b's sums acc[b]."""
     wb = c * w
-    if known is not None:  # norm and count known: the signal, or a dropped pixel taken off
-        # (s = 0, w = -ω); `known` None compiles this branch away
+    if known is not None:  # norm, count and Σ c²ω² known: the signal and variance, or a
+        # dropped pixel (s = 0, w = -ω) taken off; `known` None compiles this branch away
         if w < 0.0:
             acc[b, 2] += wb
             acc[b, 3] -= c
+            acc[b, 4] -= wb * wb
         else:
             acc[b, 0] += c * s
+            if model != 0:
+                acc[b, 1] += c * c * v
         return
     acc[b, 3] += c
     if model != 3:
@@ -165,9 +168,9 @@ def _rows(
     """Rows ``rows[0]:rows[1]`` of frame i into acc (n_bins, 5), bottom up when `up`.
 
     `checked` is the ω read and checked for every pixel: `norm`, or None with
-    `known` (the ``norm`` and ``count`` of the table's pixels, already in acc,
-    all of valid ω): then only the signal is added, and the pixels that drop out
-    of this frame are taken off with their ω: a third of the work.
+    `known` (the ``norm``, ``count`` and ``norm_sq`` of the table's pixels,
+    already in acc, all of valid ω): then only the signal and variance are
+    added, and the pixels that drop out of this frame are taken off with their ω.
     """
     labelled = len(fractions) == 0
     height, width = frames.shape[1], frames.shape[2]
@@ -281,10 +284,11 @@ def table_sums(
     dummy, delta_dummy : float, optional
         Pixels whose value is `dummy` (within `delta_dummy`) drop out.
     known : Known, optional
-        `known_sums` of this table and norm: without an error model, the kernel
-        then streams its table (the pixels whose ω is valid) and adds the
-        signal only, reading ω just for the pixels a frame drops (the same
-        numbers to rounding, ~3x less work).
+        `known_sums` of this table and norm (any error model but
+        ``"azimuthal"``): the kernel then streams its table (the pixels whose ω
+        is valid) and adds the signal and variance only, reading ω just for the
+        pixels a frame drops (the same numbers to rounding; a third of the work
+        without an error model).
     threads : int
         Threads sharing the work (the kernel releases the GIL): blocks of
         frames, or for a single frame blocks of rows, each into sums of its own
@@ -295,15 +299,15 @@ def table_sums(
     options = {"scale": scale, "variance": variance, "error_model": error_model}
     options.update(dummy=dummy, delta_dummy=delta_dummy)
     if known is not None:
-        if error_model is not None:
-            raise OptionError("known norm and count serve only without an error model")
+        if error_model == "azimuthal":
+            raise OptionError('known sums do not serve the "azimuthal" model (its order matters)')
         table = known.table
     lead, args, model, dummy, delta = _table_inputs(frames, table, norm, **options)
     stack, (bins, fractions, flip, norm, scale, variance) = args[0], args[1:]
     out = np.zeros((stack.shape[0], table.n_bins, len(SUMS)))
     checked = norm  # ω read (and checked) for every pixel, or with `known` for the dropped only
     if known is not None:
-        out[..., 2:4] = known.sums
+        out[..., 2:] = known.sums
         checked = None
     rest = (bins, fractions, flip, checked, norm, scale, variance, model, dummy, delta)
 
@@ -324,6 +328,8 @@ def table_sums(
         frames = zip(edges[:-1], edges[1:], strict=True)
         blocks = [(stack[a:b], (0, height), out[a:b]) for a, b in frames]
         _in_threads(run, blocks)
+    if model == 0:
+        out[..., 4] = 0.0  # Σ c²ω² serves the error models only (known sums hold it)
     return out.reshape((*lead, table.n_bins, len(SUMS)))
 
 
@@ -339,17 +345,17 @@ def _in_threads(run, calls) -> None:
 
 
 class Known(NamedTuple):
-    """What every frame shares without an error model (`known_sums`)."""
+    """What every frame shares (`known_sums`): the sums of its pixels that do not hold values."""
 
     #: the table without the pixels whose ω is 0 or not finite (no frame uses them)
     table: PixelTable
-    #: (n_bins, 2): Σ c·ω and Σ c per bin over the table's pixels
+    #: (n_bins, 3): Σ c·ω, Σ c and Σ c²ω² per bin over the table's pixels
     sums: np.ndarray
 
 
 def known_sums(table: PixelTable, norm, shape: tuple[int, int]) -> Known:
     """The `Known` sums of a table and norm: `table_sums`' ``known``."""
-    sums = table_sums(np.ones(shape), table, norm)[:, [SUMS.index("norm"), SUMS.index("count")]]
+    sums = table_sums(np.ones(shape), table, norm, error_model="poisson")[:, 2:]
     if norm is None:
         return Known(table, sums)
     w = np.asarray(norm).ravel()
@@ -438,7 +444,9 @@ def label_sums(frames: np.ndarray, labels: np.ndarray, weights, n_labels: int) -
     n_labels : int
         Number of bins.
     """
-    sums = table_sums(frames, label_table(labels, n_labels), scale=weights, error_model="squares")
+    table = label_table(labels, n_labels)
+    known = known_sums(table, None, frames.shape[-2:])  # the count: one frame's pass
+    sums = table_sums(frames, table, scale=weights, error_model="squares", known=known)
     return sums[..., _LABEL_SUMS]
 
 
