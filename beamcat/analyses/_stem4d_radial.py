@@ -34,6 +34,7 @@ from beamcat.analyses._frames import check_pixel_dims, describe, pick
 from beamcat.analyses._history import carried, history
 from beamcat.analyses.ellipse import elliptical_radius
 from beamcat.analyses.labels import label_stats
+from beamcat.analyses.stem4d_calibration import as_calibration
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -97,45 +98,6 @@ class RadialBins(NamedTuple):
     geometry: dict
 
 
-def _fields(calibration, where: str) -> dict:
-    """The `CALIBRATION_KEYS` of an object with those attributes, a dict or its JSON text."""
-    if isinstance(calibration, str):
-        try:
-            calibration = json.loads(calibration)
-        except json.JSONDecodeError:
-            raise OptionError(f"{where}: calibration {calibration[:60]!r} is not JSON") from None
-    if isinstance(calibration, Mapping) and "p_ellipse" in calibration:  # ePSIC's own JSON
-        x0, y0, a, b, theta = calibration["p_ellipse"]
-        rps = calibration.get("reciprocal_space_pix")
-        calibration = {"x0": x0, "y0": y0, "a": a, "b": b, "theta": theta}
-        calibration["reciprocal_pixel_size"] = rps
-    get = (
-        calibration.get
-        if isinstance(calibration, Mapping)
-        else lambda k: getattr(calibration, k, None)
-    )
-    values = {k: get(k) for k in CALIBRATION_KEYS}
-    missing = [k for k, v in values.items() if v is None]
-    if missing:
-        raise OptionError(
-            f"{where}: calibration {type(calibration).__name__} lacks {missing}; expected "
-            f"{list(CALIBRATION_KEYS)} (an AuCalibration, or attrs['calibration'])"
-        )
-    try:
-        values = {k: float(v) for k, v in values.items()}
-    except (TypeError, ValueError):
-        raise OptionError(f"{where}: calibration {values}: expected numbers") from None
-    if (
-        not all(np.isfinite(list(values.values())))
-        or min(values["a"], values["b"], values["reciprocal_pixel_size"]) <= 0
-    ):
-        raise OptionError(
-            f"{where}: calibration {values}: expected finite numbers, a, b and "
-            "reciprocal_pixel_size > 0"
-        )
-    return values
-
-
 def _geometry(calibration, centre, attrs: Mapping, shape, where: str) -> dict:
     """Ellipse and reciprocal pixel size: the calibration given, else centre=, else attrs."""
     if calibration is not None and centre is not None:
@@ -151,7 +113,8 @@ def _geometry(calibration, centre, attrs: Mapping, shape, where: str) -> dict:
                 f"{list(CALIBRATION_KEYS)}), open the data with calibration=, or pass "
                 "centre=(x, y) for a circular profile in px"
             )
-    geometry = _fields(calibration, where)
+    found = as_calibration(calibration, source=f"{where}: calibration")
+    geometry = {**found.ellipse, "reciprocal_pixel_size": found.reciprocal_pixel_size}
     check_centre((geometry["x0"], geometry["y0"]), shape, f"{where}: calibration")
     return geometry
 

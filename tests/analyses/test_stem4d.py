@@ -28,7 +28,7 @@ import pytest
 import xarray as xr
 
 import beamcat
-from beamcat.analyses.ellipse import elliptical_radius
+from beamcat.analyses.ellipse import elliptical_radius, to_p_ellipse
 from beamcat.analyses.stem4d import (
     annulus_mask,
     centre_of_mass,
@@ -44,7 +44,7 @@ from beamcat.analyses.stem4d import (
 from beamcat.analyses.stem4d_calibration import AuCalibration
 from beamcat.catalog.demo import stem4d as demo
 from beamcat.catalog.demo._common import read_truth
-from beamcat.errors import OptionError
+from beamcat.errors import FormatError, OptionError
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +124,12 @@ def test_radial_profiles_from_attrs_centre_and_units(scan, calibration):
     xr.testing.assert_allclose(radial_profiles(ds, n_bins=40), given, rtol=1e-12)
     fields = {k: calibration[k] for k in ("x0", "y0", "a", "b", "theta", "reciprocal_pixel_size")}
     xr.testing.assert_equal(radial_profiles(ds, AuCalibration(**fields), n_bins=40), given)
-    # ePSIC's JSON layout is read too
+    # ePSIC's JSON layout is read too (p_ellipse in py4DSTEM's axes: row first, π/2 - θ)
     epsic = {
         "reciprocal_space_pix": calibration["reciprocal_pixel_size"],
-        "p_ellipse": [calibration[k] for k in ("x0", "y0", "a", "b", "theta")],
+        "p_ellipse": to_p_ellipse(**{k: calibration[k] for k in ("x0", "y0", "a", "b", "theta")}),
     }
-    xr.testing.assert_equal(radial_profiles(ds, epsic, n_bins=40), given)
+    xr.testing.assert_allclose(radial_profiles(ds, epsic, n_bins=40), given, rtol=1e-12)
     # circular, in px: bins of one pixel up to the largest whole ring (62.7 px to x = 127)
     circular = radial_profiles(ds, centre=truth["centre"])
     assert circular["q"].attrs["units"] == "px"
@@ -246,7 +246,7 @@ def test_bad_input_names_it(scan, calibration):
         radial_profiles(ds, {**calibration, "x0": 500})
     with pytest.raises(OptionError, match=r"q_max=5 1/Angstrom.*farthest pixel"):
         radial_profiles(ds, calibration, q_max=5)
-    with pytest.raises(OptionError, match=r"lacks \['theta', 'reciprocal_pixel_size'\]"):
+    with pytest.raises(FormatError, match=r"lacks \['theta', 'reciprocal_pixel_size'\]"):
         radial_profiles(ds, {k: calibration[k] for k in ("x0", "y0", "a", "b")})
     with pytest.raises(OptionError, match="no calibration"):
         radial_profiles(ds.drop_attrs(deep=False))  # the demo entry carries one in attrs
