@@ -21,7 +21,9 @@ Images keep the file's row order (no vertical flip, unlike RosettaSciIO).
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -144,10 +146,6 @@ class MibFrames:
         self.shape = index.shape + layout.shape
         self.dtype = layout.dtype
         self.ndim = len(self.shape)
-        self._maps: dict[str, np.ndarray] = {}
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_maps": {}}  # memory maps are per process
 
     def __dask_tokenize__(self):
         stamps = [os.stat(f).st_mtime_ns for f in self.files]
@@ -189,26 +187,58 @@ class MibFrames:
     def _read_span(self, path: str, first: int, count: int) -> np.ndarray:
         """(count, frame_size) uint8 view of consecutive frames of the file's memory map.
 
-        One map per file, made on first use and kept (not pickled): decoding
-        copies straight from the page cache into the output chunk, with no read
-        buffer and no per-chunk map/unmap (page faults, TLB shootdowns).
+        Decoding copies straight from the page cache into the output chunk, with
+        no read buffer (`file_map`: one map per file, shared by every reader).
         """
         size = self.layout.frame_size
-        mapped = self._maps.get(path)
-        if mapped is None:
-            try:
-                mapped = self._maps[path] = np.memmap(path, dtype=np.uint8, mode="r")
-            except (ValueError, OSError) as err:
-                raise FormatError(f"{path}: cannot be mapped: {err}") from None
         end = (first + count) * size
-        length = os.stat(path).st_size  # a map read past a cut file's end is a SIGBUS
-        if end > min(length, mapped.size):
+        stat = os.stat(path)  # a map read past a cut file's end is a SIGBUS
+        if end > stat.st_size:
             raise FormatError(
                 f"{path}: frames {first}..{first + count - 1} (byte offset {first * size}) "
-                f"lie beyond the end of the file ({length} bytes); did the file change "
+                f"lie beyond the end of the file ({stat.st_size} bytes); did the file change "
                 "since it was opened?"
             )
-        return mapped[first * size : end].reshape(count, size)
+        return file_map(path, stat)[first * size : end].reshape(count, size)
+
+
+#: memory maps of the files read lately: (path, inode, size, mtime) -> map
+_MAPS: OrderedDict[tuple, np.memmap] = OrderedDict()
+_MAPS_LOCK = threading.Lock()
+#: maps kept (least recently used dropped first); a map costs address space only
+MAX_MAPS = 16
+
+
+def file_map(path: str, stat: os.stat_result | None = None) -> np.memmap:
+    """The process's read-only memory map of a file, made on first use and kept.
+
+    A new map pays a page fault per 4 KiB page on first touch even when the
+    file is in the page cache (measured ~0.25 s for 2.15 GB on the benchmark
+    VM, as long as decoding it), so readers of a file share one map, kept for
+    the file's next opening as the page cache keeps its bytes; a file replaced
+    or changed (inode, size or mtime) gets a new map.
+
+    Raises
+    ------
+    FormatError
+        The file cannot be mapped.
+    """
+    stat = stat or os.stat(path)
+    key = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    with _MAPS_LOCK:
+        mapped = _MAPS.get(key)
+        if mapped is not None:
+            _MAPS.move_to_end(key)
+            return mapped
+    try:
+        mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    except (ValueError, OSError) as err:
+        raise FormatError(f"{path}: cannot be mapped: {err}") from None
+    with _MAPS_LOCK:
+        mapped = _MAPS.setdefault(key, mapped)
+        while len(_MAPS) > MAX_MAPS:
+            _MAPS.popitem(last=False)
+    return mapped
 
 
 # ---------------------------------------------------------------- opening

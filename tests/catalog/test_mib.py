@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import beamcat
-from beamcat.catalog import mib_header
+from beamcat.catalog import mib, mib_header
 from beamcat.catalog._mib_columns import parse_columns
 from beamcat.catalog.mib import MibFrames, decode_frames, open_mib
 from beamcat.catalog.mib_header import FrameLayout, format_frame_header, read_frame_headers
@@ -417,24 +417,31 @@ def _assert_columns_equal_rows(path):
         np.testing.assert_array_equal(a, np.asarray(b))
 
 
-def test_file_cut_after_open_and_pickled_frames(tmp_path):
+def test_file_maps_rewritten_and_cut_files_and_pickled_frames(tmp_path):
     planted = np.arange(4 * 16 * 16, dtype=np.uint16).reshape(4, 16, 16)
     path = write_mib(tmp_path / "ok.mib", planted, depth=12)
     ds = open_mib(path)
     (frames,) = [v for v in ds.counts.data.dask.values() if isinstance(v, MibFrames)]
     before = frames.read(np.arange(4))
     np.testing.assert_array_equal(before, planted)
-    assert frames._maps  # one memory map per file, kept for the next chunks
-    # pickled (a distributed worker): the copy maps the file itself and reads the same
+    # one map per file, shared by every reader and kept for the next opening
+    assert mib.file_map(str(path)) is mib.file_map(str(path))
+    # pickled (a distributed worker): the copy reads the same
     copy = pickle.loads(pickle.dumps(frames))
-    assert copy._maps == {}
     np.testing.assert_array_equal(copy.read(np.arange(4)), before)
+    # the file rewritten (a new inode and mtime): a new opening reads the new frames
+    write_mib(path, planted[::-1], depth=12)
+    np.testing.assert_array_equal(open_mib(path).counts.values, planted[::-1])
+    # and the older maps are dropped once MAX_MAPS others were used
+    for i in range(mib.MAX_MAPS):
+        mib.file_map(str(write_mib(tmp_path / f"other{i}.mib", planted[:1], depth=12)))
+    assert all(key[0] != str(path) for key in mib._MAPS)
     # the file cut after opening: a clear error, not a SIGBUS from reading the map past its end
     frame = 384 + 16 * 16 * 2
     os.truncate(path, 2 * frame)
     with pytest.raises(FormatError, match=r"ok.mib: frames 0..3 .* beyond the end of the file"):
         frames.read(np.arange(4))
-    np.testing.assert_array_equal(frames.read(np.arange(2)), before[:2])
+    np.testing.assert_array_equal(frames.read(np.arange(2)), planted[::-1][:2])
 
 
 def _cut_copy(source, folder, frames_kept: int):
