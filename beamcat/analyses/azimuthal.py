@@ -14,8 +14,8 @@
 The tables come from pyFAI's own CSR engine, so the bins and bin centres are
 pyFAI's (`beamcat.analyses._azimuthal_tables`). One numba kernel
 (`beamcat.analyses.labels.table_sums`) then reduces a whole chunk of frames
-per call; per-frame work runs lazily through ``xr.apply_ufunc(dask=
-"parallelized")``, one task per chunk of whole frames. A NumPy array in gives
+per call; per-frame work runs lazily through `_frames.map_frames`, one task
+per chunk of whole frames. A NumPy array in gives
 the result at once, with no dask or per-call setup beyond cached lookups.
 
 Pixels drop out where the mask is True (pyFAI's convention; the detector's own
@@ -55,7 +55,7 @@ from beamcat.analyses._azimuthal_tables import (
     known_norm,
     normalisation,
 )
-from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, pick, whole_frames
+from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, map_frames, pick
 from beamcat.analyses._history import carried, history
 from beamcat.analyses.geometry import as_geometry, check_shape
 from beamcat.analyses.labels import SUMS, table_sums
@@ -167,7 +167,7 @@ def _finish(sums: np.ndarray, names: tuple[str, ...], npt_azim: int | None) -> n
 
 
 def _chunk(block, *variance, reduce, names, npt_azim, **options):
-    """apply_ufunc step: a chunk of whole frames ``(..., y, x)`` -> its statistics."""
+    """`map_frames` step: a chunk of whole frames ``(..., y, x)`` -> its statistics."""
     if variance:
         options["variance"] = variance[0]
     return _finish(reduce(block, **options), names, npt_azim)
@@ -180,6 +180,7 @@ def _result(setup: _Setup, table, reduce, names, options, line, var=None) -> xr.
     npt_azim = None if table.azimuthal is None else table.azimuthal.size
     kwargs = {"reduce": reduce, "names": names, "npt_azim": npt_azim, **options}
     frames = setup.frames
+    sizes = {"_stat": len(names), radial: table.radial.size, "chi": npt_azim}
     if isinstance(frames, np.ndarray):
         extra = () if var is None else (setup._image(var, "var") if var.ndim == 2 else var,)
         values = _chunk(frames, *extra, **kwargs)
@@ -187,23 +188,10 @@ def _result(setup: _Setup, table, reduce, names, options, line, var=None) -> xr.
         stats = xr.DataArray(values, dims=(*lead[: frames.ndim - 2], *bins, "_stat"))
         attrs = {}
     else:
-        inputs = [whole_frames(frames)]
+        more = []
         if var is not None:
-            var = var if isinstance(var, xr.DataArray) else _as_dataarray(var, frames)
-            inputs.append(whole_frames(var))
-        sizes = {"_stat": len(names), radial: table.radial.size}
-        if npt_azim is not None:
-            sizes["chi"] = npt_azim
-        stats = xr.apply_ufunc(
-            _chunk,
-            *inputs,
-            input_core_dims=[list(PIXEL_DIMS)] * len(inputs),
-            output_core_dims=[[*bins, "_stat"]],
-            kwargs=kwargs,
-            dask="parallelized",
-            output_dtypes=[np.float64],
-            dask_gufunc_kwargs={"output_sizes": sizes},
-        )
+            more.append(var if isinstance(var, xr.DataArray) else _as_dataarray(var, frames))
+        stats = map_frames(_chunk, frames, *more, dims=(*bins, "_stat"), sizes=sizes, **kwargs)
         attrs = frames.attrs
     unit = {"units": attrs["units"]} if attrs.get("units") else {}
     data = {}

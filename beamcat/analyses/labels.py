@@ -29,7 +29,7 @@ One module-level numba kernel (`table_sums`, ``nogil``, ``cache``) reduces a
 chunk of frames; `table_sums_reference` is its ``np.bincount`` twin
 (`TABLE_KERNELS`). `label_sums` (sum, sum of squares, count per label, weights
 multiplying the values) is the kernel on a label map; `label_stats` wraps it
-lazily with ``xr.apply_ufunc(dask="parallelized")`` over any leading dims
+lazily with `beamcat.analyses._frames.map_frames` over any leading dims
 (``frame``, ``time``, ``scan_y, scan_x``): one task per chunk of whole frames.
 
 Examples
@@ -56,7 +56,7 @@ import numba
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses._frames import PIXEL_DIMS, check_pixel_dims, describe, whole_frames
+from beamcat.analyses._frames import check_pixel_dims, describe, map_frames
 from beamcat.analyses._history import carried, history
 from beamcat.analyses._pixel_tables import (
     PixelTable,
@@ -511,11 +511,6 @@ def _check_weights(weights, shape: tuple[int, int], where: str):
     return values.astype(np.float64)
 
 
-def _chunk(block: np.ndarray, labels, weights, n_labels: int) -> np.ndarray:
-    """apply_ufunc step: ``(..., y, x)`` -> ``(..., n_labels, 3)``."""
-    return label_sums(block, labels, weights, n_labels)
-
-
 def label_stats(
     frames: xr.DataArray,
     labels,
@@ -550,7 +545,7 @@ def label_stats(
         ``mean = sum / count``, ``variance = sum_sq / count - mean**2``
         (population variance, clipped at 0; NaN where count is 0), over the
         leading dims of `frames` then `dim`. Lazy when `frames` is: one
-        ``apply_ufunc`` task per chunk of whole frames (``y``/``x`` are
+        task per chunk of whole frames (`map_frames`; ``y``/``x`` are
         rechunked to one chunk), nothing computed here.
 
     Raises
@@ -564,16 +559,9 @@ def label_stats(
     where = describe(frames, "label_stats")
     labels, n_labels = _check_labels(labels, shape, n_labels, where)
     weights = _check_weights(weights, shape, where)
-    sums = xr.apply_ufunc(
-        _chunk,
-        whole_frames(frames),
-        input_core_dims=[list(PIXEL_DIMS)],
-        output_core_dims=[[dim, "_sums"]],
-        kwargs={"labels": labels, "weights": weights, "n_labels": n_labels},
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {dim: n_labels, "_sums": len(_LABEL_SUMS)}},
-    )
+    options = {"labels": labels, "weights": weights, "n_labels": n_labels}
+    sizes = {dim: n_labels, "_sums": len(_LABEL_SUMS)}
+    sums = map_frames(label_sums, frames, dims=(dim, "_sums"), sizes=sizes, **options)
     total, squares, count = (sums.isel(_sums=i, drop=True) for i in range(len(_LABEL_SUMS)))
     empty = count == 0
     mean = (total / count.where(~empty)).where(~empty)
