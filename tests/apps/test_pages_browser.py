@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 
 def test_catalog_table_shows_every_entry_with_its_metadata(demo_server, demo_dir, chromium):
     names = [row["name"] for row in describe_entries(open_catalog(demo_dir / CATALOG_NAME))]
-    assert len(names) == 19  # the demo catalog (diffraction_ceo2 is the 19th)
+    assert len(names) == 20  # the demo catalog (stem4d_edx is the 20th)
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(demo_server)
     rows = page.locator(".beamcat-catalog-table .tabulator-row")
