@@ -20,11 +20,9 @@ GSAS-II GUI did by hand:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,24 +43,12 @@ from beamcat.catalog.gain_files import (
 from beamcat.errors import CatalogError, OptionError
 from beamcat.figures import gainmap as figures
 from beamcat.figures import save_figure
+from beamcat.workflows import _report
 
 __all__ = ["SUMMARY_NAME", "calibrated_geometries", "run_gainmap"]
 
 #: the JSON summary in the output folder
 SUMMARY_NAME = "gain_map_summary.json"
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    from dask.diagnostics import ProgressBar
-
-    return ProgressBar(out=sys.stderr)
-
-
-def _say(enabled: bool, text: str) -> None:
-    if enabled:
-        print(text, file=sys.stderr)
 
 
 def _open(items, catalog, what: str) -> list[xr.Dataset | xr.DataArray]:
@@ -112,7 +98,7 @@ def calibrated_geometries(images, calibrant: str, starts: Sequence, *, progress:
         frames = frames.where(frames >= 0)
         lead = [d for d in frames.dims if d not in ("y", "x")]
         mean = frames.mean(lead) if lead else frames
-        _say(progress, f"calibrating position {k + 1} on {calibrant} ...")
+        _report.say(progress, f"calibrating position {k + 1} on {calibrant} ...")
         out.append(calibrate(mean.compute(), calibrant, start=start))
     return out
 
@@ -210,10 +196,10 @@ def run_gainmap(
         geometries = [c.geometry for c in found]
         for k, geometry in enumerate(geometries, start=1):
             add("ponis", write_poni(geometry, out / f"{name}_pos{k}.poni"))
-    _say(progress, f"gain map of {len(images)} positions ...")
-    with _progress(progress):
+    _report.say(progress, f"gain map of {len(images)} positions ...")
+    with _report.progress(progress):
         gm = gain_map(images, geometries, **options)
-    _say(progress, "position spread before and after ...")
+    _report.say(progress, "position spread before and after ...")
     spread_options = {k: options[k] for k in ("polarization_factor", "solid_angle") if k in options}
     before = position_spread(images, geometries, beamstop=gm.beamstop, **spread_options)
     after = position_spread(images, geometries, gain=gm, **spread_options)

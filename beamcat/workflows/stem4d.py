@@ -22,11 +22,9 @@ already in the output folder are refused before any work (never replaced).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +40,7 @@ from beamcat.errors import OptionError, SourceNotFoundError
 from beamcat.figures import save_figure
 from beamcat.figures.decomposition import nmf_figure, scree_figure
 from beamcat.figures.stem4d import calibration_pattern_figure, calibration_profile_figure
+from beamcat.workflows import _report
 
 __all__ = ["SUMMARY_NAME", "nmf_start", "run_stem4d"]
 
@@ -49,19 +48,6 @@ __all__ = ["SUMMARY_NAME", "nmf_start", "run_stem4d"]
 EPSIC_NAMES = {"mean": "mean", "var": "variance", "count": "count"}
 #: the JSON summary in the output folder
 SUMMARY_NAME = "stem4d_summary.json"
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    from dask.diagnostics import ProgressBar
-
-    return ProgressBar(out=sys.stderr)
-
-
-def _say(enabled: bool, text: str) -> None:
-    if enabled:
-        print(text, file=sys.stderr)
 
 
 def _open(entry, catalog) -> tuple[xr.Dataset, str]:
@@ -227,17 +213,17 @@ def run_stem4d(
         from beamcat.catalog.convert import convert as to_zarr
         from beamcat.catalog.formats import open_dataset
 
-        _say(progress, f"converting {stem} to {stores['converted']} ...")
+        _report.say(progress, f"converting {stem} to {stores['converted']} ...")
         add("converted", to_zarr(ds, stores["converted"], progress=progress))
         ds = open_dataset(stores["converted"], format="zarr")
     ds = ds.assign_attrs(calibration=cal.to_attrs())
 
-    _say(progress, "mean pattern ...")
-    with _progress(progress):
+    _report.say(progress, "mean pattern ...")
+    with _report.progress(progress):
         pattern = mean_pattern(ds).values
-    _say(progress, "radial mean and variance of every pattern ...")
+    _report.say(progress, "radial mean and variance of every pattern ...")
     profiles = radial_profiles(ds, cal, n_bins=n_bins)
-    with _progress(progress):
+    with _report.progress(progress):
         add("profiles_zarr", save_profiles(profiles, stores["profiles_zarr"], name=name))
     saved = xr.open_zarr(stores["profiles_zarr"], consolidated=False)
     saved = saved.rename({f"{name}_azimuthal_{k}": v for k, v in EPSIC_NAMES.items()})
@@ -248,12 +234,12 @@ def run_stem4d(
 
     start = nmf_start(profiles) if q_from is None else float(q_from)
     q_range = (start, float(profiles["q"].max())) if start > 0 else None
-    _say(progress, f"NMF, {n_components} components of the radial {profile} ...")
+    _report.say(progress, f"NMF, {n_components} components of the radial {profile} ...")
     result = nmf(profiles, n_components, profile=profile, q_range=q_range)
     add("nmf_zarr", _write_nmf(result, stores["nmf_zarr"]))
     ratio = scree(profiles, profile=profile, q_range=q_range, max_components=10)
 
-    _say(progress, "figures ...")
+    _report.say(progress, "figures ...")
     for kind, figure in (
         ("calibration_profile", calibration_profile_figure(pattern, cal)),
         ("calibration_pattern", calibration_pattern_figure(pattern, cal)),
