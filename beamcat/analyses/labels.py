@@ -60,7 +60,6 @@ from beamcat.analyses._frames import check_pixel_dims, describe, map_frames
 from beamcat.analyses._history import carried, history
 from beamcat.analyses._pixel_tables import (
     PixelTable,
-    bin_dtype,
     first_bin,
     label_table,
     slot_bin,
@@ -78,7 +77,6 @@ __all__ = [
     "Known",
     "TABLE_KERNELS",
     "PixelTable",
-    "bin_dtype",
     "known_sums",
     "label_stats",
     "label_sums",
@@ -271,7 +269,7 @@ def table_sums(
     frames : ndarray (..., y, x)
         Any numeric dtype.
     table : PixelTable
-        Pixel -> bins (`label_table`, or a CSR table) for pixels numbered
+        Pixel -> bins (`label_table`, or `split_table` of a CSR table) for pixels numbered
         ``y * width + x``; not checked here.
     norm : ndarray (y, x), optional
         The normalisation ω of each pixel (default 1).
