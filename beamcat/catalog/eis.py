@@ -12,7 +12,10 @@ times and start times per raster step, and the level-0 FITS keywords (``index``)
 The Dataset follows the SPICE reader's order, spectral dim first, then the
 detector-like spatial dims: ``(wavelength, y, x)`` with ``y`` along the slit and
 ``x`` the raster step. The counts are calibrated as eispac's ``read_cube`` does
-(counts times the window's pre-flight radcal) unless ``units="counts"``.
+(counts times the window's pre-flight radcal) unless ``units="counts"``, with
+eispac's uncertainties beside them: ``sigma = sqrt(|counts| + read_noise**2)``,
+the read noise being 14.427 electrons converted to counts at each pixel's
+corrected wavelength, calibrated the same way.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ Source = str | os.PathLike | Iterable[str | os.PathLike]
 MISSING = -100.0
 #: the unit eispac gives calibrated intensities (counts x pre-flight radcal)
 CALIBRATED_UNITS = "erg / (cm2 s sr)"
+#: EIS CCD read noise in electrons and electrons per eV (eispac's calc_read_noise)
+READ_NOISE_ELECTRONS = 14.427
+ELECTRON_EV = 3.65
+#: h c in eV Angstrom, as eispac rounds it
+HC_EV_ANGSTROM = 12398.5
 _DATA, _HEAD = ".data.h5", ".head.h5"
 _UNITS = ("calibrated", "counts")
 
@@ -108,7 +116,10 @@ def open_eis(source: Source, *, window: int | str | float = 0, units: str = "cal
     -------
     xarray.Dataset
         ``intensity (wavelength, y, x)`` float32, dask-backed; pixels flagged
-        missing (counts <= -100) are NaN. Coordinates:
+        missing (counts <= -100) are NaN. ``sigma (wavelength, y, x)`` float32,
+        its 1-sigma uncertainty in the same units, as eispac's ``read_cube``
+        computes its ``uncertainty`` (``abs_errs=True``): see `eis_sigma`;
+        NaN where the intensity is. Coordinates:
 
         - ``wavelength (wavelength)`` Angstrom, the window's wavelength table;
         - ``wave_corr (y, x)`` Angstrom, the per-pixel correction (slit tilt and
@@ -160,8 +171,11 @@ def open_eis(source: Source, *, window: int | str | float = 0, units: str = "cal
         )
     cube = da.from_array(counts, chunks=-1).transpose(2, 0, 1)
     cube = da.where(cube <= MISSING, np.float32(np.nan), cube)
+    corrected = da.from_array(meta["wavelength"])[:, None, None] - da.from_array(meta["wave_corr"])
+    sigma = eis_sigma(cube, corrected)
     if units == "calibrated":
-        cube = cube * meta["radcal"].astype(np.float32)[:, None, None]
+        radcal = meta["radcal"].astype(np.float32)[:, None, None]
+        cube, sigma = cube * radcal, sigma * radcal
         unit = CALIBRATED_UNITS
     else:
         unit = "counts"
@@ -186,7 +200,12 @@ def open_eis(source: Source, *, window: int | str | float = 0, units: str = "cal
                 ("wavelength", "y", "x"),
                 cube,
                 {"units": unit, "long_name": f"EIS {line['line_id']} intensity"},
-            )
+            ),
+            "sigma": (
+                ("wavelength", "y", "x"),
+                sigma,
+                {"units": unit, "long_name": "1-sigma uncertainty (eispac: uncertainty)"},
+            ),
         },
         coords={
             "wavelength": ("wavelength", meta["wavelength"], {"units": "Angstrom"}),
@@ -208,6 +227,40 @@ def open_eis(source: Source, *, window: int | str | float = 0, units: str = "cal
         },
         attrs=attrs,
     )
+
+
+def eis_sigma(counts, corrected_wavelength):
+    """The 1-sigma uncertainty of EIS counts as eispac gives it: Poisson and read noise.
+
+    ``sqrt(|counts| + read_noise**2)`` with ``read_noise = 14.427 e- /
+    (12398.5 / lambda / 3.65 e-/photon)`` counts at the corrected wavelength
+    ``lambda`` (Angstrom), as eispac's ``read_cube`` (``abs_errs=True``) and
+    ``calc_read_noise``. The absolute value keeps dark-subtracted negative
+    counts usable, as eispac does.
+
+    Parameters
+    ----------
+    counts : array
+        Counts (any shape; NaN stays NaN), NumPy or dask.
+    corrected_wavelength : array
+        Angstrom, broadcastable against `counts`.
+
+    Returns
+    -------
+    array
+        Counts, float32 when `counts` is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from beamcat.catalog.eis import eis_sigma
+    >>> round(float(eis_sigma(np.float32(100.0), 195.0)), 3)
+    10.034
+    """
+    read_noise = READ_NOISE_ELECTRONS * ELECTRON_EV * corrected_wavelength / HC_EV_ANGSTROM
+    noise = np.sqrt(abs(counts) + read_noise**2)
+    dtype = getattr(counts, "dtype", np.dtype(np.float64))
+    return noise.astype(dtype) if dtype == np.float32 else noise
 
 
 def eis_windows(source: Source) -> list[str]:

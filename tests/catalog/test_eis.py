@@ -2,8 +2,9 @@
 
 Values are checked against the raw arrays of the .data.h5/.head.h5 pair read
 with h5py here, following eispac's read_cube (counts x radcal, counts <= -100
-masked). eispac itself is not installed for the tests: it pulls in sunpy,
-ndcube, reproject and ~40 more packages.
+masked). The uncertainties are checked against eispac itself when it is
+installed (the ``bench`` extra: it pulls in sunpy, ndcube, reproject and ~40
+more packages), else against the formula of its read_cube done here in NumPy.
 """
 
 import h5py
@@ -116,3 +117,46 @@ def test_missing_partner_names_it(shared_data, tmp_path):
     lone.symlink_to(shared_data / DATA)
     with pytest.raises(SourceNotFoundError, match=r"eis_x\.head\.h5"):
         open_eis(lone)
+
+
+def _eispac_sigma(raw):
+    """eispac's read_cube uncertainty in NumPy: sqrt(|counts| + read_noise^2) x radcal."""
+    corrected = raw["wave"][None, None, :] - raw["wave_corr"][:, :, None]
+    read_noise = 14.427 / ((12398.5 / corrected) / 3.65)
+    sigma = np.sqrt(np.abs(raw["counts"]) + read_noise**2) * raw["radcal"]
+    sigma[raw["counts"] <= -100] = np.nan
+    return sigma.transpose(2, 0, 1)
+
+
+def test_sigma_as_eispac_computes_it(shared_data, raw, raise_if_dask_computes):
+    with raise_if_dask_computes():
+        ds = open_eis(shared_data / DATA, window=2)
+    assert ds.sigma.dims == ("wavelength", "y", "x") and ds.sigma.dtype == np.float32
+    assert ds.sigma.attrs["units"] == "erg / (cm2 s sr)"
+    got = ds.sigma.values
+    # eispac works in float64, beamcat keeps float32: agreement to float32 rounding
+    np.testing.assert_allclose(got, _eispac_sigma(raw), rtol=2e-6)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ds.intensity.values))
+    counts = open_eis(shared_data / DATA, window=2, units="counts")
+    # uncalibrated: the same noise in counts (radcal divided out)
+    ratio = (ds.sigma / counts.sigma).values
+    np.testing.assert_allclose(
+        ratio,
+        np.broadcast_to(raw["radcal"][:, None, None], ratio.shape)
+        * np.where(np.isnan(ratio), np.nan, 1),
+        rtol=2e-6,
+    )
+
+
+def test_sigma_equals_eispac_read_cube(shared_data):
+    eispac = pytest.importorskip("eispac")
+    cube = eispac.read_cube(str(shared_data / DATA), window=2)
+    ds = open_eis(shared_data / DATA, window=2)
+    expected = cube.uncertainty.array.transpose(2, 0, 1)
+    valid = ~cube.mask.transpose(2, 0, 1)  # eispac writes -100 x radcal where masked
+    # the same formula on the same inputs, eispac in float64, beamcat in float32
+    np.testing.assert_allclose(ds.sigma.values[valid], expected[valid], rtol=2e-6)
+    assert np.isnan(ds.sigma.values[~valid]).all()
+    np.testing.assert_allclose(
+        ds.intensity.values[valid], cube.data.transpose(2, 0, 1)[valid], rtol=2e-6
+    )
