@@ -360,6 +360,9 @@ def _spice_model(arrays, lines, w, wave):
 
 
 def test_spice_spectra_match_the_planted_lines(catalog, demo_dir):
+    from astropy.io import fits
+    from sospice import spice_error
+
     scalars, arrays = read_truth(demo_dir / "spice")
     spikes = arrays["spikes"]
     for w, window in enumerate(scalars["windows"]):
@@ -376,10 +379,11 @@ def test_spice_spectra_match_the_planted_lines(catalog, demo_dir):
         # each spike sits far above the spectrum around it (they add >= 30)
         spiked = data[~clean] - model[~clean]
         assert np.all(spiked > 20)
-        # the rest is the model plus the documented noise
-        sigma = np.sqrt(
-            scalars["noise_gain"] * np.clip(model, 0, None) + scalars["noise_floor"] ** 2
-        )
+        # the rest is the model plus the documented noise: sospice's sigma of the model,
+        # computed here from the file's own header (it carries every keyword sospice reads)
+        header = fits.getheader(demo_dir / "spice" / scalars["file"], w)
+        sigma = spice_error(data=model.copy(), header=header, verbose=False)[1]["Total"].value
+        np.testing.assert_allclose(sigma, arrays[f"sigma_{w}"], rtol=1e-6)  # stored as float32
         z = ((data - model) / sigma)[clean]
         assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02  # > 100k samples
         # the spectrum's peak: intensity centroid within +-2.5 widths of the REST wavelength

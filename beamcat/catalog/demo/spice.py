@@ -10,22 +10,29 @@ HPLN/HPLT/WAVE/UTC, VARIABLE_KEYWORDS table) with four windows:
 
 Each spectrum is the SAFFRON model: ``sum_l I_l exp(-(lambda - x_l)^2 / 2 s_l^2) + B``
 (I peak radiance in W/m2/sr/nm, x and s in Angstrom), with lines of one ion
-sharing velocity and width (tied lines), plus noise of variance
-``NOISE_GAIN * model + NOISE_FLOOR**2`` and cosmic-ray spikes.
+sharing velocity and width (tied lines), plus Gaussian noise whose standard
+deviation is the SPICE team's noise model, ``sospice.spice_error`` (the "Total"
+sigma), evaluated on the noise-free model with the window's header (RADCAL,
+XPOSURE, NBIN2/NBIN3, WAVEMIN/WAVEMAX: short-wavelength detector gain 3.58 DN/photon,
+long-wavelength 0.57 with noise factor 1.6, dark current and read noise), and
+cosmic-ray spikes. The headers carry every keyword ``spice_error`` reads, so
+sospice on the file gives the noise it was drawn with (on the noisy data).
 
 Ground truth (``spice/truth.json`` and ``truth.npz``):
 
 truth.json
     ``file``; ``windows``: list of {``name``, ``lines``: [line ids],
     ``wavelength_start``, ``wavelength_step`` (Angstrom)}; ``lines``: {line id:
-    {``ion``, ``rest_wavelength`` (Angstrom), ``window``}}; ``noise_gain``,
-    ``noise_floor``; ``speed_of_light`` (km/s).
+    {``ion``, ``rest_wavelength`` (Angstrom), ``window``}}; ``noise_model``
+    ("sospice.spice_error Total"), ``radcal`` (DN per W/m2/sr/nm), ``exposure`` (s);
+    ``speed_of_light`` (km/s).
 truth.npz (maps are (y, x) = (96, 48), the data's last two axes)
     ``<line>_intensity`` peak radiance I; ``<line>_center`` x (Angstrom,
     Doppler shifted); ``<line>_width`` s (Angstrom); ``<line>_velocity``
     (km/s, positive = red shift); ``<line>_radiance`` = I s sqrt(2 pi)
     (W/m2/sr, with s in nm);
-    ``background_<window index>`` B (y, x);
+    ``background_<window index>`` B (y, x); ``sigma_<window index>`` the noise
+    standard deviation (wavelength, y, x), float32, W/m2/sr/nm;
     ``spikes`` (n, 6): window index, time, wavelength index, y, x, value added.
 """
 
@@ -40,8 +47,12 @@ from beamcat.catalog.demo._common import Entry, write_truth
 FILE = "solo_L2_spice-n-ras_20240101T120000_V01_100663296-000.fits"
 NY, NX = 96, 48  # pixels along the slit, slit positions
 C_KMS = 299792.458
-NOISE_GAIN = 0.02  # W/m2/sr/nm per unit signal: variance = gain * model + floor^2
-NOISE_FLOOR = 0.03
+EXPOSURE = 30.0  # s per slit position (XPOSURE)
+# DN per W/m2/sr/nm: with sospice's gains the noise variance is about 0.024 (SW) / 0.0097 (LW)
+# times the signal plus (0.08 W/m2/sr/nm)^2 of dark and read noise
+RADCAL = 150.0
+# keywords sospice.spice_error reads besides the ones write_spice_l2 writes
+NOISE_KEYWORDS = {"SLIT_WID": 4.0, "NBIN2": 1, "NBIN3": 1, "NBIN": 1, "RADCAL": RADCAL}
 N_SPIKES = 40
 SW_STEP, LW_STEP = 0.097407628, 0.09623  # Angstrom per pixel (CDELT3 of real L2 files x 10)
 
@@ -93,6 +104,31 @@ def _maps(rng) -> dict[str, np.ndarray]:
     return maps
 
 
+def _sospice_sigma(model: np.ndarray, start: float, step: float) -> np.ndarray:
+    """The total noise sigma (sospice, W/m2/sr/nm) of the noise-free `model` (wavelength, y, x).
+
+    `start`, `step`: the window's first pixel centre and step in Angstrom; the header is
+    the one `write_spice_l2` writes for the window plus `NOISE_KEYWORDS`.
+    """
+    from astropy.io import fits
+    from sospice import spice_error
+
+    start_nm, step_nm = start / 10, step / 10
+    header = fits.Header(
+        {
+            "LEVEL": "L2",
+            "BUNIT": "W m-2 sr-1 nm-1",  # the file's W/m2/sr/nm, spelt as astropy likes it
+            "XPOSURE": EXPOSURE,
+            "NAXIS3": model.shape[0],
+            "WAVEUNIT": -9,
+            "WAVEMIN": start_nm - step_nm / 2,
+            "WAVEMAX": start_nm + (model.shape[0] - 0.5) * step_nm,
+            **NOISE_KEYWORDS,
+        }
+    )
+    return spice_error(data=model.copy(), header=header, verbose=False)[1]["Total"].value
+
+
 def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
     """Write the SPICE sample into `folder` and return its catalog entries."""
     from beamcat.catalog.spice import write_spice_l2
@@ -109,7 +145,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
             model += maps[f"{line}_intensity"] * np.exp(
                 -((wave[:, None, None] - centre) ** 2) / (2 * width**2)
             )
-        sigma = np.sqrt(NOISE_GAIN * np.clip(model, 0, None) + NOISE_FLOOR**2)
+        sigma = _sospice_sigma(model, start, step)
         data = model + rng.normal(0.0, 1.0, model.shape) * sigma
         for _ in range(N_SPIKES // len(WINDOWS)):
             k, y, x = rng.integers(0, n), rng.integers(0, NY), rng.integers(0, NX)
@@ -117,6 +153,7 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
             data[k, y, x] += added
             spikes.append((w, 0, k, y, x, added))
         maps[f"background_{w}"] = background
+        maps[f"sigma_{w}"] = sigma.astype(np.float32)
         windows.append(
             {
                 "name": name,
@@ -132,10 +169,10 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
         folder / FILE,
         windows,
         date_obs="2024-01-01T12:00:00.000",
-        exposure=30.0,
+        exposure=EXPOSURE,
         raster_step=4.0,
         pointing=(-250.0, 310.0),
-        primary={"STUDY": "beamcat demo raster", "SPIOBSID": 100663296},
+        primary={"STUDY": "beamcat demo raster", "SPIOBSID": 100663296, **NOISE_KEYWORDS},
     )
     write_truth(
         folder,
@@ -150,8 +187,9 @@ def write(folder: Path, rng: np.random.Generator) -> list[Entry]:
                 }
                 for line, (ion, rest, *_) in LINES.items()
             },
-            "noise_gain": NOISE_GAIN,
-            "noise_floor": NOISE_FLOOR,
+            "noise_model": "sospice.spice_error Total",
+            "radcal": RADCAL,
+            "exposure": EXPOSURE,
             "speed_of_light": C_KMS,
         },
         {**maps, "spikes": np.array(spikes)},
