@@ -127,6 +127,12 @@ def _is_spice(path: Path, *, max_blocks: int = 64) -> bool:
     return False
 
 
+def _is_spice_l3(path: Path) -> bool:
+    from beamcat.catalog.spice_l3 import is_l3  # imports astropy: only for FITS files
+
+    return is_l3(path)
+
+
 def _is_photon_list(path: Path) -> bool:
     """HDF5 photon lists (``hits/hits_xye``) share the suffix of detector HDF5 files."""
     from beamcat.catalog.photon_list import is_photon_list  # imports h5py: only for .h5 files
@@ -166,6 +172,16 @@ REGISTRY: tuple[Format, ...] = (
         suffixes=(".tif", ".tiff"),
         magic=_TIFF_MAGIC,
         filepattern="tiff?$",
+    ),
+    Format(
+        "spice-l3",
+        "beamcat.catalog.spice_l3:open_l3",
+        "SPICEL3",
+        "Line-fit maps in SAFFRON's L3 FITS layout, one file per line -> (line, [time,] y, x).",
+        suffixes=_FITS_SUFFIXES,
+        magic=_FITS_MAGIC,
+        sniff=_is_spice_l3,
+        filepattern=r"(L2\.5|_L3)_.*fits$",
     ),
     Format(
         "spice",
