@@ -423,12 +423,56 @@ TABLE_KERNELS = {table_sums: table_sums_reference}
 _LABEL_SUMS = [SUMS.index("signal"), SUMS.index("variance"), SUMS.index("count")]
 
 
+#: frames the integer kernel reads together: each table entry read once for all of
+#: them, and their independent sums hide the latency of adding into a bin
+_FRAMES_AT_ONCE = 4
+
+
+@numba.njit(nogil=True, cache=True)
+def _integer_label_sums(frames, bins, out):  # pragma: no cover - numba
+    """Σs and Σs² per label of integer frames (n, y, x) of at most 16 bits, into out (n, labels, 3).
+
+    Integer sums in int64 are exact in any order, and so are their float64
+    values (below 2**53): the numbers of the float64 kernel, without its
+    checks (an integer is always finite) or its floating-point add latency.
+    Frames go `_FRAMES_AT_ONCE` together, the last ones one at a time.
+    """
+    n, height, width = frames.shape
+    group = _FRAMES_AT_ONCE
+    acc = np.zeros((out.shape[1], 2 * group), np.int64)
+    first = 0
+    while first < n:
+        m = group if n - first >= group else 1
+        acc[:] = 0
+        for y in range(height):
+            for x in range(width):
+                b = bins[y * width + x]
+                if b < 0:
+                    continue
+                if m == group:
+                    for k in range(group):  # a constant: unrolled
+                        v = np.int64(frames[first + k, y, x])
+                        acc[b, 2 * k] += v
+                        acc[b, 2 * k + 1] += v * v
+                else:
+                    v = np.int64(frames[first, y, x])
+                    acc[b, 0] += v
+                    acc[b, 1] += v * v
+        for k in range(m):
+            for b in range(out.shape[1]):
+                out[first + k, b, 0] = acc[b, 2 * k]
+                out[first + k, b, 1] = acc[b, 2 * k + 1]
+        first += m
+
+
 def label_sums(frames: np.ndarray, labels: np.ndarray, weights, n_labels: int) -> np.ndarray:
     """Frames ``(..., y, x)`` -> ``(..., n_labels, 3)`` sum, sum of squares, count per label.
 
     `table_sums` on the label map, with the weights as its ``scale`` and the
     ``"squares"`` error model: the values are added in pixel order, as
     ``np.bincount`` adds them, so its twin's numbers are equal to the last bit.
+    Unweighted integer frames of up to 16 bits (detector counts) take an
+    integer kernel, ~4x faster and exact: every order gives the same sums.
 
     Parameters
     ----------
@@ -444,6 +488,13 @@ def label_sums(frames: np.ndarray, labels: np.ndarray, weights, n_labels: int) -
     """
     table = label_table(labels, n_labels)
     known = known_sums(table, None, frames.shape[-2:])  # the count: one frame's pass
+    frames = np.asarray(frames)
+    if weights is None and frames.dtype.kind in "iu" and frames.dtype.itemsize <= 2:
+        lead, shape = frames.shape[:-2], frames.shape[-2:]
+        out = np.empty((int(np.prod(lead)), n_labels, 3))
+        _integer_label_sums(frames.reshape(-1, *shape), table.bins, out)
+        out[..., 2] = known.sums[:, SUMS.index("count") - 2]
+        return out.reshape((*lead, n_labels, 3))
     sums = table_sums(frames, table, scale=weights, error_model="squares", known=known)
     return sums[..., _LABEL_SUMS]
 

@@ -22,7 +22,7 @@ from beamcat.analyses.labels import (
 from beamcat.analyses.roi import roi_means
 from beamcat.errors import OptionError
 
-DTYPES = [np.uint16, np.int32, np.float32, np.float64]
+DTYPES = [np.uint8, np.int16, np.uint16, np.int32, np.float32, np.float64]
 
 
 def _inputs(dtype, shape=(4, 12, 10), n_labels=5, seed=0):
@@ -31,7 +31,8 @@ def _inputs(dtype, shape=(4, 12, 10), n_labels=5, seed=0):
         frames = rng.normal(100.0, 10.0, shape).astype(dtype)
         frames[0, 0, :3] = [np.nan, np.inf, -np.inf]  # skipped, not counted
     else:
-        frames = rng.integers(0, 4000, shape).astype(dtype)
+        low = -2000 if np.dtype(dtype).kind == "i" else 0  # negative counts of signed types
+        frames = rng.integers(low, 4000, shape).astype(dtype)
     labels = rng.integers(-1, n_labels, shape[-2:])
     weights = rng.uniform(0.5, 2.0, shape[-2:])
     return frames, labels, weights
