@@ -1,0 +1,76 @@
+"""xarray plumbing of `beamcat.analyses.spectral_prep`: checks, dim order, overlapped blocks."""
+
+from __future__ import annotations
+
+import functools
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from beamcat.analyses._history import history
+from beamcat.errors import FormatError, OptionError
+
+
+def is_dask(array: xr.DataArray) -> bool:
+    return isinstance(array.data, da.Array)
+
+
+def signal(dataset: xr.Dataset, variable: str | None) -> xr.DataArray:
+    name = variable or dataset.attrs.get("signal", "radiance")
+    if name not in dataset.data_vars:
+        raise FormatError(
+            f"{where(dataset)}: no data variable {name!r} (has {list(dataset.data_vars)})"
+        )
+    array = dataset[name]
+    if "wavelength" not in array.dims or array.size == 0:
+        raise FormatError(
+            f"{where(dataset)}: {name!r} has no spectra (sizes {dict(array.sizes)}): "
+            "a header-only window or no 'wavelength' dim"
+        )
+    return array
+
+
+def where(dataset: xr.Dataset) -> str:
+    source = dataset.attrs.get("source", "<dataset>")
+    window = dataset.attrs.get("window")
+    return f"{source} window {window!r}" if window else str(source)
+
+
+def spectral_order(array: xr.DataArray, spatial) -> xr.DataArray:
+    missing = [d for d in ("wavelength", *spatial) if d not in array.dims]
+    if missing:
+        raise OptionError(
+            f"{array.name or 'array'} dims {array.dims}: missing {missing}; "
+            f"expected 'wavelength' and the spatial dims {tuple(spatial)}"
+        )
+    return array.transpose(..., "wavelength", *spatial)
+
+
+def check_size(size, n: int, what: str) -> tuple[int, ...]:
+    size = tuple(int(s) for s in np.atleast_1d(size))
+    if len(size) != n or min(size) < 1:
+        raise OptionError(f"{what} {size}: expected {n} positive integers")
+    return size
+
+
+def map_overlap(func, array: xr.DataArray, depth: dict[str, int], **kwargs) -> xr.DataArray:
+    """`func(block, **kwargs)` over dask blocks overlapping by `depth` (dim -> pixels)."""
+    kernel = functools.partial(func, **kwargs)
+    data = array.data
+    if isinstance(data, da.Array):
+        axes = {array.get_axis_num(dim): n for dim, n in depth.items()}
+        data = data.map_overlap(
+            kernel, depth=axes, boundary="none", dtype=np.float64, meta=np.array((), np.float64)
+        )
+    else:
+        data = kernel(np.asarray(data))
+    return array.copy(data=data)
+
+
+def finish(radiance, sigma, value, spread, line):
+    value = value.astype(radiance.dtype).transpose(*radiance.dims)
+    spread = spread.astype(sigma.dtype).transpose(*radiance.dims)
+    value.attrs = {**radiance.attrs, "history": history(radiance.attrs, line)}
+    spread.attrs = dict(sigma.attrs)
+    return value.rename(radiance.name), spread.rename(sigma.name)

@@ -1,0 +1,510 @@
+"""Preparation of EUV spectral rasters before line fitting, in SAFFRON's order.
+
+SAFFRON (slimguat/SAFFRON @90de426, MIT; ``fit_functions/fit_raster.py``)
+prepares a window as preclean -> sigma -> despike -> convolve -> denoise. Each
+step here is a lazy function on DataArrays with a ``wavelength`` dim and two
+spatial dims (``("y", "x")`` by default; any others, e.g. ``time``, are looped
+over): dask in, dask out, chunked over the spatial dims, neighbours through
+`dask.array.map_overlap` where a filter needs them; `prepare` chains them.
+
+- `preclean`: values above `high` or below `low` (SAFFRON: 490 and -10, for
+  SPICE radiances in W/m2/sr/nm) become NaN.
+- `spice_sigma`: the SPICE noise model, ``sospice.spice_error(...)["Total"]``
+  called on each chunk with the window's header (dark current, background,
+  read and shot noise from RADCAL, XPOSURE, NBIN2/NBIN3 and the detector of
+  (WAVEMIN + WAVEMAX)/2). When sospice gives no noise at all (a window
+  outside both detectors' ranges: no gain) sigma is 1, as SAFFRON does, with a
+  `BeamcatWarning` and a note in ``attrs["noise_model"]``.
+- `despike`: SAFFRON's median sigma clip (`_spectral_filters.sigma_clip_block`);
+  NaNs are filled with the mean spectrum for the filter (SAFFRON), and NaN again
+  afterwards (SAFFRON keeps the filled values, making up data where there were
+  none). Returns the cleaned radiance and a boolean ``spikes`` mask.
+- `convolve`: box average over (y, x) of the finite samples; ``error="mean"``
+  gives the error of that mean, sqrt(Σσ²)/N. SAFFRON's ``sqrt(box(σ²))`` =
+  sqrt(Σσ²/N) is the typical σ of one sample in the box, not the error of their
+  mean (sqrt(N) times too large for equal σ): ``error="saffron"`` gives it for
+  comparison. Edges: only the pixels inside the array count (SAFFRON reflects).
+- `bin_pixels`: n x m pixels summed or averaged (σ added in quadrature).
+- `denoise`: SAFFRON's wavelet denoising with ``watroo`` (optional: the
+  ``spice`` extra), per (wavelength, y, x) cube.
+
+Examples
+--------
+>>> import dask.array as da
+>>> cube = xr.DataArray(da.ones((4, 5, 6), chunks=(4, 2, 3)), dims=("wavelength", "y", "x"))
+>>> spiky = cube.where((cube.x != 2) | (cube.y != 3), 50.0)  # a cosmic ray at y=3, x=2
+>>> cleaned, spikes = despike(spiky)
+>>> int(spikes.sum()), float(cleaned.max())
+(4, 1.0)
+>>> mean, sigma = convolve(cube, cube * 0.5, 3)
+>>> round(float(sigma[0, 2, 2]), 4)  # 0.5 / sqrt(9)
+0.1667
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from beamcat.analyses._history import history
+from beamcat.analyses._spectral_arrays import (
+    check_size,
+    finish,
+    is_dask,
+    map_overlap,
+    signal,
+    spectral_order,
+    where,
+)
+from beamcat.analyses._spectral_filters import (
+    box_sum_block,
+    denoise_block,
+    mean_spectra,
+    sigma_clip_block,
+)
+from beamcat.errors import BeamcatWarning, FormatError, OptionError
+
+SPATIAL = ("y", "x")
+#: SAFFRON's preparation order
+STEPS = ("preclean", "sigma", "despike", "convolve", "bin", "denoise")
+#: header keywords sospice.spice_error reads
+SOSPICE_KEYWORDS = (
+    "LEVEL",
+    "BUNIT",
+    "XPOSURE",
+    "NBIN2",
+    "NBIN3",
+    "SLIT_WID",
+    "WAVEMIN",
+    "WAVEMAX",
+    "WAVEUNIT",
+    "RADCAL",
+)
+
+
+def preclean(radiance: xr.DataArray, *, high: float = 490.0, low: float = -10.0) -> xr.DataArray:
+    """NaN where the radiance is above `high` or below `low` (SAFFRON's ``Preclean``).
+
+    >>> preclean(xr.DataArray([-20.0, 3.0, 500.0])).values.tolist()
+    [nan, 3.0, nan]
+    """
+    out = radiance.where((radiance >= low) & (radiance <= high))
+    out.attrs = {**radiance.attrs, "history": history(radiance.attrs, _preclean_line(high, low))}
+    return out
+
+
+def _preclean_line(high, low):
+    return f"preclean: NaN outside [{low}, {high}] (SAFFRON's Preclean)"
+
+
+def spice_sigma(window: xr.Dataset, *, variable: str | None = None) -> xr.DataArray:
+    """SPICE 1σ uncertainties as ``sospice.spice_error`` computes them, lazily.
+
+    Parameters
+    ----------
+    window : Dataset
+        One SPICE L2 window (`beamcat.catalog.spice.open_spice`): its radiance
+        in W/m2/sr/nm and the header keywords in ``attrs`` (`SOSPICE_KEYWORDS`).
+    variable : str, optional
+        The radiance variable; default ``attrs["signal"]`` or ``"radiance"``.
+
+    Returns
+    -------
+    DataArray
+        Same dims, chunks and dtype as the radiance; ``attrs["noise_model"]``
+        says what was computed.
+
+    Raises
+    ------
+    FormatError
+        No radiance data (a header-only window), a keyword sospice needs is
+        missing, LEVEL is not L2, or BUNIT is not a unit.
+    """
+    radiance = signal(window, variable)
+    header = _sospice_header(window, radiance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        probe = _sospice_total(np.zeros(1), header=header)
+    if not np.isfinite(probe).all():
+        note = (
+            f"1: sospice gives no noise for a window at {_mean_wavelength_nm(header):.2f} nm "
+            "(outside both detectors), so sigma = 1 as SAFFRON does"
+        )
+        warnings.warn(f"{where(window)}: {note}", BeamcatWarning, stacklevel=2)
+        sigma = xr.ones_like(radiance)
+    else:
+        import sospice
+
+        note = (
+            f"sospice {sospice.__version__} spice_error Total (RADCAL={header['RADCAL']}, "
+            f"XPOSURE={header['XPOSURE']} s, NBIN2={header['NBIN2']}, NBIN3={header['NBIN3']})"
+        )
+        sigma = xr.apply_ufunc(
+            functools.partial(_sospice_total, header=header),
+            radiance,
+            dask="parallelized",
+            output_dtypes=[radiance.dtype],
+        ).astype(radiance.dtype)
+    sigma.attrs = {
+        "units": radiance.attrs.get("units", window.attrs.get("BUNIT", "")),
+        "long_name": "1-sigma uncertainty",
+        "noise_model": note,
+    }
+    return sigma.rename("sigma")
+
+
+def _sospice_total(block: np.ndarray, *, header) -> np.ndarray:
+    from sospice import spice_error
+
+    total = spice_error(data=np.array(block), header=header, verbose=False)[1]["Total"]
+    return total.value.astype(block.dtype)
+
+
+def _sospice_header(window: xr.Dataset, radiance: xr.DataArray):
+    import astropy.units as u
+    from astropy.io import fits
+
+    attrs = window.attrs
+    missing = [k for k in SOSPICE_KEYWORDS if k not in attrs]
+    if missing:
+        raise FormatError(
+            f"{where(window)}: header keyword(s) {missing} missing; sospice's noise model "
+            f"needs {list(SOSPICE_KEYWORDS)}"
+        )
+    if attrs["LEVEL"] != "L2":
+        raise FormatError(f"{where(window)}: LEVEL {attrs['LEVEL']!r}, sospice needs 'L2'")
+    try:
+        with warnings.catch_warnings():  # 'W/m2/sr/nm': FITS frowns on repeated slashes
+            warnings.simplefilter("ignore", u.UnitsWarning)
+            unit = u.Unit(attrs["BUNIT"])
+    except ValueError:
+        raise FormatError(f"{where(window)}: BUNIT {attrs['BUNIT']!r} is not a unit") from None
+    header = fits.Header({k: attrs[k] for k in SOSPICE_KEYWORDS})
+    header["BUNIT"] = unit.to_string()
+    header["NAXIS3"] = radiance.sizes["wavelength"]
+    return header
+
+
+def _mean_wavelength_nm(header) -> float:
+    return (header["WAVEMIN"] + header["WAVEMAX"]) / 2 * 10 ** (header["WAVEUNIT"] + 9)
+
+
+def despike(
+    radiance: xr.DataArray,
+    *,
+    clip: float = 2.5,
+    size: Sequence[int] = (6, 3, 3),
+    iterations: int = 3,
+    spatial: tuple[str, str] = SPATIAL,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """SAFFRON's despiking: iterated median sigma clip over (wavelength, y, x).
+
+    Parameters
+    ----------
+    radiance : DataArray (..., wavelength, y, x)
+        Spectra; NaN = no sample.
+    clip : float
+        Threshold in local standard deviations (SAFFRON: 2.5).
+    size : (int, int, int)
+        Filter size along (wavelength, y, x) (SAFFRON: [6, 3, 3]).
+    iterations : int
+        Clipping passes (SAFFRON: 3).
+    spatial : (str, str)
+        The spatial dims.
+
+    Returns
+    -------
+    cleaned : DataArray
+        Spikes replaced by the local median, NaN where the input is NaN.
+    spikes : DataArray of bool
+        Where a sample was replaced.
+
+    Notes
+    -----
+    The NaN samples are filled with the mean spectrum (over the spatial dims,
+    per other index) before filtering. Dask input is one chunk along
+    ``wavelength`` and overlaps ``iterations * (size // 2)`` pixels along the
+    spatial dims, so the result does not depend on the spatial chunking.
+    """
+    size = check_size(size, 3, "despike size")
+    cube = spectral_order(radiance, spatial)
+    if is_dask(cube):
+        cube = cube.chunk({"wavelength": -1})
+    filled = cube.fillna(_mean_spectrum(cube, spatial))
+    depth = {dim: iterations * (n // 2) for dim, n in zip(spatial, size[1:], strict=True)}
+    clipped = map_overlap(
+        sigma_clip_block, filled, depth, size=size, clip=float(clip), iterations=int(iterations)
+    )
+    valid = cube.notnull()
+    spikes = ((clipped != filled) & valid).transpose(*radiance.dims)
+    cleaned = clipped.astype(radiance.dtype).where(valid).transpose(*radiance.dims)
+    line = f"despike: median {list(size)}, {clip} sigma, {iterations} iterations (SAFFRON)"
+    cleaned.attrs = {**radiance.attrs, "history": history(radiance.attrs, line)}
+    spikes.attrs = {"long_name": "spike replaced by the local median"}
+    return cleaned.rename(radiance.name), spikes.rename("spikes")
+
+
+def _mean_spectrum(cube: xr.DataArray, spatial) -> xr.DataArray:
+    """Mean over the spatial dims of finite values, from one block per spectrum set."""
+    if not is_dask(cube):
+        return cube.isel({d: 0 for d in spatial}, drop=True).copy(data=mean_spectra(cube.values))
+    data = cube.data.rechunk({cube.get_axis_num(d): -1 for d in spatial})
+    mean = data.map_blocks(mean_spectra, drop_axis=[data.ndim - 2, data.ndim - 1], dtype=float)
+    return xr.DataArray(mean, dims=cube.dims[:-2], coords={"wavelength": cube.wavelength})
+
+
+def convolve(
+    radiance: xr.DataArray,
+    sigma: xr.DataArray,
+    size: int | Sequence[int],
+    *,
+    error: str = "mean",
+    spatial: tuple[str, str] = SPATIAL,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Box average over (y, x) with its error: SAFFRON's box convolution, error corrected.
+
+    Parameters
+    ----------
+    radiance, sigma : DataArray (..., wavelength, y, x)
+        Values and their 1σ errors; a sample counts where both are finite.
+    size : int or (int, int)
+        Box size in pixels along the spatial dims (see `box_size` for SAFFRON's
+        convolution levels).
+    error : {"mean", "saffron"}
+        ``"mean"``: the error of the box mean, sqrt(Σσ²)/N (independent
+        samples). ``"saffron"``: SAFFRON's sqrt(Σσ²/N), for comparison.
+
+    Returns
+    -------
+    (radiance, sigma) : DataArrays
+        The box means (NaN where the input is, or the box holds no sample) and
+        their errors, in the input dtype.
+    """
+    box = check_size(size if np.ndim(size) else (size, size), 2, "convolve size")
+    if error not in ("mean", "saffron"):
+        raise OptionError(f"convolve: error={error!r}, expected 'mean' or 'saffron'")
+    values = spectral_order(radiance, spatial)
+    errors = spectral_order(sigma, spatial)
+    ok = values.notnull() & errors.notnull()
+    depth = {dim: n // 2 for dim, n in zip(spatial, box, strict=True)}
+
+    def box_sum(array):
+        return map_overlap(box_sum_block, array.where(ok, 0.0), depth, box=box)
+
+    total, variance, count = box_sum(values), box_sum(errors**2), box_sum(ok)
+    mean = (total / count).where(values.notnull() & (count > 0))
+    spread = np.sqrt(variance) / count if error == "mean" else np.sqrt(variance / count)
+    line = f"convolve: box {list(box)} mean over {spatial}, sigma {_ERROR_TEXT[error]}"
+    return finish(radiance, sigma, mean, spread.where(mean.notnull()), line)
+
+
+_ERROR_TEXT = {
+    "mean": "of the mean sqrt(sum sigma^2)/N",
+    "saffron": "SAFFRON's sqrt(sum sigma^2/N) (not the error of the mean)",
+}
+
+
+def box_size(level: int, pixel_size: tuple[float, float]) -> tuple[int, int]:
+    """SAFFRON's box for convolution level `level`: 1 + level pixels along the finer axis.
+
+    `pixel_size` is (y, x) in arcsec (CDELT2, CDELT1); the coarser axis gets
+    ``int(1 + level * fine / coarse)`` pixels (``saffron/utils/utils.py:convolve``).
+
+    >>> box_size(2, (1.1, 4.0))
+    (3, 1)
+    """
+    dy, dx = pixel_size
+    if dy < dx:
+        return 1 + level, int(1 + level * dy / dx)
+    return int(1 + level * dx / dy), 1 + level
+
+
+def bin_pixels(
+    radiance: xr.DataArray,
+    sigma: xr.DataArray,
+    factors: int | Sequence[int],
+    *,
+    how: str = "mean",
+    spatial: tuple[str, str] = SPATIAL,
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Bin n x m pixels: sum or mean of the finite samples, σ added in quadrature.
+
+    ``how="sum"``: Σx, sqrt(Σσ²); ``how="mean"``: Σx/N, sqrt(Σσ²)/N, with N the
+    samples where value and σ are finite; NaN where a bin has none. Pixels
+    past the last whole bin are dropped; coordinates are averaged.
+    """
+    factors = check_size(factors if np.ndim(factors) else (factors, factors), 2, "bin factors")
+    if how not in ("mean", "sum"):
+        raise OptionError(f"bin_pixels: how={how!r}, expected 'mean' or 'sum'")
+    ok = radiance.notnull() & sigma.notnull()
+    window = dict(zip(spatial, factors, strict=True))
+
+    def coarse_sum(array):
+        return array.where(ok, 0.0).coarsen(window, boundary="trim", coord_func="mean").sum()
+
+    total, variance, count = coarse_sum(radiance), coarse_sum(sigma**2), coarse_sum(ok)
+    value, spread = (
+        (total / count, np.sqrt(variance) / count)
+        if how == "mean"
+        else (
+            total,
+            np.sqrt(variance),
+        )
+    )
+    value, spread = value.where(count > 0), spread.where(count > 0)
+    line = f"bin: {how} of {list(factors)} pixels over {spatial}, sigma in quadrature"
+    return finish(radiance, sigma, value, spread, line)
+
+
+def denoise(
+    radiance: xr.DataArray,
+    *,
+    weights: Sequence[float] = (6, 2, 1, 0, 0),
+    spatial: tuple[str, str] = SPATIAL,
+) -> xr.DataArray:
+    """SAFFRON's wavelet denoising (``watroo.denoise``, B3-spline, Anscombe) per cube.
+
+    Needs ``watroo`` (``pip install beamcat[spice]``). The transform is global
+    over each (wavelength, y, x) cube (its noise level too), so dask input is
+    made one chunk along those dims.
+    """
+    try:
+        import watroo  # noqa: F401
+    except ImportError:
+        raise OptionError(
+            "denoise needs watroo (SAFFRON's wavelet denoising): pip install 'beamcat[spice]'"
+        ) from None
+    cube = spectral_order(radiance, spatial)
+    core = ["wavelength", *spatial]
+    if is_dask(cube):
+        cube = cube.chunk(dict.fromkeys(core, -1))
+    out = xr.apply_ufunc(
+        functools.partial(denoise_block, weights=tuple(weights)),
+        cube,
+        input_core_dims=[core],
+        output_core_dims=[core],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
+    out = out.astype(radiance.dtype).transpose(*radiance.dims)
+    line = f"denoise: watroo B3spline weights {list(weights)}, Anscombe (SAFFRON)"
+    out.attrs = {**radiance.attrs, "history": history(radiance.attrs, line)}
+    return out.rename(radiance.name)
+
+
+def prepare(
+    dataset: xr.Dataset,
+    steps: Sequence[str] = ("preclean", "sigma", "despike"),
+    *,
+    variable: str | None = None,
+    high: float = 490.0,
+    low: float = -10.0,
+    clip: float = 2.5,
+    size: Sequence[int] = (6, 3, 3),
+    iterations: int = 3,
+    box: int | Sequence[int] | None = None,
+    error: str = "mean",
+    factors: int | Sequence[int] | None = None,
+    how: str = "mean",
+    weights: Sequence[float] = (6, 2, 1, 0, 0),
+    spatial: tuple[str, str] = SPATIAL,
+) -> xr.Dataset:
+    """Run preparation steps on a window, lazily; SAFFRON's order is `STEPS`.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A window with a spectral variable (``attrs["signal"]``, else
+        ``radiance``) over (..., wavelength, y, x).
+    steps : sequence of str
+        Any of `STEPS`, run in the order given: ``"preclean"`` (`high`, `low`:
+        SAFFRON's limits for SPICE W/m2/sr/nm; leave it out for other units,
+        e.g. EIS), ``"sigma"`` (the dataset's own ``sigma`` variable if it has
+        one, e.g. EIS's from eispac's formula, else `spice_sigma` on the input
+        data, as SAFFRON does), ``"despike"`` (`clip`, `size`, `iterations`),
+        ``"convolve"`` (`box`, `error`), ``"bin"`` (`factors`, `how`),
+        ``"denoise"`` (`weights`).
+    variable : str, optional
+        The spectral variable's name (kept in the output).
+
+    Returns
+    -------
+    Dataset
+        The spectral variable prepared, ``sigma`` (1 everywhere, said in
+        ``history``, when there is none: SAFFRON's unweighted fit), ``spikes``
+        (False everywhere without ``"despike"``; binned/convolved: any spike in
+        the box), the input's coordinates and attrs, one ``history`` line per step.
+
+    Raises
+    ------
+    OptionError
+        An unknown step, or ``convolve``/``bin`` without `box`/`factors`.
+    FormatError
+        No spectra to prepare (see `spice_sigma` for the noise model's own).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = xr.Dataset({"radiance": (("wavelength", "y", "x"), np.ones((8, 4, 4)))})
+    >>> out = prepare(ds, ("preclean", "despike"))
+    >>> sorted(out.data_vars), out.attrs["history"].splitlines()[0]
+    (['radiance', 'sigma', 'spikes'], "preclean: NaN outside [-10.0, 490.0] (SAFFRON's Preclean)")
+    """
+    unknown = [step for step in steps if step not in STEPS]
+    if unknown:
+        raise OptionError(f"prepare: unknown step(s) {unknown}; expected some of {list(STEPS)}")
+    if "convolve" in steps and box is None:
+        raise OptionError("prepare: step 'convolve' needs box= (pixels, or see box_size)")
+    if "bin" in steps and factors is None:
+        raise OptionError("prepare: step 'bin' needs factors= (pixels per bin along y, x)")
+    raw = signal(dataset, variable)
+    values = raw.assign_attrs(history=dataset.attrs.get("history", ""))
+    sigma = None
+    spikes = xr.zeros_like(raw, dtype=bool)
+    for step in steps:
+        if step == "preclean":
+            values = preclean(values, high=high, low=low)
+        elif step == "sigma":
+            sigma, line = _noise(dataset, raw)
+            values.attrs["history"] = history(values.attrs, line)
+        elif step == "despike":
+            values, spikes = despike(
+                values, clip=clip, size=size, iterations=iterations, spatial=spatial
+            )
+        elif step == "denoise":
+            values = denoise(values, weights=weights, spatial=spatial)
+        else:
+            if sigma is None:
+                sigma = _unit_sigma(values)
+            if step == "convolve":
+                values, sigma = convolve(values, sigma, box, error=error, spatial=spatial)
+                spikes = convolve(spikes, spikes, box, spatial=spatial)[0] > 0
+            else:
+                values, sigma = bin_pixels(values, sigma, factors, how=how, spatial=spatial)
+                spikes = bin_pixels(spikes, spikes, factors, how="sum", spatial=spatial)[0] > 0
+    if sigma is None:
+        sigma = _unit_sigma(values)
+        values.attrs["history"] = history(values.attrs, "sigma: 1 (no noise model: unweighted)")
+    name = raw.name
+    line_history = values.attrs.pop("history")
+    out = xr.Dataset(
+        {name: values, "sigma": sigma, "spikes": spikes.transpose(*values.dims)},
+        attrs={**dataset.attrs, "signal": name, "history": line_history},
+    )
+    return out
+
+
+def _noise(dataset: xr.Dataset, raw: xr.DataArray) -> tuple[xr.DataArray, str]:
+    if "sigma" in dataset.data_vars:
+        sigma = dataset["sigma"]
+        return sigma, f"sigma: the dataset's own ({sigma.attrs.get('long_name', 'sigma')})"
+    sigma = spice_sigma(dataset, variable=raw.name)
+    return sigma, f"sigma: {sigma.attrs['noise_model']}"
+
+
+def _unit_sigma(values: xr.DataArray) -> xr.DataArray:
+    return xr.ones_like(values).rename("sigma").assign_attrs(long_name="1-sigma uncertainty")
