@@ -4,9 +4,11 @@ Generates (once, cached under ``.bench/`` or ``--data-dir``) a 128 x 128 scan of
 256 x 256 frames, non-RAW U16 (12-bit counts), 2.15 GB, with a NumPy
 reference of every frame's sum computed while writing. Then, in the same run:
 
-- beamcat: ``open_mib(path)`` + ``counts.sum(("y", "x")).compute()`` on the
-  threaded dask scheduler with 1 and ``--workers`` threads (opening included:
-  it parses all 16384 frame headers);
+- beamcat: ``open_mib(path)`` + ``stem4d.sum_image(ds).compute()`` (a numba
+  integer sum per frame) on the threaded dask scheduler with 1 and
+  ``--workers`` threads (opening included: it parses all 16384 frame headers);
+  and plain xarray ``counts.sum(("y", "x"))``, whose NumPy ``uint16 -> uint64``
+  ``add.reduce`` (~5 GB/s a core) is slower than reading and decoding;
 - LiberTEM: ``ctx.load("mib", path=...)`` + ``ctx.run_udf(SumSigUDF())`` with
   the ``inline`` executor (1 thread) and the ``threads`` executor
   (``--workers`` threads); context start-up is not timed.
@@ -20,7 +22,7 @@ one memory map per file for the process (`beamcat.catalog.mib.file_map`), so a
 re-opened file skips the page faults of a new map; the "first opening" row
 drops the maps before each run to time those too. A last row
 times the reader alone (chunks read and decoded, one pixel per frame kept): the
-difference to the sum row is NumPy's ``uint16 -> uint64`` ``add.reduce``.
+difference to the sum rows is the summing.
 
 Run: ``.venv/bin/python benchmarks/mib_sum.py`` (needs ``pip install libertem``).
 """
@@ -36,6 +38,7 @@ from pathlib import Path
 import dask
 import numpy as np
 
+from beamcat.analyses.stem4d import sum_image
 from beamcat.catalog import mib
 from beamcat.catalog.mib import open_mib
 from beamcat.catalog.mib_write import write_mib
@@ -72,10 +75,11 @@ def ensure_data(folder: Path, scan: tuple[int, int] = SCAN) -> tuple[Path, np.nd
 
 
 def beamcat_runner(
-    workers: int, chunks: str, *, read_only=False, new_map=False
+    workers: int, chunks: str, *, xarray_sum=False, read_only=False, new_map=False
 ) -> Callable[[Path], np.ndarray]:
-    """``counts.sum(("y", "x"))``; `read_only`: the chunks are read and decoded, not summed;
-    `new_map`: the process's file maps are dropped first (a first opening's page faults)."""
+    """``sum_image``, or with `xarray_sum` ``counts.sum(("y", "x"))``; `read_only`: the chunks
+    are read and decoded, not summed; `new_map`: the process's file maps are dropped first
+    (a first opening's page faults)."""
 
     def run(path: Path) -> np.ndarray:
         if new_map:
@@ -84,7 +88,9 @@ def beamcat_runner(
         with dask.config.set(scheduler="threads", num_workers=workers):
             if read_only:  # one pixel per frame kept: the reader's own cost, no reduction
                 return counts.data.map_blocks(lambda b: b[..., :1, :1].copy()).compute()
-            return counts.sum(("y", "x")).values
+            if xarray_sum:
+                return counts.sum(("y", "x")).values
+            return sum_image(counts).values
 
     return run
 
@@ -121,9 +127,12 @@ def main() -> None:
     tools: dict[str, Callable[[Path], np.ndarray]] = {}
     contexts = []
     for workers in sorted({1, args.workers}):
-        tools[f"beamcat open_mib + dask sum ({workers} thread(s))"] = beamcat_runner(
+        tools[f"beamcat open_mib + sum_image ({workers} thread(s))"] = beamcat_runner(
             workers, args.chunks
         )
+    tools[f"beamcat open_mib + xarray .sum ({args.workers} threads)"] = beamcat_runner(
+        args.workers, args.chunks, xarray_sum=True
+    )
     tools[f"beamcat, {args.workers} thr., first opening (new map)"] = beamcat_runner(
         args.workers, args.chunks, new_map=True
     )

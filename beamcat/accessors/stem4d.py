@@ -51,6 +51,10 @@ class Stem4DAccessor:
         """`beamcat.analyses.stem4d.sum_pattern`: DataArray (y, x), lazy."""
         return stem4d.sum_pattern(self._data(var))
 
+    def sum_image(self, *, var: str | None = None) -> xr.DataArray:
+        """`beamcat.analyses.stem4d.sum_image`: the total of every frame, lazy."""
+        return stem4d.sum_image(self._data(var))
+
     def disc_mask(self, centre, radius: float, *, var: str | None = None):
         """`beamcat.analyses.stem4d.disc_mask` on the frames' (y, x) shape."""
         return stem4d.disc_mask(check_pixel_dims(self._data(var)), centre, radius)

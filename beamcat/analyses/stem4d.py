@@ -256,23 +256,43 @@ def stack_masks(masks, shape: tuple[int, int], where: str) -> tuple[list, np.nda
     return [name], _one_mask(masks, shape, f"{where}: mask")[None]
 
 
-def _products(block: np.ndarray, matrix: np.ndarray, support, threshold) -> np.ndarray:
-    """apply_ufunc step: frames ``(..., y, x)`` -> ``(..., k)``, each frame dotted with k rows.
+@numba.njit(nogil=True, cache=True)
+def _integer_products(frames, rows, out):  # pragma: no cover - numba
+    """out[i, k] = Σ_p frames[i, p]·rows[k, p] in int64: integer frames and rows, exact."""
+    for i in range(frames.shape[0]):
+        for k in range(rows.shape[0]):
+            total = np.int64(0)
+            for p in range(frames.shape[1]):  # vectorised: a frame in a few microseconds
+                total += np.int64(frames[i, p]) * rows[k, p]
+            out[i, k] = total
 
-    `support`: the pixels where some row is not 0 (None: all), the only ones
-    read (``np.take``: a bright-field disc costs a few per cent of a frame).
-    ``np.einsum`` multiplies the frames' own integers by the float64 rows and
-    adds in float64 without a converted copy of the frames, and without BLAS,
-    whose threads would fight dask's for the cores. Integer counts against 0/1
-    (or integer) rows give integer partial sums: exact in float64.
+
+def _products(block: np.ndarray, matrix, integer_rows, support, threshold) -> np.ndarray:
+    """`map_frames` step: frames ``(..., y, x)`` -> ``(..., k)``, each frame dotted with k rows.
+
+    Integer frames of up to 16 bits against integer rows (`integer_rows`, int32:
+    0/1 masks, pixel indices) take a numba loop summing in int64, exact and ~8x
+    ``np.einsum``. Otherwise `support`, the pixels where some row is not 0
+    (None: all), are the only ones read (``np.take``: a bright-field disc costs
+    a few per cent of a frame), and ``np.einsum`` multiplies the frames' own
+    numbers by the float64 rows and adds in float64 without a converted copy,
+    and without BLAS, whose threads would fight dask's for the cores.
     """
     flat = block.reshape(-1, block.shape[-2] * block.shape[-1])
+    if integer_rows is not None and threshold is None and _small_integers(block):
+        out = np.empty((flat.shape[0], integer_rows.shape[0]), np.int64)
+        _integer_products(flat, integer_rows, out)
+        return out.astype(np.float64).reshape(*block.shape[:-2], matrix.shape[0])
     if support is not None:
-        flat = np.take(flat, support, axis=1)
+        flat = np.take(flat, support, axis=1)  # `matrix` holds these columns only
     if threshold is not None:
         flat = np.where(flat < threshold, 0, flat)
     out = np.einsum("fp,kp->fk", flat, matrix, dtype=np.float64, casting="unsafe")
     return out.reshape(*block.shape[:-2], matrix.shape[0])
+
+
+def _small_integers(block: np.ndarray) -> bool:
+    return block.dtype.kind in "iu" and block.dtype.itemsize <= 2
 
 
 def _mask_sums(frames: xr.DataArray, matrix: np.ndarray, dim: str, threshold=None):
@@ -280,20 +300,12 @@ def _mask_sums(frames: xr.DataArray, matrix: np.ndarray, dim: str, threshold=Non
     support = np.flatnonzero(matrix.any(axis=0))
     if support.size > matrix.shape[1] // 2:  # gathering most of a frame costs more than it saves
         support = None
-    return xr.apply_ufunc(
-        _products,
-        whole_frames(frames),
-        input_core_dims=[list(PIXEL_DIMS)],
-        output_core_dims=[[dim]],
-        kwargs={
-            "matrix": matrix if support is None else matrix[:, support],
-            "support": support,
-            "threshold": threshold,
-        },
-        dask="parallelized",
-        output_dtypes=[np.float64],
-        dask_gufunc_kwargs={"output_sizes": {dim: matrix.shape[0]}},
-    )
+    exact = np.array_equal(matrix, np.round(matrix)) and np.abs(matrix).max() <= 2**16
+    rows = np.ascontiguousarray(matrix, np.int32) if exact else None
+    columns = matrix if support is None else matrix[:, support]
+    options = {"matrix": columns, "integer_rows": rows, "support": support}
+    options["threshold"] = threshold
+    return map_frames(_products, frames, dims=(dim,), sizes={dim: matrix.shape[0]}, **options)
 
 
 def virtual_images(data, masks) -> xr.DataArray:

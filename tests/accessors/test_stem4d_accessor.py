@@ -46,6 +46,7 @@ def test_methods_are_their_functions_and_stay_lazy(scan, raise_if_dask_computes)
         "mean_pattern": ((), {}),
         "max_pattern": ((), {}),
         "sum_pattern": ((), {}),
+        "sum_image": ((), {}),
         "virtual_images": (({"bf": bf, "adf": adf},), {}),
         "centre_of_mass": ((), {"threshold": 50}),
         "radial_profiles": ((), {"n_bins": 32}),

@@ -38,6 +38,7 @@ from beamcat.analyses.stem4d import (
     radial_bins,
     radial_profiles,
     save_profiles,
+    sum_image,
     sum_pattern,
     virtual_images,
 )
@@ -163,6 +164,13 @@ def test_overview_patterns_and_virtual_images_against_numpy(scan):
     np.testing.assert_allclose(mean_pattern(ds).values, frames.mean(axis=(0, 1)), rtol=1e-14)
     np.testing.assert_array_equal(sum_pattern(ds).values, frames.sum(axis=(0, 1)))
     np.testing.assert_array_equal(max_pattern(ds).values, frames.max(axis=(0, 1)))
+    # the integer sum (int64) and NumPy's: the same integers
+    assert frames.dtype.kind == "u"
+    np.testing.assert_array_equal(sum_image(ds).values, frames.sum(axis=(2, 3)))
+    floats = ds.counts.astype(np.float32).where(ds.counts != 7)  # NaN propagates, as in sum
+    np.testing.assert_array_equal(
+        sum_image(floats).values, floats.values.sum(axis=(2, 3), dtype=np.float64)
+    )
     centre = truth["centre"]
     bf = disc_mask((128, 128), centre, 6)
     adf = annulus_mask((128, 128), centre, 20, 50)
@@ -177,6 +185,9 @@ def test_overview_patterns_and_virtual_images_against_numpy(scan):
     np.testing.assert_array_equal(out.sel(mask="bf").values, flat @ bf.ravel().astype(float))
     np.testing.assert_array_equal(out.sel(mask="adf").values, flat @ adf.ravel().astype(float))
     np.testing.assert_allclose(out.sel(mask="w").values, flat @ weights.ravel(), rtol=1e-13)
+    # integer counts and 0/1 masks take the int64 kernel; float frames np.einsum: equal
+    as_float = virtual_images(ds.counts.astype(np.float64), {"bf": bf, "adf": adf})
+    np.testing.assert_array_equal(as_float.values, out.values[:2])
     # one mask, and a DataArray (mask, y, x): the same images
     stack = xr.DataArray(np.stack([bf, adf]), dims=("mask", "y", "x"), coords={"mask": ["b", "a"]})
     np.testing.assert_array_equal(virtual_images(ds, stack).values, out.values[:2])
@@ -212,6 +223,7 @@ def test_every_analysis_is_lazy(scan, calibration, raise_if_dask_computes):
             mean_pattern(ds),
             max_pattern(ds),
             sum_pattern(ds),
+            sum_image(ds),
             virtual_images(ds, bf),
             radial_profiles(ds, calibration, n_bins=32)["variance"],
             centre_of_mass(ds)["shift_x"],
@@ -227,6 +239,7 @@ def test_any_chunking_gives_the_same_numbers(scan, calibration, chunks):
     for f in (
         lambda d: radial_profiles(d, calibration, n_bins=32),
         lambda d: virtual_images(d, bf),
+        sum_image,
         lambda d: centre_of_mass(d, threshold=2),
     ):
         xr.testing.assert_identical(f(rechunked).compute(), f(ds).compute())
