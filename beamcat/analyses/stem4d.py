@@ -36,7 +36,7 @@ import numba
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses._frames import PIXEL_DIMS, describe, map_frames, whole_frames
+from beamcat.analyses._frames import PIXEL_DIMS, describe, map_frames
 from beamcat.analyses._history import carried, history
 from beamcat.analyses._stem4d_radial import (
     RadialBins,
