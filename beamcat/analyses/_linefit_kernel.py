@@ -61,38 +61,133 @@ class FitStatus(enum.IntEnum):
 _CONVERGED, _MAX_ITERATIONS, _TOO_FEW_POINTS, _SINGULAR, _AT_BOUND, _NO_DATA = range(6)
 _MAX_DAMPING_TRIES = 12  # λ x 10 each: 1e12 beyond the current damping
 _PIVOT = 1e-13  # a Cholesky pivot this small relative to its diagonal means singular
+#: fast-math for the sums (reassociation lets LLVM vectorise them); never "nnan"/"ninf":
+#: NaN and inf must keep their meaning for the status checks
+_FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
+_MARGIN = 1e-6  # starts are this fraction of the bounds' span inside them (trf needs it)
+
+#: Free-parameter kinds (the `code` array of the model)
+INTENSITY, CENTER, WIDTH, BACKGROUND, SLOPE = range(5)
+BACKGROUND_SCALE = 5.0  # default background bound: ± this x the spectrum's largest |sample|
+WIDTH_GUESS = 0.35  # Angstrom, SAFFRON's gen_inits
+PEAK_SEARCH = 0.3  # Angstrom: a peak guess looks this far from the rest wavelength
+BACKGROUND_QUANTILE = 0.1  # the background guess: this quantile of the segment's samples
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _usable(wave, value, sigma):
+    """A sample is fitted when its wavelength, value and σ are finite and σ > 0."""
+    return np.isfinite(value) and np.isfinite(wave) and np.isfinite(sigma) and sigma > 0.0
 
 
 @numba.njit(nogil=True, cache=True)
-def _evaluate(p, x, y, w, seg, src, scale, shift, n_lines, n_bg, reference, full, r, jac, want_jac):
-    """χ² at free parameters `p`; residuals into `r`, the weighted Jacobian into `jac`."""
+def _compact(wave, data, sigma, segment):
+    """The usable samples of one spectrum: ``x, y, w = 1/σ, seg``."""
+    m = 0
+    for t in range(data.size):
+        if _usable(wave[t], data[t], sigma[t]):
+            m += 1
+    x, y, w = np.empty(m), np.empty(m), np.empty(m)
+    seg = np.empty(m, np.int64)
+    m = 0
+    for t in range(data.size):
+        if _usable(wave[t], data[t], sigma[t]):
+            x[m], y[m], w[m], seg[m] = wave[t], data[t], 1.0 / sigma[t], segment[t]
+            m += 1
+    return x, y, w, seg
+
+
+@numba.njit(nogil=True, cache=True)
+def _low_quantile(values):
+    """`BACKGROUND_QUANTILE` of `values` (numpy's linear rule); 0 for none."""
+    if values.size == 0:
+        return 0.0
+    ordered = np.sort(values)
+    position = BACKGROUND_QUANTILE * (values.size - 1)
+    below = int(np.floor(position))
+    above = min(below + 1, values.size - 1)
+    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+
+
+@numba.njit(nogil=True, cache=True)
+def _start(x, y, seg, rest, n_segments, root, code, owner, lo_kind, hi_kind, scaled, p0,
+           p, lo, hi):  # fmt: skip
+    """Bounds and start of one spectrum's free parameters into `p`, `lo`, `hi`.
+
+    Background bounds marked `scaled` are ± `BACKGROUND_SCALE` x the largest
+    |sample|; the start is `p0` (full parameters, at the free ones' roots) when
+    it has a value, else the guess: per segment the low quantile of its samples,
+    per line its rest wavelength, `WIDTH_GUESS`, and the largest sample within
+    `PEAK_SEARCH` (or the nearest sample) above its segment's background. Starts
+    are clipped a hair inside the bounds.
+    """
+    level = 0.0
+    for t in range(y.size):
+        level = max(level, abs(y[t]))
+    level = BACKGROUND_SCALE * level if level > 0.0 else 1.0
+    background = np.empty(n_segments)
+    for k in range(n_segments):
+        background[k] = _low_quantile(y[seg == k])
+    for f in range(p.size):
+        lo[f], hi[f] = (-level, level) if scaled[f] else (lo_kind[f], hi_kind[f])
+        if p0.size:
+            guess = p0[root[f]]
+        elif code[f] == INTENSITY:
+            near = np.inf
+            for t in range(x.size):
+                near = min(near, abs(x[t] - rest[owner[f]]))
+            near = max(near, PEAK_SEARCH)
+            guess = 0.0
+            for t in range(x.size):
+                if abs(x[t] - rest[owner[f]]) <= near:
+                    guess = max(guess, y[t] - background[seg[t]])
+        elif code[f] == CENTER:
+            guess = rest[owner[f]]
+        elif code[f] == WIDTH:
+            guess = WIDTH_GUESS
+        elif code[f] == BACKGROUND:
+            guess = background[owner[f]]
+        else:
+            guess = 0.0
+        span = hi[f] - lo[f]
+        if not np.isfinite(span):  # a one-sided or free parameter: about its finite bound
+            span = 1.0 + (abs(lo[f]) if np.isfinite(lo[f]) else 0.0)
+            span += abs(hi[f]) if np.isfinite(hi[f]) else 0.0
+        margin = _MARGIN * span
+        p[f] = min(max(guess, lo[f] + margin), hi[f] - margin)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FAST)
+def _evaluate(p, x, y, w, seg, src, scale, shift, n_bg, reference, full, f, r, jac):
+    """χ² at free parameters `p`; residuals into `r`, the weighted Jacobian (nf, m) into `jac`."""
     for j in range(full.size):
         full[j] = scale[j] * p[src[j]] + shift[j]
-    if want_jac:
-        jac[:, :] = 0.0
-    chi2 = 0.0
-    nl3 = 3 * n_lines
+    jac[:, :] = 0.0
+    nl3 = full.size - n_bg * reference.size
     for t in range(x.size):
         k = seg[t]
         b = nl3 + n_bg * k
-        f = full[b]
+        f[t] = full[b]
+        jac[src[b], t] += scale[b] * w[t]
         if n_bg == 2:
-            f += full[b + 1] * (x[t] - reference[k])
-        for line in range(n_lines):
-            amp, centre, width = full[3 * line], full[3 * line + 1], full[3 * line + 2]
+            f[t] += full[b + 1] * (x[t] - reference[k])
+            jac[src[b + 1], t] += scale[b + 1] * (x[t] - reference[k]) * w[t]
+    for j0 in range(0, nl3, 3):
+        amp, centre, width = full[j0], full[j0 + 1], full[j0 + 2]
+        inv2 = 1.0 / (width * width)
+        ja, jc, jw = src[j0], src[j0 + 1], src[j0 + 2]
+        sa, sc, sw = scale[j0], scale[j0 + 1] * amp * inv2, scale[j0 + 2] * amp * inv2 / width
+        for t in range(x.size):
             d = x[t] - centre
-            g = np.exp(-0.5 * d * d / (width * width))
-            f += amp * g
-            if want_jac:
-                j0 = 3 * line
-                jac[t, src[j0]] += scale[j0] * g * w[t]
-                jac[t, src[j0 + 1]] += scale[j0 + 1] * amp * g * d / (width * width) * w[t]
-                jac[t, src[j0 + 2]] += scale[j0 + 2] * amp * g * d * d / width**3 * w[t]
-        if want_jac:
-            jac[t, src[b]] += scale[b] * w[t]
-            if n_bg == 2:
-                jac[t, src[b + 1]] += scale[b + 1] * (x[t] - reference[k]) * w[t]
-        r[t] = (y[t] - f) * w[t]
+            g = np.exp(-0.5 * d * d * inv2)
+            f[t] += amp * g
+            gw = g * w[t]
+            jac[ja, t] += sa * gw
+            jac[jc, t] += sc * gw * d
+            jac[jw, t] += sw * gw * d * d
+    chi2 = 0.0
+    for t in range(x.size):
+        r[t] = (y[t] - f[t]) * w[t]
         chi2 += r[t] * r[t]
     return chi2
 
@@ -131,61 +226,48 @@ def _solve(chol, b, n):
         b[i] = s / chol[i, i]
 
 
-@numba.njit(nogil=True, cache=True)
-def _normal(jac, r, m, nf, a, g):
-    """``a = JᵀJ`` and ``g = Jᵀr`` over the first `m` samples."""
+@numba.njit(nogil=True, cache=True, fastmath=_FAST)
+def _normal(jac, r, a, g):
+    """``a = JᵀJ`` and ``g = Jᵀr`` for the Jacobian `jac` (nf, m)."""
+    nf, m = jac.shape
     for i in range(nf):
         s = 0.0
         for t in range(m):
-            s += jac[t, i] * r[t]
+            s += jac[i, t] * r[t]
         g[i] = s
         for j in range(i + 1):
             s = 0.0
             for t in range(m):
-                s += jac[t, i] * jac[t, j]
+                s += jac[i, t] * jac[j, t]
             a[i, j] = s
             a[j, i] = s
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
-def _usable(wave, value, sigma):
-    """A sample is fitted when its wavelength, value and σ are finite and σ > 0."""
-    return np.isfinite(value) and np.isfinite(wave) and np.isfinite(sigma) and sigma > 0.0
-
-
 @numba.njit(nogil=True, cache=True)
-def _fit_one(wave, data, sigma, segment, src, scale, shift, n_lines, n_bg, reference, p0, lo, hi,
-             max_iterations, ftol, xtol, params, cov):  # fmt: skip
+def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, params, cov):
     """Fit one spectrum; parameters into `params`, covariance into `cov`.
 
     Returns ``(chi2, n_samples, iterations, status)``.
     """
-    nf = p0.size
-    m = 0
-    for t in range(data.size):
-        if _usable(wave[t], data[t], sigma[t]):
-            m += 1
+    src, scale, shift, n_bg, reference, rest, root, code, owner, lo_kind, hi_kind, scaled = model
+    nf = params.size
+    x, y, w, seg = _compact(wave, data, sigma, segment)
+    m = x.size
     if m == 0:
         return np.nan, m, 0, _NO_DATA
     if m < nf + 1:
         return np.nan, m, 0, _TOO_FEW_POINTS
-    x, y, w = np.empty(m), np.empty(m), np.empty(m)
-    seg = np.empty(m, np.int64)
-    m = 0
-    for t in range(data.size):
-        if _usable(wave[t], data[t], sigma[t]):
-            x[m], y[m], w[m], seg[m] = wave[t], data[t], 1.0 / sigma[t], segment[t]
-            m += 1
-    full = np.empty(src.size)
+    p, p_new, lo, hi = np.empty(nf), np.empty(nf), np.empty(nf), np.empty(nf)
+    _start(x, y, seg, rest, reference.size, root, code, owner, lo_kind, hi_kind, scaled, p0,
+           p, lo, hi)  # fmt: skip
+    full, f = np.empty(src.size), np.empty(m)
     r, r_new = np.empty(m), np.empty(m)
-    jac, jac_unused = np.empty((m, nf)), np.empty((0, 0))
+    jac, jac_new = np.empty((nf, m)), np.empty((nf, m))
     a, chol = np.empty((nf, nf)), np.empty((nf, nf))
-    g, step, p, p_new = np.empty(nf), np.empty(nf), np.empty(nf), np.empty(nf)
+    g, step = np.empty(nf), np.empty(nf)
     active = np.empty(nf, np.int64)
-    for j in range(nf):
-        p[j] = min(max(p0[j], lo[j]), hi[j])
-    args = (x, y, w, seg, src, scale, shift, n_lines, n_bg, reference, full)
-    chi2 = _evaluate(p, *args, r, jac, True)
+    terms = (x, y, w, seg, src, scale, shift, n_bg, reference, full, f)
+    chi2 = _evaluate(p, *terms, r, jac)
     if not np.isfinite(chi2):
         return np.nan, m, 0, _SINGULAR
     damping = 1e-3
@@ -193,15 +275,14 @@ def _fit_one(wave, data, sigma, segment, src, scale, shift, n_lines, n_bg, refer
     iterations = 0
     while iterations < max_iterations:
         iterations += 1
-        _normal(jac, r, m, nf, a, g)
+        _normal(jac, r, a, g)
         n_active = 0
         for j in range(nf):
-            pinned = (p[j] <= lo[j] and g[j] < 0.0) or (p[j] >= hi[j] and g[j] > 0.0)
-            if not pinned:
+            if not ((p[j] <= lo[j] and g[j] < 0.0) or (p[j] >= hi[j] and g[j] > 0.0)):
                 active[n_active] = j
                 n_active += 1
         if n_active == 0:
-            status = _CONVERGED
+            status = _CONVERGED  # every parameter pinned on a bound
             break
         chi2_new = np.inf
         for _ in range(_MAX_DAMPING_TRIES):
@@ -212,12 +293,11 @@ def _fit_one(wave, data, sigma, segment, src, scale, shift, n_lines, n_bg, refer
                 step[i] = g[active[i]]
             if _cholesky(chol, n_active):
                 _solve(chol, step, n_active)
-                for j in range(nf):
-                    p_new[j] = p[j]
+                p_new[:] = p
                 for i in range(n_active):
                     j = active[i]
                     p_new[j] = min(max(p[j] + step[i], lo[j]), hi[j])
-                chi2_new = _evaluate(p_new, *args, r_new, jac_unused, False)
+                chi2_new = _evaluate(p_new, *terms, r_new, jac_new)
                 if chi2_new < chi2:
                     break
             damping *= 10.0
@@ -229,18 +309,16 @@ def _fit_one(wave, data, sigma, segment, src, scale, shift, n_lines, n_bg, refer
         for j in range(nf):
             size += (p_new[j] - p[j]) ** 2
             norm += p_new[j] ** 2
-            p[j] = p_new[j]
-        drop = chi2 - chi2_new
-        chi2 = _evaluate(p, *args, r, jac, True)
+        p, p_new = p_new, p
+        r, r_new = r_new, r
+        jac, jac_new = jac_new, jac
+        drop, chi2 = chi2 - chi2_new, chi2_new
         if drop <= ftol * chi2 or np.sqrt(size) <= xtol * (np.sqrt(norm) + xtol):
             status = _CONVERGED
             break
-    for j in range(nf):
-        params[j] = p[j]
-    _normal(jac, r, m, nf, a, g)
-    for i in range(nf):
-        for k in range(nf):
-            chol[i, k] = a[i, k]
+    params[:] = p
+    _normal(jac, r, a, g)
+    chol[:, :] = a
     if not _cholesky(chol, nf):
         return chi2, m, iterations, _SINGULAR
     for i in range(nf):
@@ -257,16 +335,34 @@ def _fit_one(wave, data, sigma, segment, src, scale, shift, n_lines, n_bg, refer
     return chi2, m, iterations, status
 
 
-@numba.njit(parallel=True, cache=True)
-def fit_spectra(wave, data, sigma, segment, src, scale, shift, n_lines, n_bg, reference, p0, lo, hi,
-                max_iterations, ftol, xtol):  # fmt: skip
-    """Fit every spectrum of a block; arrays ``(n, n_lambda)`` and ``(n, n_free)``.
+@numba.njit(nogil=True, cache=True, inline="always")
+def _row(values, i):
+    """Row `i` of a per-spectrum array, or its only row when shared by the block."""
+    return values[i] if values.shape[0] > 1 else values[0]
 
-    Returns ``params (n, n_free)`` (free parameters; NaN where no fit),
-    ``cov (n, n_free, n_free)`` (NaN where singular), ``chi2 (n,)``,
-    ``n_samples (n,)`` (finite samples), ``iterations (n,)``, ``status (n,)``.
+
+@numba.njit(parallel=True, cache=True)
+def fit_spectra(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol):
+    """Fit every spectrum of a block (``prange`` over spectra).
+
+    Parameters
+    ----------
+    wave, sigma : ndarray (n or 1, n_lambda) float64
+    data : ndarray (n, n_lambda) float64
+    segment : ndarray (n or 1, n_lambda) int64
+    model : tuple
+        ``(src, scale, shift, n_bg, reference, rest, root, code, owner, lo_kind,
+        hi_kind, scaled)``: see `beamcat.analyses.linefit` (``_kernel_model``).
+    p0 : ndarray (n or 1, n_param) or (0, n_param)
+        Start as full parameters; empty for the guess.
+
+    Returns
+    -------
+    params (n, n_free) free parameters (NaN where no fit); cov (n, n_free,
+    n_free) (NaN where singular); chi2 (n,); n_samples (n,) finite samples;
+    iterations (n,); status (n,).
     """
-    n, nf = p0.shape
+    n, nf = data.shape[0], model[6].size
     params = np.full((n, nf), np.nan)
     cov = np.full((n, nf, nf), np.nan)
     chi2 = np.full(n, np.nan)
@@ -274,9 +370,25 @@ def fit_spectra(wave, data, sigma, segment, src, scale, shift, n_lines, n_bg, re
     iterations = np.zeros(n, np.int64)
     status = np.zeros(n, np.int64)
     for i in numba.prange(n):
+        start = _row(p0, i) if p0.shape[0] else p0[0:0, 0]
         c, ns, it, st = _fit_one(
-            wave[i], data[i], sigma[i], segment[i], src, scale, shift, n_lines, n_bg, reference,
-            p0[i], lo[i], hi[i], max_iterations, ftol, xtol, params[i], cov[i],
+            _row(wave, i), data[i], _row(sigma, i), _row(segment, i), model, start,
+            max_iterations, ftol, xtol, params[i], cov[i],
         )  # fmt: skip
         chi2[i], n_samples[i], iterations[i], status[i] = c, ns, it, st
     return params, cov, chi2, n_samples, iterations, status
+
+
+@numba.njit(parallel=True, cache=True)
+def start_spectra(wave, data, sigma, segment, model, p0):
+    """The start and bounds `fit_spectra` uses, ``(n, n_free)`` each (NaN for unusable spectra)."""
+    src, scale, shift, n_bg, reference, rest, root, code, owner, lo_kind, hi_kind, scaled = model
+    n, nf = data.shape[0], root.size
+    p, lo, hi = np.full((n, nf), np.nan), np.full((n, nf), np.nan), np.full((n, nf), np.nan)
+    for i in numba.prange(n):
+        x, y, w, seg = _compact(_row(wave, i), data[i], _row(sigma, i), _row(segment, i))
+        if x.size:
+            start = _row(p0, i) if p0.shape[0] else p0[0:0, 0]
+            _start(x, y, seg, rest, reference.size, root, code, owner, lo_kind, hi_kind, scaled,
+                   start, p[i], lo[i], hi[i])  # fmt: skip
+    return p, lo, hi

@@ -26,14 +26,14 @@ Chains (c locked to b locked to a) resolve to their root; a cycle is an error.
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import functools
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from beamcat.errors import OptionError
 
-__all__ = ["DEFAULT_BOUNDS", "LineModel", "initial_guess", "line_model", "spectrum_bounds"]
+__all__ = ["DEFAULT_BOUNDS", "LineModel", "line_model"]
 
 #: Default bounds per parameter kind. SAFFRON's (``fit_pixel.py``): I [0, 1e3],
 #: x ± 1 Angstrom around the guess, s [0.28, 0.8] Angstrom (SPICE line widths),
@@ -50,10 +50,6 @@ DEFAULT_BOUNDS = {
     "background": None,
     "slope": (-np.inf, np.inf),
 }
-BACKGROUND_SCALE = 5.0
-WIDTH_GUESS = 0.35  # Angstrom, SAFFRON's gen_inits
-PEAK_SEARCH = 0.3  # Angstrom: the peak guess is the largest sample this close to the rest
-BACKGROUND_QUANTILE = 0.1
 
 KINDS = ("intensity", "center", "width")
 
@@ -126,6 +122,43 @@ class LineModel:
         if index < 3 * self.n_lines:
             return KINDS[index % 3]
         return ("background", "slope")[(index - 3 * self.n_lines) % self.n_background]
+
+    @functools.cached_property
+    def arrays(self) -> tuple:
+        """The model as the kernel takes it (`beamcat.analyses._linefit_kernel.fit_spectra`).
+
+        ``(src, scale, shift, n_bg, reference, rest, root, code, owner, lo_kind,
+        hi_kind, scaled)``: per full parameter its free source, scale and shift;
+        per free parameter its root (full index), kind code, owner (line or
+        segment), bounds (centre bounds about the rest wavelength) and whether
+        its bound scales with the spectrum (the default background bound).
+        """
+        bounds = dict(self.bounds)
+        roots = self.roots()
+        nl3 = 3 * self.n_lines
+        kinds = [self.kind(j) for j in roots]
+        code = np.array([(*KINDS, "background", "slope").index(k) for k in kinds], np.int64)
+        owner = np.array([j // 3 if j < nl3 else (j - nl3) // self.n_background for j in roots])
+        scaled = np.array([bounds[k] is None for k in kinds])
+        lo_kind, hi_kind = np.zeros(len(roots)), np.zeros(len(roots))
+        for f, (j, k) in enumerate(zip(roots, kinds, strict=True)):
+            if bounds[k] is not None:
+                offset = self.rest[j // 3] if k == "center" else 0.0
+                lo_kind[f], hi_kind[f] = bounds[k][0] + offset, bounds[k][1] + offset
+        return (
+            np.asarray(self.src, np.int64),
+            np.asarray(self.scale, np.float64),
+            np.asarray(self.shift, np.float64),
+            self.n_background,
+            np.asarray(self.reference, np.float64),
+            np.asarray(self.rest, np.float64),
+            np.asarray(roots, np.int64),
+            code,
+            owner.astype(np.int64),
+            lo_kind,
+            hi_kind,
+            scaled,
+        )
 
 
 def line_model(
@@ -297,63 +330,3 @@ def _bounds(bounds: Mapping | None) -> dict:
             raise OptionError(f"bounds[{kind!r}] = None: only 'background' scales with the data")
         merged[kind] = value
     return merged
-
-
-def spectrum_bounds(model: LineModel, spectra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds ``(n, n_free)`` of the free parameters per spectrum."""
-    bounds = dict(model.bounds)
-    n = spectra.shape[0]
-    lo, hi = np.empty((n, model.n_free)), np.empty((n, model.n_free))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: NO_DATA later
-        level = BACKGROUND_SCALE * np.nanmax(np.abs(spectra), axis=1)
-    level = np.where(np.isfinite(level) & (level > 0), level, 1.0)
-    for f, j in enumerate(model.roots()):
-        kind = model.kind(j)
-        if kind == "background" and bounds[kind] is None:
-            lo[:, f], hi[:, f] = -level, level
-        else:
-            b = bounds[kind]
-            offset = model.rest[j // 3] if kind == "center" else 0.0
-            lo[:, f], hi[:, f] = b[0] + offset, b[1] + offset
-    return lo, hi
-
-
-def initial_guess(
-    model: LineModel,
-    wavelength: np.ndarray,
-    spectra: np.ndarray,
-    segment: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-) -> np.ndarray:
-    """First guesses of the free parameters ``(n, n_free)``, inside the bounds.
-
-    The background of a segment is its low quantile (10 %) of the finite
-    samples; a line's centre is its rest wavelength, its width SAFFRON's 0.35 A,
-    its peak the largest sample within 0.3 A of the rest wavelength (the nearest
-    sample when none is that close) above the background. The guesses are
-    clipped a hair inside the bounds (curve_fit's trf needs a strictly feasible
-    start).
-    """
-    n = spectra.shape[0]
-    wavelength = np.broadcast_to(wavelength, spectra.shape)
-    full = np.zeros((n, len(model.param_names)))
-    nl, nb = 3 * model.n_lines, model.n_background
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
-        for s in range(model.segments):
-            in_segment = np.where(segment == s, spectra, np.nan)
-            full[:, nl + nb * s] = np.nanquantile(in_segment, BACKGROUND_QUANTILE, axis=1)
-        base = np.take_along_axis(full, nl + nb * np.broadcast_to(segment, spectra.shape), axis=1)
-        for i, rest in enumerate(model.rest):
-            distance = np.abs(wavelength - rest)
-            near = distance <= max(PEAK_SEARCH, float(np.min(distance, initial=np.inf)))
-            peak = np.nanmax(np.where(near, spectra - base, -np.inf), axis=1)
-            full[:, 3 * i : 3 * i + 3] = np.stack(
-                [np.maximum(peak, 0.0), np.full(n, rest), np.full(n, WIDTH_GUESS)], axis=1
-            )
-    free = np.nan_to_num(full[:, model.roots()], nan=0.0, posinf=0.0, neginf=0.0)
-    span = np.where(np.isfinite(hi - lo), hi - lo, np.maximum(np.abs(lo), 1.0))
-    margin = 1e-6 * span
-    return np.clip(free, lo + margin, hi - margin)

@@ -36,14 +36,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from beamcat.analyses._linefit_kernel import FitStatus, fit_spectra
-from beamcat.analyses._linefit_model import (
-    DEFAULT_BOUNDS,
-    LineModel,
-    initial_guess,
-    line_model,
-    spectrum_bounds,
-)
+from beamcat.analyses._linefit_kernel import FitStatus, fit_spectra, start_spectra
+from beamcat.analyses._linefit_model import DEFAULT_BOUNDS, LineModel, line_model
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -53,11 +47,12 @@ __all__ = [
     "evaluate",
     "fit_block",
     "line_model",
+    "starting_point",
 ]
 
 MAX_ITERATIONS = 200
-FTOL = 1e-10  # relative fall of χ² under which a fit has converged (scipy's default is 1e-8)
-XTOL = 1e-10  # relative step under which a fit has converged
+FTOL = 1e-8  # relative fall of χ² under which a fit has converged (scipy's default is 1e-8)
+XTOL = 1e-8  # relative step under which a fit has converged
 
 
 def fit_block(
@@ -78,14 +73,14 @@ def fit_block(
         Angstrom.
     spectra : ndarray (n, n_lambda)
         NaN samples are dropped (per spectrum).
-    sigma : ndarray (n, n_lambda) or None
+    sigma : ndarray (n_lambda,) or (n, n_lambda), or None
         1σ uncertainty of each sample (data units); samples with a non-finite
         or non-positive σ are dropped. None: unit weights, errors scaled by
         the reduced χ².
     model : LineModel
     p0 : ndarray (n_param,) or (n, n_param), optional
-        Start, as full parameters (locked ones are ignored); by default
-        `initial_guess` (catalog wavelengths and the spectrum itself).
+        Start, as full parameters (constrained ones are ignored), clipped a
+        hair inside the bounds; by default the guess of `starting_point`.
     segment : ndarray of int (n_lambda,) or (n, n_lambda), optional
         Window segment of each sample (fused windows); default all 0.
     max_iterations : int
@@ -99,42 +94,14 @@ def fit_block(
         ``reduced_chi2 (n,)`` (χ² / (samples - free parameters)),
         ``iterations (n,)``, ``status (n,)`` (`FitStatus` values).
     """
-    spectra = np.atleast_2d(np.asarray(spectra, dtype=np.float64))
-    n, n_lambda = spectra.shape
-    wave = _block("wavelength", wavelength, spectra.shape)
-    weighted = sigma is not None
-    sig = _block("sigma", sigma if weighted else 1.0, spectra.shape)
-    seg = _block("segment", 0 if segment is None else segment, spectra.shape).astype(np.int64)
-    if seg.size and (seg.min() < 0 or seg.max() >= model.segments):
-        raise OptionError(f"segment: expected values in 0..{model.segments - 1} for this model")
-    lo, hi = spectrum_bounds(model, spectra)
-    if p0 is None:
-        start = initial_guess(model, wave, spectra, seg, lo, hi)
-    else:
-        full = np.broadcast_to(np.asarray(p0, dtype=np.float64), (n, len(model.param_names)))
-        start = np.ascontiguousarray(full[:, model.roots()])
+    args = _kernel_args(wavelength, spectra, sigma, model, p0, segment)
     free, cov, chi2, n_samples, iterations, status = fit_spectra(
-        wave,
-        spectra,
-        sig,
-        seg,
-        np.asarray(model.src, np.int64),
-        np.asarray(model.scale, np.float64),
-        np.asarray(model.shift, np.float64),
-        model.n_lines,
-        model.n_background,
-        np.asarray(model.reference, np.float64),
-        start,
-        lo,
-        hi,
-        int(max_iterations),
-        FTOL,
-        XTOL,
+        *args, int(max_iterations), FTOL, XTOL
     )
     dof = n_samples - model.n_free
     with np.errstate(invalid="ignore", divide="ignore"):
         reduced = np.where(dof > 0, chi2 / np.maximum(dof, 1), np.nan)
-    if not weighted:
+    if sigma is None:
         cov = cov * reduced[:, None, None]
     # full = scale * free[src] + shift: the covariance maps through the same sparse matrix
     src, scale = list(model.src), np.asarray(model.scale)
@@ -150,17 +117,54 @@ def fit_block(
     }
 
 
-def _block(name: str, values, shape: tuple[int, int]) -> np.ndarray:
-    """`values` broadcast to the block's ``(n, n_lambda)``, contiguous; else OptionError."""
-    values = np.asarray(values)
-    try:
-        out = np.broadcast_to(values, shape)
-    except ValueError:
+def starting_point(
+    wavelength: np.ndarray,
+    spectra: np.ndarray,
+    sigma: np.ndarray | None,
+    model: LineModel,
+    *,
+    p0: np.ndarray | None = None,
+    segment: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The start and bounds of the free parameters `fit_block` uses, ``(n, n_free)`` each.
+
+    Arguments as `fit_block`'s. The guess: per segment the 10 % quantile of its
+    finite samples (background), per line its rest wavelength (centre),
+    SAFFRON's 0.35 A (width) and the largest sample within 0.3 A of the rest
+    wavelength (or the nearest sample) above the background (peak). Rows of
+    spectra without a usable sample are NaN. For a reference fit with the same
+    start (scipy ``curve_fit`` in the tests and benchmark).
+    """
+    return start_spectra(*_kernel_args(wavelength, spectra, sigma, model, p0, segment))
+
+
+def _kernel_args(wavelength, spectra, sigma, model: LineModel, p0, segment) -> tuple:
+    """The arrays `fit_spectra` / `start_spectra` take, checked and made contiguous."""
+    spectra = np.ascontiguousarray(np.atleast_2d(spectra), dtype=np.float64)
+    if spectra.ndim != 2:
+        raise OptionError(f"spectra: expected (n, n_lambda), got shape {spectra.shape}")
+    wave = _rows("wavelength", wavelength, spectra.shape, np.float64)
+    sig = _rows("sigma", 1.0 if sigma is None else sigma, spectra.shape, np.float64)
+    seg = _rows("segment", 0 if segment is None else segment, spectra.shape, np.int64)
+    if seg.size and (seg.min() < 0 or seg.max() >= model.segments):
+        raise OptionError(f"segment: expected values in 0..{model.segments - 1} for this model")
+    if p0 is None:
+        start = np.empty((0, len(model.param_names)))
+    else:
+        start = _rows("p0", p0, (spectra.shape[0], len(model.param_names)), np.float64)
+    return wave, spectra, sig, seg, model.arrays, start
+
+
+def _rows(name: str, values, shape: tuple[int, int], dtype) -> np.ndarray:
+    """`values` as ``(1 or n, k)`` rows fitting `shape` ``(n, k)``, contiguous; else OptionError."""
+    values = np.asarray(values, dtype=dtype)
+    if values.ndim < 2:
+        values = np.broadcast_to(values, shape[-1:])[None]
+    if values.ndim != 2 or values.shape[1] != shape[1] or values.shape[0] not in (1, shape[0]):
         raise OptionError(
             f"{name}: shape {values.shape} does not fit the spectra's (n, n_lambda) = {shape}"
-        ) from None
-    dtype = np.int64 if name == "segment" else np.float64
-    return np.ascontiguousarray(out, dtype=dtype)
+        )
+    return np.ascontiguousarray(values)
 
 
 def evaluate(
