@@ -16,6 +16,13 @@ def is_dask(array: xr.DataArray) -> bool:
     return isinstance(array.data, da.Array)
 
 
+def whole_along(array: xr.DataArray, dims) -> xr.DataArray:
+    """`array` with its dask data one chunk along `dims` (coordinates left as they are)."""
+    if not is_dask(array):
+        return array
+    return array.copy(data=array.data.rechunk({array.get_axis_num(d): -1 for d in dims}))
+
+
 def signal(dataset: xr.Dataset, variable: str | None) -> xr.DataArray:
     name = variable or dataset.attrs.get("signal", "radiance")
     if name not in dataset.data_vars:
@@ -55,11 +62,16 @@ def check_size(size, n: int, what: str) -> tuple[int, ...]:
 
 
 def map_overlap(func, array: xr.DataArray, depth: dict[str, int], **kwargs) -> xr.DataArray:
-    """`func(block, **kwargs)` over dask blocks overlapping by `depth` (dim -> pixels)."""
+    """`func(block, **kwargs)` over dask blocks overlapping by `depth` (dim -> pixels).
+
+    A dim no longer than its depth is taken whole (one chunk, no overlap needed).
+    """
     kernel = functools.partial(func, **kwargs)
     data = array.data
     if isinstance(data, da.Array):
-        axes = {array.get_axis_num(dim): n for dim, n in depth.items()}
+        whole = [dim for dim, n in depth.items() if n >= array.sizes[dim]]
+        data = whole_along(array, whole).data
+        axes = {array.get_axis_num(dim): 0 if dim in whole else n for dim, n in depth.items()}
         data = data.map_overlap(
             kernel, depth=axes, boundary="none", dtype=np.float64, meta=np.array((), np.float64)
         )

@@ -59,6 +59,7 @@ from beamcat.analyses._spectral_arrays import (
     signal,
     spectral_order,
     where,
+    whole_along,
 )
 from beamcat.analyses._spectral_filters import (
     box_sum_block,
@@ -232,8 +233,7 @@ def despike(
     """
     size = check_size(size, 3, "despike size")
     cube = spectral_order(radiance, spatial)
-    if is_dask(cube):
-        cube = cube.chunk({"wavelength": -1})
+    cube = whole_along(cube, ["wavelength"])
     filled = cube.fillna(_mean_spectrum(cube, spatial))
     depth = {dim: iterations * (n // 2) for dim, n in zip(spatial, size[1:], strict=True)}
     clipped = map_overlap(
@@ -380,8 +380,7 @@ def denoise(
         ) from None
     cube = spectral_order(radiance, spatial)
     core = ["wavelength", *spatial]
-    if is_dask(cube):
-        cube = cube.chunk(dict.fromkeys(core, -1))
+    cube = whole_along(cube, core)
     out = xr.apply_ufunc(
         functools.partial(denoise_block, weights=tuple(weights)),
         cube,
