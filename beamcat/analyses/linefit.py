@@ -8,9 +8,10 @@ that leave the free vector, so they hold exactly.
 
 `fit_block` fits a block of spectra with one numba kernel
 (`beamcat.analyses._linefit_kernel.fit_spectra`, bounded Levenberg–Marquardt,
-analytic Jacobian, weights 1/σ²); `fit_lines` maps it lazily over the spatial
-chunks of a radiance cube and returns line maps in xarray's ``curvefit``
-layout plus per-line variables; `evaluate` gives the model spectra and their
+analytic Jacobian, weights 1/σ², ``prange`` over spectra); `fit_lines` maps it
+lazily over the spatial chunks of a radiance cube (one or several fused
+windows) and returns line maps in xarray's ``curvefit`` layout (a ``param``
+dim) plus per-line variables; `evaluate` gives the model spectra and their
 components.
 
 Errors are ``sqrt(diag((JᵀWJ)⁻¹))`` with ``W = 1/σ²``: the σ are taken as the
@@ -19,7 +20,7 @@ rescaled by χ². Without σ, unit weights and the covariance scaled by the
 reduced χ² (``absolute_sigma=False``).
 
 Every spectrum gets a `FitStatus`; a NaN parameter never comes with
-``CONVERGED``.
+``CONVERGED`` (see `FitStatus` for what each status leaves).
 
 Examples
 --------
@@ -30,174 +31,450 @@ Examples
 >>> out = fit_block(wave, spectrum, np.full_like(spectrum, 0.01), model)
 >>> out["params"].round(4).tolist(), FitStatus(out["status"][0]).name
 ([[2.0, 703.1, 0.4, 0.2]], 'CONVERGED')
+>>> cube = xr.DataArray(np.broadcast_to(spectrum, (2, 3, 60)), dims=("y", "x", "wavelength"),
+...                     coords={"wavelength": wave}, attrs={"units": "W/m2/sr/nm"})
+>>> maps = fit_lines(cube, xr.full_like(cube, 0.01), lines={"a": 703.0})
+>>> maps["velocity"].sel(line="a").values.round(1).tolist()
+[[42.6, 42.6, 42.6], [42.6, 42.6, 42.6]]
 """
 
 from __future__ import annotations
 
-import numpy as np
+import warnings
+from collections.abc import Mapping, Sequence
 
-from beamcat.analyses._linefit_kernel import FitStatus, fit_spectra, start_spectra
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from beamcat.analyses._frames import describe
+from beamcat.analyses._history import carried, history
+from beamcat.analyses._linefit_block import (
+    MAX_ITERATIONS,
+    fit_block,
+    model_spectra,
+    starting_point,
+)
+from beamcat.analyses._linefit_kernel import FitStatus
 from beamcat.analyses._linefit_model import DEFAULT_BOUNDS, LineModel, line_model
 from beamcat.errors import OptionError
 
 __all__ = [
     "DEFAULT_BOUNDS",
+    "SPEED_OF_LIGHT",
     "FitStatus",
     "LineModel",
     "evaluate",
     "fit_block",
+    "fit_lines",
     "line_model",
     "starting_point",
 ]
 
-MAX_ITERATIONS = 200
-FTOL = 1e-8  # relative fall of χ² under which a fit has converged (scipy's default is 1e-8)
-XTOL = 1e-8  # relative step under which a fit has converged
+SPEED_OF_LIGHT = 299792.458  # km/s
+CONVENTIONS = {"gaussian": np.sqrt(2 * np.pi), "saffron": np.sqrt(np.pi)}
+_SCALARS = ("chi2", "reduced_chi2", "iterations", "status")
 
 
-def fit_block(
-    wavelength: np.ndarray,
-    spectra: np.ndarray,
-    sigma: np.ndarray | None,
-    model: LineModel,
+def fit_lines(
+    radiance: xr.DataArray | Sequence[xr.DataArray],
+    sigma: xr.DataArray | Sequence[xr.DataArray] | None = None,
+    model: LineModel | None = None,
     *,
-    p0: np.ndarray | None = None,
-    segment: np.ndarray | None = None,
+    lines: Mapping[str, float] | Sequence[str] | None = None,
+    background: str = "constant",
+    locks=None,
+    tied_widths=None,
+    ratios=None,
+    bounds: Mapping | None = None,
+    wavelength_range=None,
+    p0: np.ndarray | xr.DataArray | None = None,
     max_iterations: int = MAX_ITERATIONS,
-) -> dict[str, np.ndarray]:
-    """Fit `model` to each of a block of spectra.
+    radiance_convention: str = "gaussian",
+) -> xr.Dataset:
+    """Fit Gaussian lines to every spectrum of a cube, lazily over its spatial chunks.
 
     Parameters
     ----------
-    wavelength : ndarray (n_lambda,) or (n, n_lambda)
-        Angstrom.
-    spectra : ndarray (n, n_lambda)
-        NaN samples are dropped (per spectrum).
-    sigma : ndarray (n_lambda,) or (n, n_lambda), or None
-        1σ uncertainty of each sample (data units); samples with a non-finite
-        or non-positive σ are dropped. None: unit weights, errors scaled by
-        the reduced χ².
-    model : LineModel
-    p0 : ndarray (n_param,) or (n, n_param), optional
-        Start, as full parameters (constrained ones are ignored), clipped a
-        hair inside the bounds; by default the guess of `starting_point`.
-    segment : ndarray of int (n_lambda,) or (n, n_lambda), optional
-        Window segment of each sample (fused windows); default all 0.
+    radiance : DataArray (..., wavelength, ...) or sequence of them
+        Spectra along a ``wavelength`` dim (coordinate in Angstrom), any other
+        dims spatial (``time, y, x``). Several windows of one raster are fused:
+        fitted as one spectrum, each window with its own background.
+    sigma : DataArray or sequence of them, optional
+        1σ uncertainty per sample, shaped as `radiance`. None: unit weights,
+        errors scaled by the reduced χ².
+    model : LineModel, optional
+        The model (its ``segments`` = number of windows); else built by
+        `line_model` from `lines` and the options below.
+    lines : mapping name -> rest wavelength (Angstrom), or names, optional
+        Names are looked up in the bundled catalog
+        (`beamcat.analyses.lines.LineCatalog.default`); None takes the
+        catalog's lines inside each window. Each line belongs to the window
+        its rest wavelength falls in.
+    background, locks, tied_widths, ratios, bounds
+        As `line_model`.
+    wavelength_range : (lo, hi) or sequence of them, optional
+        Only samples with lo <= wavelength <= hi (Angstrom) are fitted; one
+        range for all windows or one per window.
+    p0 : ndarray (n_param,) or DataArray (..., param), optional
+        Start as full parameters; default the guess of `starting_point`.
     max_iterations : int
+    radiance_convention : {"gaussian", "saffron"}
+        ``radiance = I σ √(2π)``, the integral of the Gaussian; ``"saffron"``
+        gives SAFFRON's ``I σ √π`` (a slip in its code: √π integrates
+        ``exp(-(λ-x)²/σ²)``, not its model), for comparison with old L3 files.
 
     Returns
     -------
-    dict of ndarray
-        ``params (n, n_param)`` all parameters (`LineModel.param_names`, the
-        constrained ones filled in), ``errors (n, n_param)`` their 1σ errors,
-        ``covariance (n, n_param, n_param)``, ``chi2 (n,)``,
-        ``reduced_chi2 (n,)`` (χ² / (samples - free parameters)),
-        ``iterations (n,)``, ``status (n,)`` (`FitStatus` values).
+    Dataset
+        Over ``(line, <spatial dims>)``: ``intensity`` (peak, data units),
+        ``center`` (Angstrom), ``width`` (σ, Angstrom), ``velocity`` (km/s,
+        c (x - rest) / rest, positive = red shift), ``radiance`` (σ converted to
+        the data's wavelength unit from its ``units`` attr: SPICE W/m2/sr/nm
+        gives W/m2/sr; without units σ stays in Angstrom), each with
+        ``<name>_error`` (radiance's from the covariance of I and σ); over
+        ``(window, <spatial dims>)``: ``background`` (and ``slope`` per
+        Angstrom when linear) with errors; over the spatial dims: ``chi2``,
+        ``reduced_chi2``, ``iterations``, ``status`` (`FitStatus`, CF
+        ``flag_values``/``flag_meanings``); ``parameters`` and
+        ``parameter_errors`` over ``(<spatial dims>, param)``. Coordinates
+        ``line``, ``rest_wavelength (line)``, ``param``, ``window`` and the
+        spatial ones. Dask in, dask out: nothing is computed here.
+
+    Raises
+    ------
+    OptionError
+        Not a DataArray with a ``wavelength`` dim, sigma not shaped as the
+        radiance, windows of different rasters, an empty wavelength range, a
+        window without catalog lines, a line outside every window (a lock
+        across windows needs them fused), a bad model option.
     """
-    args = _kernel_args(wavelength, spectra, sigma, model, p0, segment)
-    free, cov, chi2, n_samples, iterations, status = fit_spectra(
-        *args, int(max_iterations), FTOL, XTOL
-    )
-    dof = n_samples - model.n_free
-    with np.errstate(invalid="ignore", divide="ignore"):
-        reduced = np.where(dof > 0, chi2 / np.maximum(dof, 1), np.nan)
-    if sigma is None:
-        cov = cov * reduced[:, None, None]
-    # full = scale * free[src] + shift: the covariance maps through the same sparse matrix
-    src, scale = list(model.src), np.asarray(model.scale)
-    covariance = cov[:, src][:, :, src] * scale[:, None] * scale[None, :]
-    return {
-        "params": model.expand(free),
-        "errors": np.sqrt(np.diagonal(covariance, axis1=1, axis2=2)),
-        "covariance": covariance,
-        "chi2": chi2,
-        "reduced_chi2": reduced,
-        "iterations": iterations,
-        "status": status,
-    }
-
-
-def starting_point(
-    wavelength: np.ndarray,
-    spectra: np.ndarray,
-    sigma: np.ndarray | None,
-    model: LineModel,
-    *,
-    p0: np.ndarray | None = None,
-    segment: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The start and bounds of the free parameters `fit_block` uses, ``(n, n_free)`` each.
-
-    Arguments as `fit_block`'s. The guess: per segment the 10 % quantile of its
-    finite samples (background), per line its rest wavelength (centre),
-    SAFFRON's 0.35 A (width) and the largest sample within 0.3 A of the rest
-    wavelength (or the nearest sample) above the background (peak). Rows of
-    spectra without a usable sample are NaN. For a reference fit with the same
-    start (scipy ``curve_fit`` in the tests and benchmark).
-    """
-    return start_spectra(*_kernel_args(wavelength, spectra, sigma, model, p0, segment))
-
-
-def _kernel_args(wavelength, spectra, sigma, model: LineModel, p0, segment) -> tuple:
-    """The arrays `fit_spectra` / `start_spectra` take, checked and made contiguous."""
-    spectra = np.ascontiguousarray(np.atleast_2d(spectra), dtype=np.float64)
-    if spectra.ndim != 2:
-        raise OptionError(f"spectra: expected (n, n_lambda), got shape {spectra.shape}")
-    wave = _rows("wavelength", wavelength, spectra.shape, np.float64)
-    sig = _rows("sigma", 1.0 if sigma is None else sigma, spectra.shape, np.float64)
-    seg = _rows("segment", 0 if segment is None else segment, spectra.shape, np.int64)
-    if seg.size and (seg.min() < 0 or seg.max() >= model.segments):
-        raise OptionError(f"segment: expected values in 0..{model.segments - 1} for this model")
-    if p0 is None:
-        start = np.empty((0, len(model.param_names)))
-    else:
-        start = _rows("p0", p0, (spectra.shape[0], len(model.param_names)), np.float64)
-    return wave, spectra, sig, seg, model.arrays, start
-
-
-def _rows(name: str, values, shape: tuple[int, int], dtype) -> np.ndarray:
-    """`values` as ``(1 or n, k)`` rows fitting `shape` ``(n, k)``, contiguous; else OptionError."""
-    values = np.asarray(values, dtype=dtype)
-    if values.ndim < 2:
-        values = np.broadcast_to(values, shape[-1:])[None]
-    if values.ndim != 2 or values.shape[1] != shape[1] or values.shape[0] not in (1, shape[0]):
+    if radiance_convention not in CONVENTIONS:
         raise OptionError(
-            f"{name}: shape {values.shape} does not fit the spectra's (n, n_lambda) = {shape}"
+            f"radiance_convention={radiance_convention!r}: expected one of {list(CONVENTIONS)}"
         )
-    return np.ascontiguousarray(values)
+    windows, sigmas = _windows(radiance, sigma, wavelength_range)
+    spatial = [d for d in windows[0].dims if d != "wavelength"]
+    waves = [w["wavelength"].values.astype(np.float64) for w in windows]
+    if model is None:
+        model = _model(windows, waves, lines, background, locks, tied_widths, ratios, bounds)
+    elif lines is not None:
+        raise OptionError("fit_lines: pass either model= or lines=, not both")
+    elif model.segments != len(windows):
+        raise OptionError(
+            f"model has {model.segments} window segment(s), but {len(windows)} window(s) given"
+        )
+    wavelength = np.concatenate(waves)
+    segment = np.concatenate([np.full(w.size, k) for k, w in enumerate(waves)])
+    inputs = [_joined(windows, spatial)]
+    if sigmas[0] is not None:
+        inputs.append(_joined(sigmas, spatial))
+    core = [["wavelength"]] * len(inputs)
+    has_p0 = isinstance(p0, xr.DataArray)
+    if has_p0:
+        inputs.append(p0.transpose(*spatial, "param"))
+        core.append(["param"])
+        p0 = None
+    n_param, n_lines = len(model.param_names), model.n_lines
+    factor, units = _per_wavelength(windows[0].attrs.get("units"))
+    packed = xr.apply_ufunc(
+        _fit_chunk,
+        *inputs,
+        input_core_dims=core,
+        output_core_dims=[["packed"]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"packed": 2 * n_param + 4 + 2 * n_lines}},
+        kwargs={
+            "wavelength": wavelength,
+            "segment": segment,
+            "model": model,
+            "has_sigma": sigmas[0] is not None,
+            "has_p0": has_p0,
+            "p0": None if p0 is None else np.asarray(p0, dtype=np.float64),
+            "max_iterations": int(max_iterations),
+            "scale": factor * CONVENTIONS[radiance_convention],
+        },
+    )
+    return _dataset(packed, windows, spatial, model, units, radiance_convention)
 
 
-def evaluate(
-    model: LineModel, parameters: np.ndarray, wavelength: np.ndarray, *, segment=None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The model spectra and their components.
+def _fit_chunk(values, *more, wavelength, segment, model, has_sigma, has_p0, p0, max_iterations,
+               scale):  # fmt: skip
+    """`fit_block` on one chunk ``(..., n_lambda)`` -> ``(..., packed)``.
+
+    Packed per spectrum: parameters, their errors, χ², reduced χ², iterations,
+    status, then per line the radiance and its error.
+    """
+    lead = values.shape[:-1]
+    sigma = more[0].reshape(-1, values.shape[-1]) if has_sigma else None
+    if has_p0:
+        p0 = more[-1].reshape(-1, more[-1].shape[-1])
+    out = fit_block(
+        wavelength,
+        values.reshape(-1, values.shape[-1]),
+        sigma,
+        model,
+        p0=p0,
+        segment=segment,
+        max_iterations=max_iterations,
+    )
+    amp, width = 3 * np.arange(model.n_lines), 3 * np.arange(model.n_lines) + 2
+    i, s = out["params"][:, amp], out["params"][:, width]
+    cov = out["covariance"]
+    variance = (
+        s**2 * cov[:, amp, amp] + i**2 * cov[:, width, width] + 2 * i * s * cov[:, amp, width]
+    )
+    scalars = [out[k][:, None].astype(np.float64) for k in _SCALARS]
+    packed = np.concatenate(
+        [out["params"], out["errors"], *scalars, scale * i * s, abs(scale) * np.sqrt(variance)],
+        axis=1,
+    )
+    return packed.reshape(*lead, packed.shape[-1])
+
+
+def _windows(radiance, sigma, wavelength_range) -> tuple[list, list]:
+    """The windows and their σ (None), checked and restricted to the wavelength range."""
+    windows = [radiance] if isinstance(radiance, xr.DataArray) else list(radiance)
+    if not windows:
+        raise OptionError("fit_lines: no radiance window given")
+    for k, w in enumerate(windows):
+        if not isinstance(w, xr.DataArray) or "wavelength" not in w.dims:
+            raise OptionError(
+                f"radiance window {k}: expected an xarray.DataArray with a 'wavelength' dim, "
+                f"got {type(w).__name__} {getattr(w, 'dims', '')}"
+            )
+    if sigma is None:
+        sigmas = [None] * len(windows)
+    else:
+        sigmas = [sigma] if isinstance(sigma, xr.DataArray) else list(sigma)
+        if len(sigmas) != len(windows):
+            raise OptionError(f"sigma: {len(sigmas)} arrays for {len(windows)} windows")
+        for k, (w, s) in enumerate(zip(windows, sigmas, strict=True)):
+            if not isinstance(s, xr.DataArray) or dict(s.sizes) != dict(w.sizes):
+                raise OptionError(
+                    f"sigma of {describe(w, f'window {k}')}: expected a DataArray of sizes "
+                    f"{dict(w.sizes)}, got {dict(getattr(s, 'sizes', {})) or type(s).__name__}"
+                )
+    ranges = _ranges(wavelength_range, len(windows))
+    for k, (w, r) in enumerate(zip(windows, ranges, strict=True)):
+        if r is None:
+            continue
+        wave = w["wavelength"].values
+        keep = (wave >= r[0]) & (wave <= r[1])
+        if not keep.any():
+            raise OptionError(
+                f"wavelength_range={tuple(r)}: no sample of {describe(w, f'window {k}')} "
+                f"({np.nanmin(wave):.3f}-{np.nanmax(wave):.3f} Angstrom) inside it"
+            )
+        windows[k] = w.isel(wavelength=keep)
+        if sigmas[k] is not None:
+            sigmas[k] = sigmas[k].isel(wavelength=keep)
+    _check_same_raster(windows)
+    return windows, sigmas
+
+
+def _ranges(wavelength_range, n: int) -> list:
+    """One ``(lo, hi)`` or None per window."""
+    if wavelength_range is None:
+        return [None] * n
+    items = list(wavelength_range)
+    if len(items) == 2 and all(np.isscalar(v) for v in items):
+        items = [items] * n
+    if len(items) != n or any(len(r) != 2 or not r[0] < r[1] for r in items):
+        raise OptionError(
+            f"wavelength_range={wavelength_range!r}: expected (lo, hi) with lo < hi, "
+            f"or one such range per window ({n})"
+        )
+    return [tuple(map(float, r)) for r in items]
+
+
+def _check_same_raster(windows) -> None:
+    """OptionError unless the windows share their spatial dims, sizes, coordinates and source."""
+    first = windows[0]
+    spatial = {d: n for d, n in first.sizes.items() if d != "wavelength"}
+    for k, w in enumerate(windows[1:], 1):
+        other = {d: n for d, n in w.sizes.items() if d != "wavelength"}
+        same = other == spatial and first.attrs.get("source") == w.attrs.get("source")
+        for d in spatial:
+            if same and d in first.indexes and d in w.indexes:
+                same = first.indexes[d].equals(w.indexes[d])
+        if not same:
+            raise OptionError(
+                f"fusing windows of different rasters: {describe(w, f'window {k}')} "
+                f"{other} vs {describe(first, 'window 0')} {spatial}"
+            )
+
+
+def _model(windows, waves, lines, background, locks, tied_widths, ratios, bounds) -> LineModel:
+    """The `LineModel` of `lines` (or the catalog's lines in the windows), a segment per window."""
+    spans = [(float(np.nanmin(w)), float(np.nanmax(w))) for w in waves]
+    if lines is None or not isinstance(lines, Mapping):
+        from beamcat.analyses.lines import LineCatalog
+
+        catalog = LineCatalog.default()
+        if lines is None:
+            found = {}
+            for k, (lo, hi) in enumerate(spans):
+                inside = catalog.lines_in(lo, hi)
+                if not inside:
+                    raise OptionError(
+                        f"{describe(windows[k], f'window {k}')}: no catalog line in "
+                        f"{lo:.3f}-{hi:.3f} Angstrom; pass lines={{name: rest wavelength}}"
+                    )
+                found.update(inside)
+            lines = found
+        else:
+            lines = {str(name): catalog.rest_wavelength(name) for name in lines}
+    segments = {}
+    for name, rest in lines.items():
+        inside = [k for k, (lo, hi) in enumerate(spans) if lo <= rest <= hi]
+        if not inside:
+            ranges = ", ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in spans)
+            raise OptionError(
+                f"line {name!r} ({rest} Angstrom) is outside every window fitted ({ranges} "
+                "Angstrom); a line of another window (a lock across windows) needs the "
+                "windows fused: pass them together"
+            )
+        segments[name] = inside[0]
+    return line_model(
+        lines,
+        background=background,
+        locks=locks,
+        tied_widths=tied_widths,
+        ratios=ratios,
+        bounds=bounds,
+        segments=len(windows),
+        line_segments=segments,
+    )
+
+
+def _joined(windows, spatial) -> xr.DataArray:
+    """The windows joined along ``wavelength`` (one chunk), dims ``(*spatial, wavelength)``."""
+    arrays = [w.transpose(*spatial, "wavelength").data for w in windows]
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        data = np.concatenate(arrays, axis=-1)
+    else:
+        first = da.asarray(arrays[0])
+        chunks = (*first.chunks[:-1], -1)
+        data = da.concatenate([da.asarray(a).rechunk(chunks) for a in arrays], axis=-1)
+    return xr.DataArray(data, dims=(*spatial, "wavelength"))
+
+
+def _per_wavelength(units) -> tuple[float, str | None]:
+    """Factor from Angstrom to the data's per-wavelength unit, and the integrated units.
+
+    ``"W/m2/sr/nm"`` -> (0.1, ``"W / (m2 sr)"``); ``"erg/cm2/s/sr/Angstrom"`` ->
+    (1.0, ...). Without units, or units without a per-length term, σ stays in
+    Angstrom: (1.0, ``"<units> Angstrom"`` or None).
+    """
+    if not units:
+        return 1.0, None
+    import astropy.units as u
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", u.UnitsWarning)
+        try:
+            unit = u.Unit(units)
+        except ValueError:
+            return 1.0, f"{units} Angstrom"
+    for base, power in zip(unit.bases, unit.powers, strict=True):
+        if power == -1 and base.physical_type == "length":
+            return float(u.AA.to(base)), (unit * base).to_string()
+    return 1.0, (unit * u.AA).to_string()
+
+
+def _dataset(packed, windows, spatial, model: LineModel, units, convention) -> xr.Dataset:
+    """The result Dataset from the packed kernel output ``(*spatial, packed)``."""
+    n_param, nl = len(model.param_names), 3 * model.n_lines
+    first = windows[0]
+
+    def part(index, dim, labels):
+        return packed.isel(packed=list(index)).rename(packed=dim).assign_coords({dim: labels})
+
+    data_units = first.attrs.get("units")
+    line_units = {"intensity": data_units, "center": "Angstrom", "width": "Angstrom"}
+    out = {}
+    for k, kind in enumerate(("intensity", "center", "width")):
+        for suffix, offset in (("", 0), ("_error", n_param)):
+            var = part(range(offset + k, offset + nl, 3), "line", list(model.lines))
+            out[kind + suffix] = (
+                var.assign_attrs(units=line_units[kind]) if line_units[kind] else var
+            )
+    rest = xr.DataArray(np.asarray(model.rest), dims="line", coords={"line": list(model.lines)})
+    out["velocity"] = (SPEED_OF_LIGHT * (out["center"] - rest) / rest).assign_attrs(units="km/s")
+    out["velocity_error"] = (SPEED_OF_LIGHT * out["center_error"] / rest).assign_attrs(units="km/s")
+    base = 2 * n_param + len(_SCALARS)
+    for suffix, offset in (("", base), ("_error", base + model.n_lines)):
+        var = part(range(offset, offset + model.n_lines), "line", list(model.lines))
+        attrs = {"convention": convention} | ({"units": units} if units else {})
+        out["radiance" + suffix] = var.assign_attrs(attrs)
+    names = [str(w.attrs.get("window", k)) for k, w in enumerate(windows)]
+    kinds = ("background", "slope")[: model.n_background]
+    for b, kind in enumerate(kinds):
+        for suffix, offset in (("", 0), ("_error", n_param)):
+            index = range(offset + nl + b, offset + n_param, model.n_background)
+            out[kind + suffix] = part(index, "window", names)
+    for k, name in enumerate(_SCALARS):
+        out[name] = packed.isel(packed=2 * n_param + k)
+    out["iterations"] = out["iterations"].astype(np.int32)
+    out["status"] = (
+        out["status"]
+        .astype(np.uint8)
+        .assign_attrs(
+            flag_values=np.array([s.value for s in FitStatus], np.uint8),
+            flag_meanings=" ".join(s.name.lower() for s in FitStatus),
+        )
+    )
+    out["parameters"] = part(range(n_param), "param", list(model.param_names))
+    out["parameter_errors"] = part(range(n_param, 2 * n_param), "param", list(model.param_names))
+    order = ("line", "window", *spatial, "param")
+    variables = {k: v.transpose(*[d for d in order if d in v.dims]) for k, v in out.items()}
+    coords = {k: c for k, c in first.coords.items() if set(c.dims) <= set(spatial)}
+    ds = xr.Dataset(variables, coords=coords)
+    ds = ds.assign_coords(rest_wavelength=rest.assign_attrs(units="Angstrom"))
+    line = (
+        f"fit_lines: {model.n_lines} line(s) {list(model.lines)}, {model.background} background, "
+        f"{model.segments} window(s) {names}, {model.n_free} free parameters, "
+        f"radiance_convention={convention!r}"
+    )
+    return ds.assign_attrs({**carried(first.attrs), "history": history(first.attrs, line)})
+
+
+def evaluate(model: LineModel, parameters, wavelength, *, segment=None):
+    """The model spectra and their components at `wavelength`.
 
     Parameters
     ----------
     model : LineModel
-    parameters : ndarray (..., n_param)
-        Full parameters (`LineModel.param_names`), as `fit_block` returns them.
-    wavelength : ndarray (n_lambda,)
+    parameters : ndarray (..., n_param) or DataArray (..., param)
+        Full parameters (``fit_block(...)["params"]`` or ``fit_lines(...)["parameters"]``).
+    wavelength : ndarray (n_lambda,) or DataArray (wavelength)
         Angstrom.
     segment : ndarray of int (n_lambda,), optional
         Window segment of each sample (fused windows); default all 0.
 
     Returns
     -------
-    total : ndarray (..., n_lambda)
-    components : ndarray (..., n_lines + 1, n_lambda)
-        Each line's Gaussian, then the background.
+    total : ndarray (..., n_lambda) or DataArray (..., wavelength)
+    components : ndarray (..., n_lines + 1, n_lambda) or DataArray (..., component, wavelength)
+        Each line's Gaussian, then the background (component ``"background"``).
     """
-    p = np.asarray(parameters, dtype=np.float64)[..., None]  # (..., n_param, 1)
-    wave = np.asarray(wavelength, dtype=np.float64)
-    seg = np.zeros(wave.shape, np.int64) if segment is None else np.asarray(segment)
-    nl, nb = 3 * model.n_lines, model.n_background
-    amp, centre, width = p[..., 0:nl:3, :], p[..., 1:nl:3, :], p[..., 2:nl:3, :]
-    lines = amp * np.exp(-0.5 * ((wave - centre) / width) ** 2)
-    index = nl + nb * seg
-    background = np.take(p[..., 0], index, axis=-1)
-    if nb == 2:
-        slope = np.take(p[..., 0], index + 1, axis=-1)
-        background = background + slope * (wave - np.asarray(model.reference)[seg])
-    components = np.concatenate([lines, background[..., None, :]], axis=-2)
-    return components.sum(axis=-2), components
+    if not isinstance(parameters, xr.DataArray):
+        return model_spectra(model, parameters, wavelength, segment=segment)
+    wave = xr.DataArray(np.asarray(wavelength, dtype=np.float64), dims="wavelength")
+    if isinstance(wavelength, xr.DataArray):
+        wave = wavelength
+    total, components = xr.apply_ufunc(
+        model_spectra,
+        model,
+        parameters,
+        wave,
+        input_core_dims=[[], ["param"], ["wavelength"]],
+        output_core_dims=[["wavelength"], ["component", "wavelength"]],
+        dask="parallelized",
+        output_dtypes=[np.float64, np.float64],
+        dask_gufunc_kwargs={"output_sizes": {"component": model.n_lines + 1}},
+        kwargs={"segment": segment},
+    )
+    return total, components.assign_coords(component=[*model.lines, "background"])
