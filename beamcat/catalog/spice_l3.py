@@ -10,12 +10,16 @@ wavelength, Angstrom), ``ION`` (CHIANTI's ``o_3``), ``LINE_ID``
 (``f"{wvl:08.2f}-{ion}"``) and ``WAVEUNIT``; the file is named after the L2
 file with ``L2`` -> ``L2.5`` and the LINE_ID appended.
 
-`write_l3` writes the same six HDUs in the same order, then beamcat's own
-(ignored by SAFFRON's reader, which files every HDU under its MEASRMNT):
-``vel``/``vel_err`` (km/s), ``rad``/``rad_err`` (the radiance in the fit's
-convention and units), ``chi2``, ``red_chi2`` and ``status`` (with the
-status's flag values and meanings). DATE-OBS, SPIOBSID and the L2 file name
-(``L2_NAME``) are carried from the L2 header. `open_l3` reads one or many such
+SAFFRON 0.4 (PyPI) names the extensions (``wavelength``, ``width``,
+``intensity_err``, ``wavelength_err``, ``width_err``), writes ``LEVEL =
+'L2.5'``, ``L2PARENT``, ``L2WINDOW``, ``FILENAME`` and copies a list of L2
+keywords (`CARRIED`), and appends a ``FIT_MODEL`` table.
+
+`write_l3` writes the same six HDUs in the same order with the same names and
+keywords, then beamcat's own (ignored by SAFFRON's reader, which files every
+HDU under its MEASRMNT): ``vel``/``vel_err`` (km/s), ``rad``/``rad_err`` (the
+radiance in the fit's convention and units), ``chi2``, ``red_chi2`` and
+``status`` (with the status's flag values and meanings). `open_l3` reads one or many such
 files back into the fit result's layout: ``(line, [time,] y, x)``.
 """
 
@@ -57,10 +61,25 @@ L3_HDUS = {
     "red_chi2": ("reduced_chi2", "Reduced chi-square", ""),
     "status": ("status", "Fit status", ""),
 }
+#: EXTNAME of SAFFRON 0.4's extensions (the primary HDU has none); beamcat's get their variable's
+EXTNAMES = {
+    "wav": "wavelength",
+    "wid": "width",
+    "int_err": "intensity_err",
+    "wav_err": "wavelength_err",
+    "wid_err": "width_err",
+}
 #: the HDUs SAFFRON writes (and its reader needs)
 SAFFRON_HDUS = tuple(L3_HDUS)[:6]
-#: keywords carried from the L2 header into every HDU
-CARRIED = ("DATE-OBS", "DATE-BEG", "DATE-END", "SPIOBSID", "STUDY", "STUDYID", "XPOSURE")
+#: keywords carried from the L2 header into every HDU (SAFFRON 0.4's list, and the dates)
+CARRIED = (
+    "DATE-OBS", "DATE-BEG", "DATE-END", "STUDYTYP", "STUDYDES", "STUDY", "OBS_MODE", "OBS_ID",
+    "SPIOBSID", "OBS_DESC", "PURPOSE", "SOOPNAME", "SOOPTYPE", "NRASTERS", "RASTERNO",
+    "STUDY_ID", "MISOSTUD", "XSTART", "XPOSURE", "FOCUSPOS", "SLIT_WID", "RADCAL", "DSUN_OBS",
+    "DSUN_AU", "RSUN_ARC", "RSUN_REF", "SOLAR_B0", "SOLAR_P0", "CAR_ROT", "HGLT_OBS",
+    "HGLN_OBS", "CRLT_OBS", "CRLN_OBS", "OBS_VR", "EAR_TDEL", "SUN_TIME", "DATE_EAR",
+    "DATE_SUN", "CROTA",
+)  # fmt: skip
 _SPATIAL = ("y", "x")
 _ROMAN = {"i": 1, "v": 5, "x": 10, "l": 50, "c": 100}
 _DEG_TO_ARCSEC = 3600.0
@@ -96,7 +115,7 @@ def write_l3(
         The L2 window's header (or `open_spice`'s attrs, which hold its
         keywords); default ``result.attrs``. Its spatial WCS (axes 1, 2; and
         the time axis 4 when the maps have a ``time`` dim), the keywords in
-        `CARRIED` and ``FILENAME`` (as ``L2_NAME``, and for the file names)
+        `CARRIED` and ``FILENAME`` (as ``L2PARENT``, and for the file names)
         are copied.
 
     Returns
@@ -125,8 +144,11 @@ def write_l3(
         if key in header:
             base[key] = header[key]
     l2_name = str(header.get("FILENAME", "")).strip()
+    base["LEVEL"] = "L2.5"  # SAFFRON's level for its fits
     if l2_name:
-        base["L2_NAME"] = l2_name
+        base["L2PARENT"] = l2_name
+    if "EXTNAME" in header or "window" in header:
+        base["L2WINDOW"] = str(header.get("EXTNAME", header.get("window")))
     stem = l2_name.replace("L2", "L2.5")[:-5] if l2_name.lower().endswith(".fits") else ""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -135,7 +157,9 @@ def write_l3(
         wavelength = float(result["rest_wavelength"].values[index])
         ion = str(one["ion"].values) if "ion" in one.coords else chianti_ion(str(name))
         line_id = f"{wavelength:08.2f}-{ion}".replace(" ", "_")
+        path = folder / (f"{stem}_{line_id}.fits" if stem else f"beamcat_L3_{line_id}.fits")
         common = fits.Header(base)
+        common["FILENAME"] = path.name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             common.update(
@@ -157,7 +181,6 @@ def write_l3(
             card = fits.Header(common)
             card.update(
                 MEASRMNT=measurement,
-                EXTNAME=measurement,
                 BTYPE=btype,
                 BUNIT=str(array.attrs.get("units", bunit)),
             )
@@ -166,9 +189,11 @@ def write_l3(
                 card["FLAGMEAN"] = str(array.attrs.get("flag_meanings", ""))
             data = np.asarray(array.values)
             data = data.astype(np.int16 if measurement == "status" else np.float32)
-            kind = fits.PrimaryHDU if not hdus else fits.ImageHDU
-            hdus.append(kind(data, header=card))
-        path = folder / (f"{stem}_{line_id}.fits" if stem else f"beamcat_L3_{line_id}.fits")
+            if hdus:
+                name = EXTNAMES.get(measurement, variable)
+                hdus.append(fits.ImageHDU(data, header=card, name=name))
+            else:
+                hdus.append(fits.PrimaryHDU(data, header=card))
         with atomic_path(path) as tmp, warnings.catch_warnings():
             # SAFFRON's keywords longer than 8 characters are HIERARCH cards, as in its files
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
@@ -197,7 +222,7 @@ def open_l3(source: Source) -> xr.Dataset:
         (WAVELENGTH, Angstrom), ``ion`` (ION), ``line_id``, and ``hpln``,
         ``hplt (y, x)`` in arcsec from the maps' WCS when they have one.
         ``attrs``: the first file's primary keywords common to all HDUs
-        (DATE-OBS, SPIOBSID, OBSERVATORY, INSTRUMENT, L2_NAME ...), ``source``,
+        (DATE-OBS, SPIOBSID, OBSERVATORY, INSTRUMENT, L2PARENT ...), ``source``,
         ``format``.
 
     Raises
@@ -214,7 +239,7 @@ def open_l3(source: Source) -> xr.Dataset:
         raise FormatError(f"{source}: L3 files of different map shapes: {listing}")
     result = xr.concat(lines, dim="line", combine_attrs="drop_conflicts")
     result.attrs.update(provenance(files if len(files) > 1 else files[0], "spice-l3"))
-    for key in ("WAVELENGTH", "ION", "LINE_ID", "LINENAME", "MEASRMNT", "EXTNAME"):
+    for key in ("WAVELENGTH", "ION", "LINE_ID", "LINENAME", "MEASRMNT", "EXTNAME", "FILENAME"):
         result.attrs.pop(key, None)
     return result
 
@@ -288,19 +313,23 @@ def _l2_wcs_header(header: Mapping, *, has_time: bool) -> fits.Header:
 
 def _read_one(path: Path) -> xr.Dataset:
     hdul = open_hdus(path)
-    with reading_fits(path):
-        headers = [hdu.header for hdu in hdul]
-    measurements = [h.get("MEASRMNT") for h in headers]
+    with reading_fits(path):  # image HDUs (SAFFRON 0.4 adds a FIT_MODEL table: not a map)
+        images = [
+            (i, h.header)
+            for i, h in enumerate(hdul)
+            if isinstance(h, fits.PrimaryHDU | fits.ImageHDU)
+        ]
+    measurements = [h.get("MEASRMNT") for _, h in images]
     if None in measurements or not {"int", "wav", "wid"} <= set(measurements):
         raise FormatError(
             f"{path}: HDUs with MEASRMNT {measurements}: expected an L3 file with 'int', 'wav' "
             "and 'wid' (SAFFRON's layout)"
         )
-    primary = headers[0]
+    primary = images[0][1]
     ndim = int(primary["NAXIS"])
     dims = (("time", *_SPATIAL) if ndim == 3 else _SPATIAL)[-ndim:]
     variables = {}
-    for index, (card, measurement) in enumerate(zip(headers, measurements, strict=True)):
+    for (index, card), measurement in zip(images, measurements, strict=True):
         variable = L3_HDUS.get(measurement, (measurement, "", ""))[0]
         data = hdu_dask_array(path, hdul, index, chunks=-1)
         attrs = {"units": str(card.get("BUNIT", "")), "long_name": str(card.get("BTYPE", ""))}

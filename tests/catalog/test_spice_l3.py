@@ -77,14 +77,18 @@ def test_saffron_layout_and_keywords(tmp_path, l2):
         assert head["WAVELENGTH"] == 770.42 and head["WAVEUNIT"] == "Angstrom"
         assert head["OBSERVATORY"] == "Solar Orbiter" and head["INSTRUMENT"] == "SPICE"
         assert (head["BTYPE"], head["BUNIT"]) == ("Spectral Radiance", "W/m2/sr/nm")
-        wid, wav = hdul["wid"].header, hdul["wav"].header
+        wid, wav = hdul["width"].header, hdul["wavelength"].header
         assert (wid["BTYPE"], wid["BUNIT"], wav["BTYPE"]) == (
             "Line Width",
             "Angstrom",
             "Wavelength",
         )
         assert head["DATE-OBS"] == l2.attrs["DATE-OBS"] and head["SPIOBSID"] == 123456789
-        assert head["L2_NAME"] == NAME
+        assert head["L2PARENT"] == NAME and head["LEVEL"] == "L2.5"
+        assert head["L2WINDOW"] == "Ne VIII 770" and head["FILENAME"] == files[0].name
+        # SAFFRON 0.4's extension names
+        assert [h.name for h in hdul][1:6] == ["WAVELENGTH", "WIDTH", "INTENSITY_ERR",
+                                               "WAVELENGTH_ERR", "WIDTH_ERR"]  # fmt: skip
         # the map WCS: L2's spatial and time axes, the spectral one dropped (as SAFFRON)
         assert [head[f"CTYPE{i}"] for i in (1, 2, 3)] == ["HPLN-TAN", "HPLT-TAN", "UTC"]
         assert hdul[0].data.shape == (1, 6, 4) and hdul["status"].header["BITPIX"] == 16
@@ -152,3 +156,13 @@ def test_bad_input_names_the_problem(tmp_path):
     small = write_l3(_result(with_time=False).isel(x=slice(0, 2)), tmp_path / "b")
     with pytest.raises(FormatError, match="different map shapes"):
         open_l3([files[0], small[0]])
+
+
+def test_saffron_04_fit_model_table_is_not_a_map(tmp_path):
+    # SAFFRON 0.4 appends a FIT_MODEL binary table after its six maps: read past it
+    files = write_l3(_result(with_time=False), tmp_path)
+    with fits.open(files[0], mode="append") as hdul:
+        column = fits.Column(name="MODEL", format="10A", array=np.array(["gaussian"]))
+        hdul.append(fits.BinTableHDU.from_columns([column], name="FIT_MODEL"))
+    back = open_l3(files[0])
+    assert "MODEL" not in back and back.intensity.dims == ("line", "y", "x")
