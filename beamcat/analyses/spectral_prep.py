@@ -479,12 +479,15 @@ def prepare(
         else:
             if sigma is None:
                 sigma = _unit_sigma(values)
+            # a box or bin holding a spike is flagged: the spikes' fraction > 0
+            flags = spikes.astype(float)
             if step == "convolve":
                 values, sigma = convolve(values, sigma, box, error=error, spatial=spatial)
-                spikes = convolve(spikes, spikes, box, spatial=spatial)[0] > 0
+                flags = convolve(flags, xr.zeros_like(flags), box, spatial=spatial)[0]
             else:
                 values, sigma = bin_pixels(values, sigma, factors, how=how, spatial=spatial)
-                spikes = bin_pixels(spikes, spikes, factors, how="sum", spatial=spatial)[0] > 0
+                flags = bin_pixels(flags, xr.zeros_like(flags), factors, spatial=spatial)[0]
+            spikes = flags > 0
     if sigma is None:
         sigma = _unit_sigma(values)
         values.attrs["history"] = history(values.attrs, "sigma: 1 (no noise model: unweighted)")

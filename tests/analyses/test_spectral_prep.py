@@ -171,6 +171,11 @@ def test_prepare_is_lazy(sample, raise_if_dask_computes):
         "bin",
     ]
     assert out.sizes["y"] == 48 and out.spikes.dtype == bool
+    # a spike flags every box around it, then its bin
+    _, spikes = sp.despike(ds.radiance)
+    boxed = sp.convolve(spikes.astype(float), xr.zeros_like(spikes, float), 3)[0] > 0
+    binned = boxed.coarsen(y=2, x=2).max()
+    np.testing.assert_array_equal(out.spikes.values, binned.values)
 
 
 def test_prepare_demo_window(sample):
@@ -188,6 +193,7 @@ def test_real_spice_l2_through_prepare(shared_data):
     # (694.8-700.6 A and 965.7-969.2 A; sospice: 700-793 and 968-1055 A): sospice gives
     # NaN everywhere, so sigma is 1 as in SAFFRON, with a warning and a history line
     for window in (0, 1):
+        assert np.isnan(_sospice(shared_data / QL, window)).all()  # sospice's own answer
         ds = open_spice(shared_data / QL, window=window)
         with pytest.warns(BeamcatWarning, match="sigma = 1"):
             out = sp.prepare(ds).compute()
