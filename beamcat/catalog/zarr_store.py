@@ -40,7 +40,8 @@ def open_zarr_store(
     group : str, optional
         A group inside the store.
     chunks : dict or "auto", optional
-        Dask chunks (`xarray.open_zarr`); default the stored chunks, "auto"
+        Dask chunks (`xarray.open_zarr`); default each variable's stored
+        chunks, or its shards when sharded (a task per shard file); "auto"
         lets dask merge small ones (not for string variables).
 
     Returns
@@ -72,9 +73,9 @@ def open_zarr_store(
     if not ((path / "zarr.json").is_file() or (path / ".zgroup").is_file()):
         raise FormatError(f"{path}: not a Zarr store (expected zarr.json or .zgroup inside)")
     try:
-        ds = xr.open_zarr(
-            path, group=group, chunks={} if chunks is None else chunks, consolidated=False
-        )
+        ds = xr.open_zarr(path, group=group, chunks=chunks, consolidated=False)
+        if chunks is None:
+            ds = _stored_chunks(ds)
     except (FileNotFoundError, KeyError) as err:
         raise FormatError(f"{path}: no group {group!r} in the store ({err})") from None
     except (ValueError, json.JSONDecodeError) as err:
@@ -87,6 +88,21 @@ def open_zarr_store(
         attrs["signal"] = str(next(iter(ds.data_vars)))
     ds.attrs = {**attrs, **provenance(source, FORMAT)}
     return ds
+
+
+def _stored_chunks(ds: xr.Dataset) -> xr.Dataset:
+    """Each variable dask-backed in its stored chunks, or its shards when sharded.
+
+    A task per shard file: a 4D-STEM store's inner chunks are a few frames each,
+    and a task per inner chunk is mostly overhead.
+    """
+    chunked = {}
+    for name, v in ds.variables.items():
+        if name in ds.indexes:
+            continue
+        sizes = v.encoding.get("shards") or v.encoding.get("chunks")
+        chunked[name] = v.chunk(dict(zip(v.dims, sizes, strict=True)))
+    return ds.assign(chunked)
 
 
 #: variable-length strings (NumPy 2), which Zarr v3 stores without loading dask chunks first

@@ -139,6 +139,10 @@ def test_store_is_sharded_and_blosc_bitshuffle_compressed(tmp_path):
     assert len(list((out / "counts").rglob("c/*/*/*/*"))) == 2
     # per-frame coordinates are stored whole (one chunk), not per shard
     assert zarr.open_array(out / "exposure", mode="r").chunks == (6, 8)
+    # opened, a dask task reads a whole shard (one file), not each inner chunk
+    opened = beamcat.open_dataset(out).counts
+    assert opened.data.chunks == ((4, 2), (8,), (16,), (16,))
+    np.testing.assert_array_equal(opened.values, frames.reshape(6, 8, 16, 16))
 
 
 def test_parse_compressor():

@@ -35,6 +35,7 @@ INTAKE_NAMES = {
     "photon-list": "PhotonList",
     "eis": "HinodeEIS",
     "edx": "EDXSpectrumImage",
+    "spice-l3": "SPICEL3",
 }
 
 
