@@ -65,6 +65,7 @@ _PIVOT = 1e-13  # a Cholesky pivot this small relative to its diagonal means sin
 #: NaN and inf must keep their meaning for the status checks
 _FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
 _MARGIN = 1e-6  # starts are this fraction of the bounds' span inside them (trf needs it)
+_SNAP = 1e-9  # a solution this fraction of the span from a bound is on it
 
 #: Free-parameter kinds (the `code` array of the model)
 INTENSITY, CENTER, WIDTH, BACKGROUND, SLOPE = range(5)
@@ -121,15 +122,15 @@ def _start(x, y, seg, rest, n_segments, root, code, owner, lo_kind, hi_kind, sca
     `PEAK_SEARCH` (or the nearest sample) above its segment's background. Starts
     are clipped a hair inside the bounds.
     """
-    level = 0.0
-    for t in range(y.size):
-        level = max(level, abs(y[t]))
-    level = BACKGROUND_SCALE * level if level > 0.0 else 1.0
+    level = _level(y)
     background = np.empty(n_segments)
     for k in range(n_segments):
         background[k] = _low_quantile(y[seg == k])
     for f in range(p.size):
-        lo[f], hi[f] = (-level, level) if scaled[f] else (lo_kind[f], hi_kind[f])
+        if scaled[f]:
+            lo[f], hi[f] = -BACKGROUND_SCALE * level, BACKGROUND_SCALE * level
+        else:
+            lo[f], hi[f] = lo_kind[f], hi_kind[f]
         if p0.size:
             guess = p0[root[f]]
         elif code[f] == INTENSITY:
@@ -149,12 +150,23 @@ def _start(x, y, seg, rest, n_segments, root, code, owner, lo_kind, hi_kind, sca
             guess = background[owner[f]]
         else:
             guess = 0.0
-        span = hi[f] - lo[f]
-        if not np.isfinite(span):  # a one-sided or free parameter: about its finite bound
-            span = 1.0 + (abs(lo[f]) if np.isfinite(lo[f]) else 0.0)
-            span += abs(hi[f]) if np.isfinite(hi[f]) else 0.0
-        margin = _MARGIN * span
+        margin = _MARGIN * _span(lo[f], hi[f], level)
         p[f] = min(max(guess, lo[f] + margin), hi[f] - margin)
+
+
+@numba.njit(nogil=True, cache=True)
+def _level(y):
+    """The data's scale: its largest |sample| (1 for an all-zero spectrum)."""
+    level = 0.0
+    for t in range(y.size):
+        level = max(level, abs(y[t]))
+    return level if level > 0.0 else 1.0
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _span(lo, hi, level):
+    """A parameter's scale: its bounds' span, or for a one-sided or free one the data's level."""
+    return hi - lo if np.isfinite(hi - lo) else level
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FAST)
@@ -316,6 +328,16 @@ def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, 
         if drop <= ftol * chi2 or np.sqrt(size) <= xtol * (np.sqrt(norm) + xtol):
             status = _CONVERGED
             break
+    # a parameter within 1e-9 of its scale from a bound is on it (damped steps only approach
+    # a bound): snapped there, so a line of zero peak leaves its centre and width singular
+    level, at_bound = _level(y), False
+    for j in range(nf):
+        tol = _SNAP * _span(lo[j], hi[j], level)
+        if p[j] - lo[j] <= tol or hi[j] - p[j] <= tol:
+            p[j] = lo[j] if p[j] - lo[j] <= tol else hi[j]
+            at_bound = True
+    if at_bound:
+        chi2 = _evaluate(p, *terms, r, jac)
     params[:] = p
     _normal(jac, r, a, g)
     chol[:, :] = a
@@ -326,12 +348,8 @@ def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, 
         g[i] = 1.0
         _solve(chol, g, nf)
         cov[:, i] = g
-    if status == _CONVERGED:
-        for j in range(nf):
-            span = hi[j] - lo[j]
-            tol = 1e-9 * (span if np.isfinite(span) else max(1.0, abs(p[j])))
-            if p[j] - lo[j] <= tol or hi[j] - p[j] <= tol:
-                status = _AT_BOUND
+    if status == _CONVERGED and at_bound:
+        status = _AT_BOUND
     return chi2, m, iterations, status
 
 
