@@ -297,7 +297,7 @@ def accuracy(files, truth: dict, rows: slice) -> dict:
         for kind in errors:
             got = one[kind].values
             diff = np.abs(got - planted[kind][rows])
-            errors[kind].append(diff / planted[kind] if kind == "intensity" else diff)
+            errors[kind].append(diff / planted[kind][rows] if kind == "intensity" else diff)
         failed += int(np.isnan(one["intensity"].values).sum())
     out = {
         k: float(np.nanmedian(np.concatenate([e.ravel() for e in v]))) for k, v in errors.items()
@@ -336,11 +336,11 @@ def part_raster(args) -> None:
                   f"-> {done['prepare'] + fit:.0f} s for all")  # fmt: skip
             rows.append((f"{label}, {part}/{ny} rows, extrapolated", done["prepare"] + fit,
                          found, slice(0, part)))  # fmt: skip
-    print(f"{'tool':48s} {'s':>8s} {'pixels/s':>9s} {'|dx| mA':>8s} {'|ds| mA':>8s} "
+    print(f"{'tool':60s} {'s':>8s} {'pixels/s':>9s} {'|dx| mA':>8s} {'|ds| mA':>8s} "
           f"{'|dI|/I':>7s} {'NaN':>6s}")  # fmt: skip
     for name, seconds, files, fitted in rows:
         acc = accuracy(files, truth, fitted) if files else {}
-        print(f"{name:48s} {seconds:8.2f} {2 * n / seconds:9.0f} "
+        print(f"{name:60s} {seconds:8.2f} {2 * n / seconds:9.0f} "
               f"{1e3 * acc.get('center', np.nan):8.2f} {1e3 * acc.get('width', np.nan):8.2f} "
               f"{acc.get('intensity', np.nan):7.3f} {acc.get('nan', -1):6d}")  # fmt: skip
     if len(rows) > 1:

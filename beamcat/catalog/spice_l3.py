@@ -236,7 +236,7 @@ def open_l3(source: Source) -> xr.Dataset:
     shapes = {tuple(one.sizes.items()) for one in lines}
     if len(shapes) != 1:
         listing = ", ".join(f"{p.name}: {dict(o.sizes)}" for p, o in zip(files, lines, strict=True))
-        raise FormatError(f"{source}: L3 files of different map shapes: {listing}")
+        raise FormatError(f"L3 files of different map shapes: {listing}")
     result = xr.concat(lines, dim="line", combine_attrs="drop_conflicts")
     result.attrs.update(provenance(files if len(files) > 1 else files[0], "spice-l3"))
     for key in ("WAVELENGTH", "ION", "LINE_ID", "LINENAME", "MEASRMNT", "EXTNAME", "FILENAME"):
