@@ -89,6 +89,7 @@ def fit_lines(
     bounds: Mapping | None = None,
     wavelength_range=None,
     p0: np.ndarray | xr.DataArray | None = None,
+    wavelength_correction: xr.DataArray | None = None,
     max_iterations: int = MAX_ITERATIONS,
     radiance_convention: str = "gaussian",
 ) -> xr.Dataset:
@@ -118,6 +119,12 @@ def fit_lines(
         range for all windows or one per window.
     p0 : ndarray (n_param,) or DataArray (..., param), optional
         Start as full parameters; default the guess of `starting_point`.
+    wavelength_correction : DataArray (spatial dims), optional
+        Angstrom subtracted from the wavelength per spectrum: the corrected
+        wavelength is ``wavelength - wavelength_correction`` (EIS's
+        ``wave_corr``, slit tilt and orbital drift, as eispac fits). Centres
+        and velocities are then in the corrected frame; ranges, catalog
+        lookups and bounds use the uncorrected table.
     max_iterations : int
     radiance_convention : {"gaussian", "saffron"}
         ``radiance = I σ √(2π)``, the integral of the Gaussian; ``"saffron"``
@@ -166,21 +173,20 @@ def fit_lines(
         )
     wavelength = np.concatenate(waves)
     segment = np.concatenate([np.full(w.size, k) for k, w in enumerate(waves)])
-    inputs = [_joined(windows, spatial)]
+    extra = {}  # optional inputs of the chunk function: name -> (array, its core dims)
     if sigmas[0] is not None:
-        inputs.append(_joined(sigmas, spatial))
-    core = [["wavelength"]] * len(inputs)
-    has_p0 = isinstance(p0, xr.DataArray)
-    if has_p0:
-        inputs.append(p0.transpose(*spatial, "param"))
-        core.append(["param"])
-        p0 = None
+        extra["sigma"] = (_joined(sigmas, spatial), ["wavelength"])
+    if isinstance(p0, xr.DataArray):
+        extra["p0"], p0 = (p0.transpose(..., "param"), ["param"]), None
+    if wavelength_correction is not None:
+        extra["correction"] = (_correction(wavelength_correction, spatial), [])
     n_param, n_lines = len(model.param_names), model.n_lines
     factor, units = _per_wavelength(windows[0].attrs.get("units"))
     packed = xr.apply_ufunc(
         _fit_chunk,
-        *inputs,
-        input_core_dims=core,
+        _joined(windows, spatial),
+        *(array for array, _ in extra.values()),
+        input_core_dims=[["wavelength"], *(dims for _, dims in extra.values())],
         output_core_dims=[["packed"]],
         dask="parallelized",
         output_dtypes=[np.float64],
@@ -189,8 +195,7 @@ def fit_lines(
             "wavelength": wavelength,
             "segment": segment,
             "model": model,
-            "has_sigma": sigmas[0] is not None,
-            "has_p0": has_p0,
+            "names": tuple(extra),
             "p0": None if p0 is None else np.asarray(p0, dtype=np.float64),
             "max_iterations": int(max_iterations),
             "scale": factor * CONVENTIONS[radiance_convention],
@@ -199,20 +204,25 @@ def fit_lines(
     return _dataset(packed, windows, spatial, model, units, radiance_convention)
 
 
-def _fit_chunk(values, *more, wavelength, segment, model, has_sigma, has_p0, p0, max_iterations,
-               scale):  # fmt: skip
+def _fit_chunk(values, *more, names, wavelength, segment, model, p0, max_iterations, scale):
     """`fit_block` on one chunk ``(..., n_lambda)`` -> ``(..., packed)``.
 
+    `more` are the optional inputs `names` (``sigma``, ``p0``, ``correction``).
     Packed per spectrum: parameters, their errors, χ², reduced χ², iterations,
     status, then per line the radiance and its error.
     """
-    lead = values.shape[:-1]
-    sigma = more[0].reshape(-1, values.shape[-1]) if has_sigma else None
-    if has_p0:
-        p0 = more[-1].reshape(-1, more[-1].shape[-1])
+    lead, n_lambda = values.shape[:-1], values.shape[-1]
+    lead_size = int(np.prod(lead))
+    extra = dict(zip(names, more, strict=True))
+    sigma = extra["sigma"].reshape(-1, n_lambda) if "sigma" in extra else None
+    if "p0" in extra:
+        p0 = np.broadcast_to(extra["p0"], (*lead, extra["p0"].shape[-1])).reshape(lead_size, -1)
+    if "correction" in extra:
+        shift = np.broadcast_to(extra["correction"], lead).reshape(-1, 1)
+        wavelength = wavelength - shift
     out = fit_block(
         wavelength,
-        values.reshape(-1, values.shape[-1]),
+        values.reshape(-1, n_lambda),
         sigma,
         model,
         p0=p0,
@@ -272,6 +282,16 @@ def _windows(radiance, sigma, wavelength_range) -> tuple[list, list]:
             sigmas[k] = sigmas[k].isel(wavelength=keep)
     _check_same_raster(windows)
     return windows, sigmas
+
+
+def _correction(correction, spatial) -> xr.DataArray:
+    """The per-spectrum wavelength correction, checked: a DataArray over spatial dims only."""
+    if not isinstance(correction, xr.DataArray) or not set(correction.dims) <= set(spatial):
+        raise OptionError(
+            f"wavelength_correction: expected a DataArray over the spatial dims {spatial}, "
+            f"got {type(correction).__name__} {getattr(correction, 'dims', '')}"
+        )
+    return correction.astype(np.float64)
 
 
 def _ranges(wavelength_range, n: int) -> list:
