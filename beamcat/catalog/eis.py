@@ -169,16 +169,15 @@ def open_eis(source: Source, *, window: int | str | float = 0, units: str = "cal
             f"{where}: shape {counts.shape}; expected (slit pixels, raster steps, "
             f"wavelengths) = {expected} from {head_path.name}"
         )
-    cube = da.from_array(counts, chunks=-1).transpose(2, 0, 1)
-    cube = da.where(cube <= MISSING, np.float32(np.nan), cube)
-    corrected = da.from_array(meta["wavelength"])[:, None, None] - da.from_array(meta["wave_corr"])
-    sigma = eis_sigma(cube, corrected)
-    if units == "calibrated":
-        radcal = meta["radcal"].astype(np.float32)[:, None, None]
-        cube, sigma = cube * radcal, sigma * radcal
-        unit = CALIBRATED_UNITS
-    else:
-        unit = "counts"
+    raw = da.from_array(counts, chunks=-1)  # (y, x, wavelength)
+    wave_corr = da.from_array(meta["wave_corr"][:, :, None], chunks=(*raw.chunks[:2], 1))
+    calibrated = units == "calibrated"
+    scale = meta["radcal"].astype(np.float32) if calibrated else np.float32(1.0)
+    unit = CALIBRATED_UNITS if calibrated else "counts"
+    options = {"wavelength": meta["wavelength"], "scale": scale, "dtype": np.float32}
+    cube = da.map_blocks(_calibrated, raw, wave_corr, sigma=False, **options)
+    sigma = da.map_blocks(_calibrated, raw, wave_corr, sigma=True, **options)
+    cube, sigma = cube.transpose(2, 0, 1), sigma.transpose(2, 0, 1)
     line = info[index]
     attrs = {**meta["index"]}
     attrs.update(
@@ -261,6 +260,14 @@ def eis_sigma(counts, corrected_wavelength):
     noise = np.sqrt(abs(counts) + read_noise**2)
     dtype = getattr(counts, "dtype", np.dtype(np.float64))
     return noise.astype(dtype) if dtype == np.float32 else noise
+
+
+def _calibrated(counts, wave_corr, *, wavelength, scale, sigma: bool):
+    """One block (y, x, wavelength) of intensities or their sigma, NaN where flagged missing."""
+    counts = np.where(counts <= MISSING, np.float32(np.nan), counts)
+    if sigma:
+        counts = eis_sigma(counts, wavelength - wave_corr)
+    return (counts * scale).astype(np.float32, copy=False)
 
 
 def eis_windows(source: Source) -> list[str]:
