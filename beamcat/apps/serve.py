@@ -30,6 +30,7 @@ PAGES: dict[str, str] = {
     "Diffraction": "beamcat.apps.diffraction_page:page",
     "Gain map": "beamcat.apps.gainmap_page:page",
     "4D-STEM": "beamcat.apps.stem4d_page:page",
+    "SPICE": "beamcat.apps.spice_page:page",
 }
 
 _WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
