@@ -56,7 +56,8 @@ def fit_block(
     dict of ndarray
         ``params (n, n_param)`` all parameters (`LineModel.param_names`, the
         constrained ones filled in), ``errors (n, n_param)`` their 1σ errors,
-        ``covariance (n, n_param, n_param)``, ``chi2 (n,)``,
+        ``covariance (n, n_free, n_free)`` of the free parameters (map it onto
+        full ones with `LineModel.covariance`), ``chi2 (n,)``,
         ``reduced_chi2 (n,)`` (χ² / (samples - free parameters)),
         ``iterations (n,)``, ``status (n,)`` (`FitStatus` values).
     """
@@ -69,13 +70,11 @@ def fit_block(
         reduced = np.where(dof > 0, chi2 / np.maximum(dof, 1), np.nan)
     if sigma is None:
         cov = cov * reduced[:, None, None]
-    # full = scale * free[src] + shift: the covariance maps through the same sparse matrix
-    src, scale = list(model.src), np.asarray(model.scale)
-    covariance = cov[:, src][:, :, src] * scale[:, None] * scale[None, :]
+    every = np.arange(len(model.param_names))
     return {
         "params": model.expand(free),
-        "errors": np.sqrt(np.diagonal(covariance, axis1=1, axis2=2)),
-        "covariance": covariance,
+        "errors": np.sqrt(model.covariance(cov, every, every)),
+        "covariance": cov,
         "chi2": chi2,
         "reduced_chi2": reduced,
         "iterations": iterations,

@@ -238,6 +238,37 @@ def _solve(chol, b, n):
         b[i] = s / chol[i, i]
 
 
+@numba.njit(nogil=True, cache=True)
+def _predicted(a, g, step, active, n):
+    """The fall of χ² the linear model predicts for `step`: ``2 δᵀg - δᵀAδ`` (active part)."""
+    total = 0.0
+    for i in range(n):
+        s = 0.0
+        for k in range(n):
+            s += a[active[i], active[k]] * step[k]
+        total += step[i] * (2.0 * g[active[i]] - s)
+    return total
+
+
+@numba.njit(nogil=True, cache=True)
+def _inverse(chol, n, work, out):
+    """``(L Lᵀ)⁻¹`` into `out` from `_cholesky`'s factor: ``L⁻¹`` (in `work`), then ``L⁻ᵀ L⁻¹``."""
+    for j in range(n):
+        work[j, j] = 1.0 / chol[j, j]
+        for i in range(j + 1, n):
+            s = 0.0
+            for k in range(j, i):
+                s -= chol[i, k] * work[k, j]
+            work[i, j] = s / chol[i, i]
+    for i in range(n):
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, n):
+                s += work[k, i] * work[k, j]
+            out[i, j] = s
+            out[j, i] = s
+
+
 @numba.njit(nogil=True, cache=True, fastmath=_FAST)
 def _normal(jac, r, a, g):
     """``a = JᵀJ`` and ``g = Jᵀr`` for the Jacobian `jac` (nf, m)."""
@@ -305,6 +336,8 @@ def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, 
                 step[i] = g[active[i]]
             if _cholesky(chol, n_active):
                 _solve(chol, step, n_active)
+                if damping <= 1e-3 and _predicted(a, g, step, active, n_active) <= ftol * chi2:
+                    break  # lightly damped and the quadratic model promises nothing more
                 p_new[:] = p
                 for i in range(n_active):
                     j = active[i]
@@ -314,7 +347,7 @@ def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, 
                     break
             damping *= 10.0
         if not chi2_new < chi2:
-            status = _CONVERGED  # no damping lowers χ²: the minimum, to rounding
+            status = _CONVERGED  # no damping lowers χ² (or none is expected to): the minimum
             break
         damping = max(damping * 0.1, 1e-12)
         size, norm = 0.0, 0.0
@@ -343,11 +376,7 @@ def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, 
     chol[:, :] = a
     if not _cholesky(chol, nf):
         return chi2, m, iterations, _SINGULAR
-    for i in range(nf):
-        g[:] = 0.0
-        g[i] = 1.0
-        _solve(chol, g, nf)
-        cov[:, i] = g
+    _inverse(chol, nf, a, cov)
     if status == _CONVERGED and at_bound:
         status = _AT_BOUND
     return chi2, m, iterations, status

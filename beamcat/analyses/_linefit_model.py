@@ -111,6 +111,18 @@ class LineModel:
         free = np.asarray(free, dtype=float)
         return np.asarray(self.scale) * free[..., list(self.src)] + np.asarray(self.shift)
 
+    def covariance(self, free_covariance: np.ndarray, rows, cols) -> np.ndarray:
+        """Covariances of full parameters `rows` and `cols` (index arrays, broadcast together).
+
+        From the free parameters' covariance ``(..., n_free, n_free)``: full
+        parameters are ``scale * free[src] + shift``, so ``cov(i, j) =
+        scale_i scale_j cov_free(src_i, src_j)``. ``rows = cols = range(n_param)``
+        gives the variances; ``rows[:, None], cols[None, :]`` a matrix.
+        """
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        src, scale = np.asarray(self.src), np.asarray(self.scale)
+        return scale[rows] * scale[cols] * free_covariance[..., src[rows], src[cols]]
+
     def roots(self) -> np.ndarray:
         """Index in the full vector of each free parameter (its root)."""
         src, scale, shift = map(np.asarray, (self.src, self.scale, self.shift))

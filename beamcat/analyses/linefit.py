@@ -232,9 +232,8 @@ def _fit_chunk(values, *more, names, wavelength, segment, model, p0, max_iterati
     amp, width = 3 * np.arange(model.n_lines), 3 * np.arange(model.n_lines) + 2
     i, s = out["params"][:, amp], out["params"][:, width]
     cov = out["covariance"]
-    variance = (
-        s**2 * cov[:, amp, amp] + i**2 * cov[:, width, width] + 2 * i * s * cov[:, amp, width]
-    )
+    var_i, var_s = out["errors"][:, amp] ** 2, out["errors"][:, width] ** 2
+    variance = s**2 * var_i + i**2 * var_s + 2 * i * s * model.covariance(cov, amp, width)
     scalars = [out[k][:, None].astype(np.float64) for k in _SCALARS]
     packed = np.concatenate(
         [out["params"], out["errors"], *scalars, scale * i * s, abs(scale) * np.sqrt(variance)],

@@ -266,7 +266,7 @@ def test_fit_lines_maps_units_velocity_and_radiance():
     # Radiance = I sigma sqrt(2 pi) with sigma in the data's wavelength unit (nm for SPICE
     # W/m2/sr/nm; Angstrom for EIS erg/cm2/s/sr/Angstrom); SAFFRON's I sigma sqrt(pi) on
     # request. Radiance errors propagate the (I, sigma) covariance: compared with the
-    # linear propagation through fit_block's full covariance.
+    # linear propagation through the full covariance (LineModel.covariance of fit_block's).
     model, wave, spectra, sigma, truth = synthetic(n=12)
     cube, err = cube_of(spectra, wave, 3, 4), cube_of(sigma, wave, 3, 4)
     maps = fit_lines(cube, err, lines=dict(zip(model.lines, model.rest, strict=True)))
@@ -279,7 +279,10 @@ def test_fit_lines_maps_units_velocity_and_radiance():
     assert maps["line"].values.tolist() == list(model.lines)
     assert maps["status"].attrs["flag_meanings"].split()[0] == "converged"
     block = fit_block(wave, spectra, sigma, model)
-    cov = block["covariance"].reshape(3, 4, *block["covariance"].shape[1:])
+    every = np.arange(len(model.param_names))
+    full = model.covariance(block["covariance"], every[:, None], every[None, :])
+    np.testing.assert_allclose(np.sqrt(np.diagonal(full, axis1=1, axis2=2)), block["errors"])
+    cov = full.reshape(3, 4, *full.shape[1:])
     for line in range(3):
         a, w = 3 * line, 3 * line + 2
         grad = np.stack([s.isel(line=line), i.isel(line=line)], -1) / 10 * np.sqrt(2 * np.pi)
