@@ -210,6 +210,8 @@ def open_l3(source: Source) -> xr.Dataset:
     source : path, folder, glob or list
         One or several L3 FITS files (`write_l3`'s or SAFFRON's); a folder
         contributes its ``.fits`` files. All must have maps of one shape.
+        SAFFRON's background files (primary ``MEASRMNT = 'bg'``), which it
+        writes beside the line files, are left out.
 
     Returns
     -------
@@ -231,7 +233,9 @@ def open_l3(source: Source) -> xr.Dataset:
         A file is not an L3 file (an HDU without MEASRMNT, or no ``int``, ``wav``
         and ``wid`` HDU), or the files' map shapes differ.
     """
-    files = expand_source(source, suffixes=FITS_SUFFIXES)
+    files = [f for f in expand_source(source, suffixes=FITS_SUFFIXES) if _measured(f) != "bg"]
+    if not files:
+        raise FormatError(f"{source}: only SAFFRON background files (MEASRMNT 'bg'), no line")
     lines = [_read_one(path) for path in files]
     shapes = {tuple(one.sizes.items()) for one in lines}
     if len(shapes) != 1:
@@ -246,10 +250,15 @@ def open_l3(source: Source) -> xr.Dataset:
 
 def is_l3(path: Path) -> bool:
     """Whether a FITS file's primary header says ``MEASRMNT = 'int'`` (SAFFRON's L3)."""
+    return _measured(path) == "int"
+
+
+def _measured(path: Path) -> str | None:
+    """The primary header's MEASRMNT, None for other files."""
     try:
-        return fits.getheader(path).get("MEASRMNT") == "int"
+        return fits.getheader(path).get("MEASRMNT")
     except (OSError, ValueError):
-        return False
+        return None
 
 
 def chianti_ion(name: str) -> str:

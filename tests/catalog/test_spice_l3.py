@@ -166,3 +166,9 @@ def test_saffron_04_fit_model_table_is_not_a_map(tmp_path):
         hdul.append(fits.BinTableHDU.from_columns([column], name="FIT_MODEL"))
     back = open_l3(files[0])
     assert "MODEL" not in back and back.intensity.dims == ("line", "y", "x")
+    # and its background file beside the line files is left out of a folder
+    background = fits.Header({"MEASRMNT": "bg", "BTYPE": "Spectral Radiance"})
+    fits.PrimaryHDU(np.zeros((6, 4), np.float32), header=background).writeto(tmp_path / "bg.fits")
+    assert open_l3(tmp_path).sizes["line"] == 2
+    with pytest.raises(FormatError, match="only SAFFRON background files"):
+        open_l3(tmp_path / "bg.fits")
