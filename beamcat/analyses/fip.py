@@ -400,7 +400,7 @@ def fip_bias(
             long_name="FIP bias 1-sigma error", units=""
         )
     out = xr.Dataset(variables)
-    out = out.assign_coords({d: radiance[d] for d in out.dims if d in radiance.coords})
+    out = out.assign_coords({k: c for k, c in radiance.coords.items() if "line" not in c.dims})
     table = coefficients.rename(line="fip_line").assign_coords(fip_line=observed)
     out = out.assign(coefficient=table.coefficient, low_fip=table.low_fip, ratio=table.ratio)
     line = (

@@ -103,6 +103,7 @@ def test_lazy_over_a_fit_result_and_matched_by_wavelength(cf, raise_if_dask_comp
     radiance, truth = planted(cf)
     # a fit result names its lines otherwise: matched by rest wavelength within 0.1 A
     renamed = radiance.assign_coords(line=[f"line{i}" for i in range(radiance.sizes["line"])])
+    renamed = renamed.assign_coords(hpln=(("y", "x"), np.ones((8, 5))))  # a map coordinate
     data = da.from_array(renamed.values, chunks=(-1, 4, -1))
     result = xr.Dataset(
         {"radiance": (renamed.dims, data), "radiance_error": (renamed.dims, 0.01 * data)},
@@ -110,7 +111,7 @@ def test_lazy_over_a_fit_result_and_matched_by_wavelength(cf, raise_if_dask_comp
     )
     with raise_if_dask_computes():
         out = fip_bias(result, cf)
-    assert out.fip.chunks == ((4, 4), (5,))
+    assert out.fip.chunks == ((4, 4), (5,)) and "hpln" in out.fip.coords
     np.testing.assert_allclose(out.fip.values, fip_bias(radiance, cf).fip.values, rtol=1e-12)
     assert "fip_bias(lines=['line0'" in out.attrs["history"]
 
