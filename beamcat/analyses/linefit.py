@@ -61,6 +61,7 @@ from beamcat.errors import OptionError
 
 __all__ = [
     "DEFAULT_BOUNDS",
+    "MAX_ITERATIONS",
     "SPEED_OF_LIGHT",
     "FitStatus",
     "LineModel",
@@ -145,8 +146,10 @@ def fit_lines(
         ``reduced_chi2``, ``iterations``, ``status`` (`FitStatus`, CF
         ``flag_values``/``flag_meanings``); ``parameters`` and
         ``parameter_errors`` over ``(<spatial dims>, param)``. Coordinates
-        ``line``, ``rest_wavelength (line)``, ``param``, ``window`` and the
-        spatial ones. Dask in, dask out: nothing is computed here.
+        ``line``, ``rest_wavelength (line)``, ``line_window (line)`` (the index
+        of the window each line belongs to), ``param``, ``window`` (the
+        windows' ``window`` attrs or indices) and the spatial ones. Dask in,
+        dask out: nothing is computed here.
 
     Raises
     ------
@@ -451,7 +454,10 @@ def _dataset(packed, windows, spatial, model: LineModel, units, convention) -> x
     variables = {k: v.transpose(*[d for d in order if d in v.dims]) for k, v in out.items()}
     coords = {k: c for k, c in first.coords.items() if set(c.dims) <= set(spatial)}
     ds = xr.Dataset(variables, coords=coords)
-    ds = ds.assign_coords(rest_wavelength=rest.assign_attrs(units="Angstrom"))
+    ds = ds.assign_coords(
+        rest_wavelength=rest.assign_attrs(units="Angstrom"),
+        line_window=("line", np.asarray(model.line_segment), {"long_name": "window index"}),
+    )
     line = (
         f"fit_lines: {model.n_lines} line(s) {list(model.lines)}, {model.background} background, "
         f"{model.segments} window(s) {names}, {model.n_free} free parameters, "

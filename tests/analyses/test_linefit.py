@@ -320,6 +320,7 @@ def test_fused_windows_lock_across_with_own_backgrounds():
     np.testing.assert_allclose(maps["background"].isel(window=0), 0.2, atol=0.03)
     np.testing.assert_allclose(maps["background"].isel(window=1), 0.6, atol=0.03)
     assert maps.sizes["window"] == 2
+    assert maps["line_window"].values.tolist() == [0, 1]
     assert (maps["status"] == FitStatus.CONVERGED).all()
 
 
