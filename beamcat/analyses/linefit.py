@@ -265,7 +265,7 @@ def _windows(radiance, sigma, wavelength_range) -> tuple[list, list]:
         for k, (w, s) in enumerate(zip(windows, sigmas, strict=True)):
             if not isinstance(s, xr.DataArray) or dict(s.sizes) != dict(w.sizes):
                 raise OptionError(
-                    f"sigma of {describe(w, f'window {k}')}: expected a DataArray of sizes "
+                    f"sigma of {_name(w, k)}: expected a DataArray of sizes "
                     f"{dict(w.sizes)}, got {dict(getattr(s, 'sizes', {})) or type(s).__name__}"
                 )
     ranges = _ranges(wavelength_range, len(windows))
@@ -276,7 +276,7 @@ def _windows(radiance, sigma, wavelength_range) -> tuple[list, list]:
         keep = (wave >= r[0]) & (wave <= r[1])
         if not keep.any():
             raise OptionError(
-                f"wavelength_range={tuple(r)}: no sample of {describe(w, f'window {k}')} "
+                f"wavelength_range={tuple(r)}: no sample of {_name(w, k)} "
                 f"({np.nanmin(wave):.3f}-{np.nanmax(wave):.3f} Angstrom) inside it"
             )
         windows[k] = w.isel(wavelength=keep)
@@ -294,6 +294,12 @@ def _correction(correction, spatial) -> xr.DataArray:
             f"got {type(correction).__name__} {getattr(correction, 'dims', '')}"
         )
     return correction.astype(np.float64)
+
+
+def _name(window: xr.DataArray, k: int) -> str:
+    """A window for messages: its ``window`` attr (EXTNAME) or index, and its source."""
+    label = window.attrs.get("window")
+    return describe(window, f"window {label!r}" if label is not None else f"window {k}")
 
 
 def _ranges(wavelength_range, n: int) -> list:
@@ -323,8 +329,8 @@ def _check_same_raster(windows) -> None:
                 same = first.indexes[d].equals(w.indexes[d])
         if not same:
             raise OptionError(
-                f"fusing windows of different rasters: {describe(w, f'window {k}')} "
-                f"{other} vs {describe(first, 'window 0')} {spatial}"
+                f"fusing windows of different rasters: {_name(w, k)} "
+                f"{other} vs {_name(first, 0)} {spatial}"
             )
 
 
@@ -341,7 +347,7 @@ def _model(windows, waves, lines, background, locks, tied_widths, ratios, bounds
                 inside = catalog.lines_in(lo, hi)
                 if not inside:
                     raise OptionError(
-                        f"{describe(windows[k], f'window {k}')}: no catalog line in "
+                        f"{_name(windows[k], k)}: no catalog line in "
                         f"{lo:.3f}-{hi:.3f} Angstrom; pass lines={{name: rest wavelength}}"
                     )
                 found.update(inside)
