@@ -102,6 +102,48 @@ def test_chi2_parity_with_curve_fit_on_demo_spectra(demo_window):
     assert set(np.unique(ours["status"])) <= {FitStatus.CONVERGED, FitStatus.AT_BOUND}
 
 
+CONSTRAINED = {
+    "linear": {"background": "linear"},
+    "locked": {
+        "locks": [("b", "a", 1.25)],
+        "tied_widths": [("c", "a")],
+        "ratios": [("c", "b", 0.6)],
+    },
+    "fused": {"segments": 2, "line_segments": {"a": 0, "b": 0, "c": 1}, "background": "linear"},
+}
+
+
+@pytest.mark.parametrize("options", CONSTRAINED.values(), ids=CONSTRAINED.keys())
+def test_chi2_parity_with_curve_fit_for_every_model_term(options):
+    # The analytic Jacobian of each term (slope, constrained parameters through their
+    # roots, backgrounds per segment) against curve_fit's finite differences: a wrong
+    # derivative would stall the kernel above curve_fit's chi2. Without sigma too:
+    # unit weights, errors scaled by the reduced chi2 (curve_fit's absolute_sigma=False).
+    model = line_model({"a": 700.0, "b": 701.2, "c": 702.9}, **options)
+    wave = 698.6 + 0.1 * np.arange(50)
+    segment = (wave > 702.0).astype(int) if model.segments == 2 else np.zeros(50, int)
+    rng = np.random.default_rng(4)
+    lines = [3.0, 700.03, 0.36, 2.0, 701.18, 0.4, 4.0, 702.95, 0.33]
+    backgrounds = [0.2, 0.02, 0.3, -0.01] if model.segments == 2 else [0.2, 0.02]
+    full = np.array(lines + backgrounds[: len(model.param_names) - 9])
+    truth = model.expand(np.broadcast_to(full[model.roots()], (30, model.n_free)))
+    clean, _ = evaluate(model, truth, wave, segment=segment)
+    spectra = clean + rng.normal(size=clean.shape) * 0.05
+    ours = fit_block(wave, spectra, None, model, segment=segment)
+    p0, lo, hi = starting_point(wave, spectra, None, model, segment=segment)
+    for i in range(len(spectra)):
+
+        def f(x, *p):
+            return evaluate(model, model.expand(np.array(p)), x, segment=segment)[0]
+
+        popt, pcov = curve_fit(f, wave, spectra[i], p0=p0[i], bounds=(lo[i], hi[i]))
+        chi2 = np.sum((spectra[i] - f(wave, *popt)) ** 2)
+        assert ours["chi2"][i] <= chi2 * (1 + 1e-6)
+        assert ours["chi2"][i] == pytest.approx(chi2, rel=1e-3)
+        errors = np.sqrt(np.diag(pcov))[list(model.src)] * np.abs(model.scale)
+        np.testing.assert_allclose(ours["errors"][i], errors, rtol=1e-3)
+
+
 def _coverage(estimate, error, truth):
     return np.mean(np.abs(estimate - truth) <= error)
 
