@@ -113,7 +113,8 @@ def write_l3(
         Created if missing.
     source_header : astropy Header or dict, optional
         The L2 window's header (or `open_spice`'s attrs, which hold its
-        keywords); default ``result.attrs``. Its spatial WCS (axes 1, 2; and
+        keywords; `open_eis`'s lower-case ones serve too: OBSERVATORY from
+        TELESCOP, INSTRUMENT, DATE-OBS); default ``result.attrs``. Its spatial WCS (axes 1, 2; and
         the time axis 4 when the maps have a ``time`` dim), the keywords in
         `CARRIED` and ``FILENAME`` (as ``L2PARENT``, and for the file names)
         are copied.
@@ -141,8 +142,9 @@ def write_l3(
     dims = _map_dims(result)
     base = _l2_wcs_header(header, has_time="time" in dims)
     for key in CARRIED:
-        if key in header:
-            base[key] = header[key]
+        value = _keyword(header, key)
+        if value is not None:
+            base[key] = value
     l2_name = str(header.get("FILENAME", "")).strip()
     base["LEVEL"] = "L2.5"  # SAFFRON's level for its fits
     if l2_name:
@@ -150,6 +152,10 @@ def write_l3(
     if "EXTNAME" in header or "window" in header:
         base["L2WINDOW"] = str(header.get("EXTNAME", header.get("window")))
     stem = l2_name.replace("L2", "L2.5")[:-5] if l2_name.lower().endswith(".fits") else ""
+    observatory = str(
+        _keyword(header, "OBSRVTRY") or _keyword(header, "TELESCOP") or "Solar Orbiter"
+    )
+    instrument = str(_keyword(header, "INSTRUME") or "SPICE")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for index, name in enumerate(result["line"].values):
@@ -164,8 +170,8 @@ def write_l3(
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             common.update(
                 {
-                    "OBSERVATORY": str(header.get("OBSRVTRY", "Solar Orbiter")),
-                    "INSTRUMENT": str(header.get("INSTRUME", "SPICE")),
+                    "OBSERVATORY": observatory,
+                    "INSTRUMENT": instrument,
                     "WAVELENGTH": wavelength,
                     "ION": ion,
                     "LINE_ID": line_id,
@@ -289,6 +295,14 @@ def chianti_ion(name: str) -> str:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _keyword(header: Mapping, key: str):
+    """A header keyword, also as EIS's lower-case index names it (``date_obs`` for DATE-OBS)."""
+    for name in (key, key.lower(), key.lower().replace("-", "_")):
+        if name in header:
+            return header[name]
+    return None
 
 
 def _map_dims(result: xr.Dataset) -> tuple[str, ...]:

@@ -132,6 +132,11 @@ def test_maps_without_time_or_l2_header(tmp_path):
     assert files[0].name == "beamcat_L3_00770.42-ne_8.fits"
     back = open_l3(files)
     assert back.intensity.dims == ("line", "y", "x") and "hpln" not in back.coords
+    # an EIS fit: open_eis's lower-case level-0 keywords name the observatory and date
+    eis = {"telescop": "Hinode", "instrume": "EIS", "date_obs": "2021-03-06T06:44:44.000"}
+    head = fits.getheader(write_l3(result, tmp_path / "eis", source_header=eis)[0])
+    assert (head["OBSERVATORY"], head["INSTRUMENT"]) == ("Hinode", "EIS")
+    assert head["DATE-OBS"] == eis["date_obs"]
     np.testing.assert_array_equal(
         back.width.sel(line="o_iii_1"), result.width.isel(line=1).astype(np.float32)
     )
