@@ -5,7 +5,8 @@ Subcommands: ``demo [DIR]``, ``catalog add|list|show``, ``serve [CATALOG]``,
 ``replay RECORDING... [--realtime] [--mode M] [--rois FILE] [--out DIR]``,
 ``gainmap ENTRY... [--poni P...] [--calibrant-images I...] --out DIR``,
 ``convert SOURCE OUT.zarr [--catalog CAT --name NAME]``,
-``stem4d ENTRY [--calibration AU.json] --out DIR [--convert] [--n-components N]``;
+``stem4d ENTRY [--calibration AU.json] --out DIR [--convert] [--n-components N]``,
+``spice FILE_OR_ENTRY... --out DIR [--windows W...] [--lock B:A[:OFFSET]] [--fuse W1,W2]``;
 ``beamcat COMMAND --help`` tells the options.
 """
 
@@ -312,6 +313,33 @@ def _cmd_stem4d(args) -> None:
     )
 
 
+def _cmd_spice(args) -> None:
+    from beamcat.workflows.spice import run_spice
+
+    needs_catalog = args.catalog or not all(Path(s).exists() for s in args.sources)
+    lines = _key_values(args.line, "--line")
+    summary = run_spice(
+        args.sources,
+        out=Path(args.out),
+        catalog=_open(args.catalog, args.trust) if needs_catalog else None,
+        windows=args.windows,
+        fuse=[group.split(",") for group in args.fuse],
+        locks=args.lock,
+        lines={name: float(value) for name, value in lines.items()},
+        background=args.background,
+        l3=not args.no_l3,
+        formats=args.format.split(","),
+        dpi=args.dpi,
+        progress=not args.no_progress,
+    )
+    for fit in summary["fits"]:
+        counts = ", ".join(f"{n} {status}" for status, n in fit["status"].items())
+        print(f"{fit['source']} {' + '.join(fit['windows'])}: {', '.join(fit['lines'])}: {counts}")
+    for skip in summary["skipped"]:
+        print(f"{skip['source']} {skip['window']}: skipped ({skip['why']}; add one with --line)")
+    print(f"summary: {summary['files']['summary'][0]}")
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that shows each option's default when it has one worth showing."""
 
@@ -347,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
         return parent.add_parser(
             name, help=text, description=text, formatter_class=_HelpFormatter, **kwargs
         )
+
+    def job_outputs(p: argparse.ArgumentParser) -> None:
+        """The figure and progress options every batch job has."""
+        p.add_argument("--format", default="png", metavar="png,pdf,svg", help="figure formats")
+        p.add_argument("--dpi", type=float, default=150, help="figure resolution")
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def trust(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -556,9 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--damaged-nsigma", type=float, default=4.0, help="damaged: gain above median + N sigma"
     )
     gm.add_argument("--name", default="gain_map", help="stem of the map files")
-    gm.add_argument("--format", default="png", metavar="png,pdf,svg", help="figure formats")
-    gm.add_argument("--dpi", type=float, default=150, help="figure resolution")
-    gm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    job_outputs(gm)
     trust(gm)
     gm.set_defaults(func=_cmd_gainmap)
 
@@ -610,11 +642,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--bins", type=int, help="radial bins (default one per pixel)")
     st.add_argument("--name", help="stem of the output files (default the entry's name)")
-    st.add_argument("--format", default="png", metavar="png,pdf,svg", help="figure formats")
-    st.add_argument("--dpi", type=float, default=150, help="figure resolution")
-    st.add_argument("--no-progress", action="store_true", help="no progress bars")
+    job_outputs(st)
     trust(st)
     st.set_defaults(func=_cmd_stem4d)
+
+    sp = command(
+        sub, "spice", "EUV line fitting (SPICE L2, Hinode EIS): line maps, L3 files, figures"
+    )
+    sp.add_argument("sources", nargs="+", metavar="FILE_OR_ENTRY", help="L2/EIS files or entries")
+    sp.add_argument("--catalog", help="catalog file (the demo catalog when omitted)")
+    sp.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    sp.add_argument("--windows", nargs="+", metavar="W", help="windows to fit (index or name)")
+    sp.add_argument(
+        "--fuse", action="append", default=[], metavar="W1,W2", help="fit windows as one (repeat)"
+    )
+    sp.add_argument(
+        "--lock",
+        action="append",
+        default=[],
+        metavar="B:A[:OFFSET]",
+        help="centre of line B = centre of A + OFFSET (Angstrom; default rest), repeatable",
+    )
+    sp.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="NAME=ANGSTROM",
+        help="a line the catalog lacks, repeatable",
+    )
+    sp.add_argument(
+        "--background", choices=("constant", "linear"), default="constant", help="per window"
+    )
+    sp.add_argument("--no-l3", action="store_true", help="no SAFFRON L3 FITS files")
+    job_outputs(sp)
+    trust(sp)
+    sp.set_defaults(func=_cmd_spice)
     return parser
 
 

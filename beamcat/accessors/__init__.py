@@ -11,6 +11,7 @@ from beamcat.accessors import (
     photon,
     radiography,
     roi,
+    spice,
     stem4d,
     timeseries,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "photon",
     "radiography",
     "roi",
+    "spice",
     "stem4d",
     "timeseries",
 ]
