@@ -140,6 +140,8 @@ def write_l3(
     folder = Path(folder)
     header = dict(result.attrs if source_header is None else source_header)
     dims = _map_dims(result)
+    # one computation of every map written (a lazy fit would be redone per variable)
+    result = result[[v for v, _, _ in L3_HDUS.values() if v in result]].compute()
     base = _l2_wcs_header(header, has_time="time" in dims)
     for key in CARRIED:
         value = _keyword(header, key)
@@ -196,8 +198,8 @@ def write_l3(
             data = np.asarray(array.values)
             data = data.astype(np.int16 if measurement == "status" else np.float32)
             if hdus:
-                name = EXTNAMES.get(measurement, variable)
-                hdus.append(fits.ImageHDU(data, header=card, name=name))
+                extname = EXTNAMES.get(measurement, variable)
+                hdus.append(fits.ImageHDU(data, header=card, name=extname))
             else:
                 hdus.append(fits.PrimaryHDU(data, header=card))
         with atomic_path(path) as tmp, warnings.catch_warnings():
