@@ -9,19 +9,26 @@
    the two chi^2 agree within 1e-3 relative, and where beamcat's is worse.
 2. **A synthetic L2 raster end to end** (``write_spice_l2``: two windows, O III
    703 / Mg IX 706 with three lines and Ne VIII 770 with one, ``--ny`` x
-   ``--nx`` pixels each, 10^4 by default, with sospice's noise model and
-   spikes): beamcat (open, ``prepare`` (H2: preclean, sospice sigma, despike),
+   ``--nx`` pixels each, 10^4 by default, with the demo's SW noise level
+   (sigma^2 = 0.024 I + 0.08^2) and spikes, and the L2 keywords sospice reads):
+   beamcat (open, ``prepare`` (H2: preclean, sospice sigma, despike),
    ``fit_lines``, ``write_l3``) vs SAFFRON (``saffron-spice`` 0.4 in its own
    venv ``.bench/saffron-venv``, made here on first use: it pins docutils <
    0.21 and pulls opencv, ipyparallel, ChiantiPy), driven as its README says
-   (``Manager`` from a JSON configuration, ``build_files_list``,
+   (``Manager`` from its JSON template, ``build_files_list``,
    ``build_rasters``, ``run_preparations``, ``fit_manager``) with ``Jobs`` =
-   the cores. SAFFRON's configuration: preclean, weights (sospice), despike
-   on; denoise off (watroo's wavelet denoising is not part of beamcat's default
-   pipeline) and convolution level 0 only (SAFFRON's adaptive binning would
-   refit every pixel up to five times); its default bounds (B in [-5, 5] W/m2/sr/nm,
-   I in [0, 1e3]) fit this raster's units. Accuracy against the planted maps is
-   printed for both (median |error| of centre, width, peak intensity).
+   the cores, preclean, weights (sospice) and despike on, denoise off (watroo is
+   not in beamcat's default pipeline). What had to be set for SAFFRON 0.4 to
+   run: ``convolution_extent_list`` [1] and ``t_convolution_index`` 1 (its
+   template's [0] and 0 fail its own Manager's check; 1 = no binning, so no
+   adaptive refits), ``window_size`` (the template fits a 10 x 10 patch), and
+   the real-L2 keywords its ``write_data`` copies (PARENT, HISTORY, PRSTEPn,
+   the study and ephemeris keywords: KeyError without them, after the fit).
+   Its bounds (``Model.bounds_rules``: I [0, 1000], x +-3 A, s [0, 3] A, B
+   [-10, 10] W/m2/sr/nm) hold this raster's background (0.05-0.25). It
+   prepares the whole raster but fits only ``--peer-rows`` rows; its fit time
+   is extrapolated to all rows. Accuracy against the planted maps is printed
+   for both (median |error| of centre and width in mA, relative peak).
 3. **Hinode EIS Fe XII 192.394** (``eis_20210306_064444``, 120 x 25 pixels): beamcat
    ``fit_lines`` (one Gaussian + constant background, eispac's uncertainties)
    vs eispac's ``fit_spectra`` with its template ``fe_12_192_394.1c``
