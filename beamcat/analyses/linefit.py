@@ -386,6 +386,7 @@ def _joined(windows, spatial) -> xr.DataArray:
         first = da.asarray(arrays[0])
         chunks = (*first.chunks[:-1], -1)
         data = da.concatenate([da.asarray(a).rechunk(chunks) for a in arrays], axis=-1)
+        data = data.rechunk({-1: -1})  # the fused spectrum: one chunk along wavelength
     return xr.DataArray(data, dims=(*spatial, "wavelength"))
 
 
