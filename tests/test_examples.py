@@ -26,6 +26,7 @@ def test_there_is_a_notebook_per_built_workflow():
         "diffraction.ipynb",
         "photon.ipynb",
         "radiography.ipynb",
+        "spice.ipynb",
         "stem4d.ipynb",
     ]
 
