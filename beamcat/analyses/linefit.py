@@ -40,6 +40,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -498,11 +499,10 @@ def evaluate(model: LineModel, parameters, wavelength, *, segment=None):
     if isinstance(wavelength, xr.DataArray):
         wave = wavelength
     total, components = xr.apply_ufunc(
-        model_spectra,
-        model,
+        functools.partial(model_spectra, model),  # not an argument: dask would wrap it
         parameters,
         wave,
-        input_core_dims=[[], ["param"], ["wavelength"]],
+        input_core_dims=[["param"], ["wavelength"]],
         output_core_dims=[["wavelength"], ["component", "wavelength"]],
         dask="parallelized",
         output_dtypes=[np.float64, np.float64],

@@ -45,8 +45,10 @@ def test_fit_is_prepare_then_fit_lines_and_stays_lazy(windows, raise_if_dask_com
 
 def test_model_is_the_fit_and_the_residual_the_rest(windows):
     window = windows[0]
-    result = window.spice.fit(locks=[("o_iii_2", "o_iii_1", None)]).compute()
+    lazy = window.spice.fit(locks=[("o_iii_2", "o_iii_1", None)])
+    result = lazy.compute()
     model = window.spice.model(result).compute()
+    xr.testing.assert_allclose(window.spice.model(lazy).compute(), model)  # lazy in, lazy out
     assert model["components"]["component"].values.tolist() == [
         "o_iii_1",
         "o_iii_2",
