@@ -59,6 +59,32 @@ class SpiceAccessor:
         steps = self.default_steps() if steps is None else tuple(steps)
         return spectral_prep.prepare(self._obj, steps, **options)
 
+    # one step each (`spectral_prep.prepare_step`): they chain, sigma and spikes carried along
+
+    def preclean(self, **options) -> xr.Dataset:
+        """SAFFRON's preclean (`spectral_prep.preclean`: `high`, `low`), lazy."""
+        return spectral_prep.prepare_step(self._obj, "preclean", **options)
+
+    def noise(self, **options) -> xr.Dataset:
+        """Adds ``sigma``: the window's own, else sospice's (`spectral_prep.spice_sigma`)."""
+        return spectral_prep.prepare_step(self._obj, "sigma", **options)
+
+    def despike(self, **options) -> xr.Dataset:
+        """SAFFRON's despike (`clip`, `size`, `iterations`), the spikes flagged in ``spikes``."""
+        return spectral_prep.prepare_step(self._obj, "despike", **options)
+
+    def convolve(self, box, **options) -> xr.Dataset:
+        """Box mean over (y, x) with the error of the mean (`spectral_prep.convolve`)."""
+        return spectral_prep.prepare_step(self._obj, "convolve", box=box, **options)
+
+    def bin(self, factors, **options) -> xr.Dataset:
+        """Pixels binned over (y, x), sigma in quadrature (`spectral_prep.bin_pixels`)."""
+        return spectral_prep.prepare_step(self._obj, "bin", factors=factors, **options)
+
+    def denoise(self, **options) -> xr.Dataset:
+        """Wavelet denoising with watroo (`spectral_prep.denoise`; ``beamcat[spice]``)."""
+        return spectral_prep.prepare_step(self._obj, "denoise", **options)
+
     def fit(
         self,
         lines: Mapping[str, float] | Sequence[str] | None = None,

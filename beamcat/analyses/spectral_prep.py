@@ -400,19 +400,9 @@ def prepare(
     steps: Sequence[str] = ("preclean", "sigma", "despike"),
     *,
     variable: str | None = None,
-    high: float = 490.0,
-    low: float = -10.0,
-    clip: float = 2.5,
-    size: Sequence[int] = (6, 3, 3),
-    iterations: int = 3,
-    box: int | Sequence[int] | None = None,
-    error: str = "mean",
-    factors: int | Sequence[int] | None = None,
-    how: str = "mean",
-    weights: Sequence[float] = (6, 2, 1, 0, 0),
-    spatial: tuple[str, str] = SPATIAL,
+    **options,
 ) -> xr.Dataset:
-    """Run preparation steps on a window, lazily; SAFFRON's order is `STEPS`.
+    """Run preparation steps on a window, lazily, in the order given; SAFFRON's is `STEPS`.
 
     Parameters
     ----------
@@ -420,23 +410,19 @@ def prepare(
         A window with a spectral variable (``attrs["signal"]``, else
         ``radiance``) over (..., wavelength, y, x).
     steps : sequence of str
-        Any of `STEPS`, run in the order given: ``"preclean"`` (`high`, `low`:
-        SAFFRON's limits for SPICE W/m2/sr/nm; leave it out for other units,
-        e.g. EIS), ``"sigma"`` (the dataset's own ``sigma`` variable if it has
-        one, e.g. EIS's from eispac's formula, else `spice_sigma` on the input
-        data, as SAFFRON does), ``"despike"`` (`clip`, `size`, `iterations`),
-        ``"convolve"`` (`box`, `error`), ``"bin"`` (`factors`, `how`),
-        ``"denoise"`` (`weights`).
+        Any of `STEPS`, each run by `prepare_step` (see it for each step's options).
     variable : str, optional
         The spectral variable's name (kept in the output).
+    **options
+        `prepare_step`'s options.
 
     Returns
     -------
     Dataset
-        The spectral variable prepared, ``sigma`` (1 everywhere, said in
-        ``history``, when there is none: SAFFRON's unweighted fit), ``spikes``
-        (False everywhere without ``"despike"``; binned/convolved: any spike in
-        the box), the input's coordinates and attrs, one ``history`` line per step.
+        The input with its spectral variable prepared, ``sigma`` (1 everywhere,
+        said in ``history``, when no step gave one: SAFFRON's unweighted fit),
+        ``spikes`` (False everywhere without ``"despike"``), one ``history``
+        line per step.
 
     Raises
     ------
@@ -456,48 +442,98 @@ def prepare(
     unknown = [step for step in steps if step not in STEPS]
     if unknown:
         raise OptionError(f"prepare: unknown step(s) {unknown}; expected some of {list(STEPS)}")
-    if "convolve" in steps and box is None:
-        raise OptionError("prepare: step 'convolve' needs box= (pixels, or see box_size)")
-    if "bin" in steps and factors is None:
-        raise OptionError("prepare: step 'bin' needs factors= (pixels per bin along y, x)")
-    raw = signal(dataset, variable)
-    values = raw.assign_attrs(history=dataset.attrs.get("history", ""))
-    sigma = None
-    spikes = xr.zeros_like(raw, dtype=bool)
+    for step in ("convolve", "bin"):  # before any work
+        if step in steps:
+            _step_options(step, options)
+    name = signal(dataset, variable).name
     for step in steps:
-        if step == "preclean":
-            values = preclean(values, high=high, low=low)
-        elif step == "sigma":
-            sigma, line = _noise(dataset, raw)
-            values.attrs["history"] = history(values.attrs, line)
-        elif step == "despike":
-            values, spikes = despike(
-                values, clip=clip, size=size, iterations=iterations, spatial=spatial
-            )
-        elif step == "denoise":
-            values = denoise(values, weights=weights, spatial=spatial)
+        dataset = prepare_step(dataset, step, variable=name, **options)
+    if "sigma" not in dataset.data_vars:
+        line = "sigma: 1 (no noise model: unweighted)"
+        dataset = dataset.assign(sigma=_unit_sigma(dataset[name]))
+        dataset.attrs["history"] = history(dataset.attrs, line)
+    if "spikes" not in dataset.data_vars:
+        dataset = dataset.assign(spikes=xr.zeros_like(dataset[name], dtype=bool))
+    return dataset.assign_attrs(signal=name)
+
+
+def prepare_step(
+    dataset: xr.Dataset,
+    step: str,
+    *,
+    variable: str | None = None,
+    high: float = 490.0,
+    low: float = -10.0,
+    clip: float = 2.5,
+    size: Sequence[int] = (6, 3, 3),
+    iterations: int = 3,
+    box: int | Sequence[int] | None = None,
+    error: str = "mean",
+    factors: int | Sequence[int] | None = None,
+    how: str = "mean",
+    weights: Sequence[float] = (6, 2, 1, 0, 0),
+    spatial: tuple[str, str] = SPATIAL,
+) -> xr.Dataset:
+    """One preparation step on a window: its spectral variable replaced, ``sigma`` and
+    ``spikes`` carried through (so steps chain, as the ``ds.spice`` methods do), lazily.
+
+    Steps and their options: ``"preclean"`` (`high`, `low`: SAFFRON's limits
+    for SPICE W/m2/sr/nm; leave the step out for other units, e.g. EIS),
+    ``"sigma"`` (the dataset's own ``sigma`` variable if it has one, e.g. EIS's
+    from eispac's formula, else `spice_sigma` on the window, as SAFFRON does),
+    ``"despike"`` (`clip`, `size`, `iterations`: ``spikes`` becomes the union
+    with any earlier flags), ``"convolve"`` (`box`, `error`), ``"bin"``
+    (`factors`, `how`), ``"denoise"`` (`weights`). Convolving or binning
+    carries ``sigma`` (1 when there is none yet) and flags a box or bin holding
+    a spike. One ``history`` line per step.
+    """
+    if step not in STEPS:
+        raise OptionError(f"prepare: unknown step {step!r}; expected one of {list(STEPS)}")
+    name = signal(dataset, variable).name
+    values = dataset[name].assign_attrs(history=dataset.attrs.get("history", ""))
+    out = {}
+    if step == "preclean":
+        values = preclean(values, high=high, low=low)
+    elif step == "sigma":
+        out["sigma"], line = _noise(dataset, dataset[name])
+        values.attrs["history"] = history(values.attrs, line)
+    elif step == "despike":
+        values, spikes = despike(values, clip=clip, size=size, iterations=iterations, spatial=spatial)
+        if "spikes" in dataset.data_vars:
+            spikes = spikes | dataset["spikes"]
+        out["spikes"] = spikes
+    elif step == "denoise":
+        values = denoise(values, weights=weights, spatial=spatial)
+    else:
+        setting = _step_options(step, {"box": box, "factors": factors})
+        sigma = dataset["sigma"] if "sigma" in dataset.data_vars else _unit_sigma(values)
+        flags = dataset["spikes"].astype(float) if "spikes" in dataset.data_vars else None
+        if step == "convolve":
+            values, out["sigma"] = convolve(values, sigma, setting, error=error, spatial=spatial)
         else:
-            if sigma is None:
-                sigma = _unit_sigma(values)
-            # a box or bin holding a spike is flagged: the spikes' fraction > 0
-            flags = spikes.astype(float)
+            values, out["sigma"] = bin_pixels(values, sigma, setting, how=how, spatial=spatial)
+        if flags is not None:  # a box or bin holding a spike is flagged: the fraction > 0
+            zero = xr.zeros_like(flags)
             if step == "convolve":
-                values, sigma = convolve(values, sigma, box, error=error, spatial=spatial)
-                flags = convolve(flags, xr.zeros_like(flags), box, spatial=spatial)[0]
+                flags = convolve(flags, zero, setting, spatial=spatial)[0]
             else:
-                values, sigma = bin_pixels(values, sigma, factors, how=how, spatial=spatial)
-                flags = bin_pixels(flags, xr.zeros_like(flags), factors, spatial=spatial)[0]
-            spikes = flags > 0
-    if sigma is None:
-        sigma = _unit_sigma(values)
-        values.attrs["history"] = history(values.attrs, "sigma: 1 (no noise model: unweighted)")
-    name = raw.name
+                flags = bin_pixels(flags, zero, setting, spatial=spatial)[0]
+            out["spikes"] = (flags > 0).transpose(*values.dims)
+        dataset = dataset.drop_vars([v for v in ("sigma", "spikes") if v in dataset.data_vars])
+        if step == "bin":  # new spatial sizes: what else lives on the old pixels goes
+            dataset = dataset.drop_dims([d for d in spatial if d in dataset.dims])
     line_history = values.attrs.pop("history")
-    out = xr.Dataset(
-        {name: values, "sigma": sigma, "spikes": spikes.transpose(*values.dims)},
-        attrs={**dataset.attrs, "signal": name, "history": line_history},
-    )
-    return out
+    result = dataset.assign({name: values, **out})
+    return result.assign_attrs(signal=name, history=line_history)
+
+
+def _step_options(step: str, options) -> int | Sequence[int]:
+    """The box of ``convolve`` or the factors of ``bin``, which have no default."""
+    key = "box" if step == "convolve" else "factors"
+    if options.get(key) is None:
+        hint = "pixels, or see box_size" if step == "convolve" else "pixels per bin along y, x"
+        raise OptionError(f"prepare: step {step!r} needs {key}= ({hint})")
+    return options[key]
 
 
 def _noise(dataset: xr.Dataset, raw: xr.DataArray) -> tuple[xr.DataArray, str]:

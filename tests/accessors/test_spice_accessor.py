@@ -100,3 +100,15 @@ def test_eis_window_fits_its_own_line_with_corrected_centres(shared_data):
     ok = result["status"].values == 0
     assert ok.mean() > 0.8
     assert (np.isfinite(result["intensity"].values) | ~ok).all()
+
+
+def test_step_methods_chain_to_what_prepare_gives(windows, raise_if_dask_computes):
+    window = windows[1]
+    with raise_if_dask_computes():
+        chained = window.spice.preclean().spice.noise().spice.despike().spice.convolve(3)
+    prepared = window.spice.prepare(("preclean", "sigma", "despike", "convolve"), box=3)
+    xr.testing.assert_identical(chained.compute(), prepared.compute())
+    assert chained.attrs["history"].count("\n") >= 3  # a line per step
+    binned = window.spice.noise().spice.bin((2, 3))
+    assert binned.sizes["y"] == 48 and binned.sizes["x"] == 16
+    assert set(binned.data_vars) == {"radiance", "sigma"}
