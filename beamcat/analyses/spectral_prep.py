@@ -474,9 +474,9 @@ def prepare_step(
     weights: Sequence[float] = (6, 2, 1, 0, 0),
     spatial: tuple[str, str] = SPATIAL,
 ) -> xr.Dataset:
-    """One preparation step on a window: its spectral variable replaced, ``sigma`` and
-    ``spikes`` carried through (so steps chain, as the ``ds.spice`` methods do), lazily.
+    """One preparation step on a window, lazily; ``sigma`` and ``spikes`` carried through.
 
+    The spectral variable is replaced, so steps chain (the ``ds.spice`` methods).
     Steps and their options: ``"preclean"`` (`high`, `low`: SAFFRON's limits
     for SPICE W/m2/sr/nm; leave the step out for other units, e.g. EIS),
     ``"sigma"`` (the dataset's own ``sigma`` variable if it has one, e.g. EIS's
@@ -498,7 +498,8 @@ def prepare_step(
         out["sigma"], line = _noise(dataset, dataset[name])
         values.attrs["history"] = history(values.attrs, line)
     elif step == "despike":
-        values, spikes = despike(values, clip=clip, size=size, iterations=iterations, spatial=spatial)
+        options = {"clip": clip, "size": size, "iterations": iterations, "spatial": spatial}
+        values, spikes = despike(values, **options)
         if "spikes" in dataset.data_vars:
             spikes = spikes | dataset["spikes"]
         out["spikes"] = spikes
