@@ -110,6 +110,8 @@ class SpicePage(pn.viewable.Viewer):
         self.pixel_fit: PixelFit | None = None
         self.taps: dict[str, hv.streams.Tap] = {}
         self._fraction = 0.0
+        self._fresh_maps = True
+        self._map_pipes: dict[str, hv.streams.Pipe] = {}
         self.banners = Banners()
         self.jobs = Jobs(self.banners.set_error)
         self._choosing = False  # the page sets its widgets itself: no updates
@@ -120,11 +122,11 @@ class SpicePage(pn.viewable.Viewer):
         self.background = pn.widgets.RadioButtonGroup(
             options=["constant", "linear"], value="constant"
         )
-        self.lock = pn.widgets.Checkbox(label="Lock the centre of", value=False)
-        self.lock_b = pn.widgets.Select(label="line", width=120)
-        self.lock_a = pn.widgets.Select(label="to line", width=120)
+        self.lock = pn.widgets.Checkbox(label="Lock a line's centre to another's", value=False)
+        self.lock_b = pn.widgets.Select(label="Centre of", width=120)
+        self.lock_a = pn.widgets.Select(label="= centre of", width=120)
         self.lock_offset = pn.widgets.FloatInput(
-            label="+ offset (Å; empty: rest)", value=None, width=150
+            label="+ offset (Å; empty: rest)", value=None, width=170
         )
         self.bounds = {
             kind: (
@@ -133,7 +135,7 @@ class SpicePage(pn.viewable.Viewer):
             )
             for kind, label in BOUND_KINDS.items()
         }
-        self.refit_button = pn.widgets.Button(label="Refit pixel", button_type="primary", width=110)
+        self.refit_button = pn.widgets.Button(label="Refit pixel", color="primary", width=110)
         self.fit_button = pn.widgets.Button(label="Fit window", width=110)
         self.progress = pn.indicators.Progress(value=0, max=100, width=200, visible=False)
         self.status = pn.pane.Markdown("Choose an entry.", css_classes=["beamcat-spice-status"])
@@ -154,7 +156,8 @@ class SpicePage(pn.viewable.Viewer):
                 pn.Column(
                     "**Model of the pixel**",
                     self.background,
-                    pn.Row(self.lock, self.lock_b, self.lock_a, self.lock_offset),
+                    self.lock,
+                    pn.Row(self.lock_b, self.lock_a, self.lock_offset),
                     *bounds,
                     pn.Row(self.refit_button, self.fit_button),
                     width=520,
@@ -299,7 +302,7 @@ class SpicePage(pn.viewable.Viewer):
         self._clear("")
         self.data, lines = result
         self._set_model_widgets(lines, self.data.attrs.get("format"))
-        self._new_maps()
+        self._fresh_maps = True  # the window's first maps make new plots
         await self.fit()
 
     def _clear(self, message: str) -> None:
@@ -384,9 +387,12 @@ class SpicePage(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ drawing
 
-    def _new_maps(self) -> None:
-        """Fresh map images and click streams for the window (a DynamicMap keeps its ranges)."""
-        self._map_pipes = {kind: hv.streams.Pipe(data=(None, kind)) for kind in MAP_KINDS}
+    def _new_maps(self, shown: dict) -> None:
+        """Fresh map images and click streams, starting with `shown` (kind -> (values, title)).
+
+        A DynamicMap keeps the axis ranges of its first image: each window gets its own.
+        """
+        self._map_pipes = {kind: hv.streams.Pipe(data=shown[kind]) for kind in MAP_KINDS}
         self._marker_pipe = hv.streams.Pipe(data=None)
         marker = hv.DynamicMap(lambda data: marker_element(data), streams=[self._marker_pipe])
         maps = []
@@ -395,22 +401,27 @@ class SpicePage(pn.viewable.Viewer):
             self.taps[kind] = hv.streams.Tap(source=image, x=None, y=None)
             self.taps[kind].add_subscriber(self._on_click)
             maps.append((image * marker).opts(active_tools=["tap"]))
-        self.maps_pane.object = hv.Layout(maps).cols(len(maps))
+        self.maps_pane.object = hv.Layout(maps).cols(3)  # the line's maps, then chi2 and status
+        self._fresh_maps = False
 
     def _draw_maps(self) -> None:
         """The maps of the chosen line, the χ² and status maps, the status line."""
         result, line = self.result, self.line.value
         if result is None or line not in result["line"].values:
             return
-        for kind, pipe in self._map_pipes.items():
-            var = result[kind].sel(line=line) if "line" in result[kind].dims else result[kind]
-            values = _image(var)
-            title = (
-                f"{MAP_KINDS[kind][0]} {line}"
-                if "line" in result[kind].dims
-                else MAP_KINDS[kind][0]
+        shown = {}
+        for kind in MAP_KINDS:
+            per_line = "line" in result[kind].dims
+            var = result[kind].sel(line=line) if per_line else result[kind]
+            shown[kind] = (
+                _image(var),
+                f"{MAP_KINDS[kind][0]} {line}" if per_line else MAP_KINDS[kind][0],
             )
-            pipe.send((values, title))
+        if self._fresh_maps:
+            self._new_maps(shown)
+        else:
+            for kind, pipe in self._map_pipes.items():
+                pipe.send(shown[kind])
         self._status()
 
     def _draw_pixel(self) -> None:

@@ -64,11 +64,17 @@ def _status_style() -> dict:
         "cmap": list(STATUS_COLOURS),
         "clim": (-0.5, len(STATUS_COLOURS) - 0.5),
         "color_levels": len(STATUS_COLOURS),
+        "hooks": [_room_for_names],
         "colorbar_opts": {
             "ticker": FixedTicker(ticks=list(names)),
             "major_label_overrides": names,
         },
     }
+
+
+def _room_for_names(plot, element) -> None:
+    """Room for the FitStatus names right of the colour bar (bokeh sizes it for the ticks)."""
+    plot.state.min_border_right = 120
 
 
 def marker_element(position: tuple[int, int] | None) -> hv.Points:
