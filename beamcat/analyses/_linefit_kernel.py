@@ -66,6 +66,9 @@ _PIVOT = 1e-13  # a Cholesky pivot this small relative to its diagonal means sin
 _FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
 _MARGIN = 1e-6  # starts are this fraction of the bounds' span inside them (trf needs it)
 _SNAP = 1e-9  # a solution this fraction of the span from a bound is on it
+#: samples this close (Angstrom) to an even grid are evenly spaced (`_gaussian`'s
+#: recurrence): the model is then the Gaussian on that grid, 1e-10 A = 0.04 m/s away
+_EVEN = 1e-10
 
 #: Free-parameter kinds (the `code` array of the model)
 INTENSITY, CENTER, WIDTH, BACKGROUND, SLOPE = range(5)
@@ -170,8 +173,11 @@ def _span(lo, hi, level):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FAST)
-def _evaluate(p, x, y, w, seg, src, scale, shift, n_bg, reference, full, f, r, jac):
-    """χ² at free parameters `p`; residuals into `r`, the weighted Jacobian (nf, m) into `jac`."""
+def _evaluate(p, x, y, w, seg, src, scale, shift, n_bg, reference, h, gauss, full, f, r, jac):
+    """χ² at free parameters `p`; residuals into `r`, the weighted Jacobian (nf, m) into `jac`.
+
+    `h` is the samples' step when they are evenly spaced (else 0), `gauss` a buffer.
+    """
     for j in range(full.size):
         full[j] = scale[j] * p[src[j]] + shift[j]
     jac[:, :] = 0.0
@@ -189,9 +195,10 @@ def _evaluate(p, x, y, w, seg, src, scale, shift, n_bg, reference, full, f, r, j
         inv2 = 1.0 / (width * width)
         ja, jc, jw = src[j0], src[j0 + 1], src[j0 + 2]
         sa, sc, sw = scale[j0], scale[j0 + 1] * amp * inv2, scale[j0 + 2] * amp * inv2 / width
+        _gaussian(x, centre, inv2, h, gauss)
         for t in range(x.size):
             d = x[t] - centre
-            g = np.exp(-0.5 * d * d * inv2)
+            g = gauss[t]
             f[t] += amp * g
             gw = g * w[t]
             jac[ja, t] += sa * gw
@@ -202,6 +209,51 @@ def _evaluate(p, x, y, w, seg, src, scale, shift, n_bg, reference, full, f, r, j
         r[t] = (y[t] - f[t]) * w[t]
         chi2 += r[t] * r[t]
     return chi2
+
+
+@numba.njit(nogil=True, cache=True)
+def _gaussian(x, centre, inv2, h, out):
+    """``exp(-(x - centre)² inv2 / 2)`` into `out`; by a product recurrence when `h` > 0.
+
+    On evenly spaced samples (step `h`) the ratio of neighbours is itself
+    geometric, so from the sample nearest the centre outwards each value is a
+    product of the last: 3 ``exp`` per line instead of one per sample, relative
+    error ~1e-14 (the products' rounding), and the values only fall outwards
+    (underflow to 0 far away, as ``exp`` does).
+    """
+    m = x.size
+    if h <= 0.0:
+        for t in range(m):
+            d = x[t] - centre
+            out[t] = np.exp(-0.5 * d * d * inv2)
+        return
+    k0 = min(max(int(np.rint((centre - x[0]) / h)), 0), m - 1)
+    d = x[k0] - centre
+    out[k0] = np.exp(-0.5 * d * d * inv2)
+    factor = np.exp(-h * h * inv2)
+    ratio = np.exp(-(d * h + 0.5 * h * h) * inv2)  # out[t + 1] / out[t]
+    for t in range(k0 + 1, m):
+        out[t] = out[t - 1] * ratio
+        ratio *= factor
+    ratio = np.exp((d * h - 0.5 * h * h) * inv2)  # out[t - 1] / out[t]
+    for t in range(k0 - 1, -1, -1):
+        out[t] = out[t + 1] * ratio
+        ratio *= factor
+
+
+@numba.njit(nogil=True, cache=True)
+def _even_step(x, seg):
+    """The step of evenly spaced samples of one segment (to 1e-10 Angstrom), else 0."""
+    m = x.size
+    if m < 3 or seg[0] != seg[m - 1]:
+        return 0.0
+    h = (x[m - 1] - x[0]) / (m - 1)
+    if not h > 0.0:
+        return 0.0
+    for t in range(m):
+        if abs(x[t] - (x[0] + t * h)) > _EVEN:
+            return 0.0
+    return h
 
 
 @numba.njit(nogil=True, cache=True)
@@ -309,7 +361,8 @@ def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, 
     a, chol = np.empty((nf, nf)), np.empty((nf, nf))
     g, step = np.empty(nf), np.empty(nf)
     active = np.empty(nf, np.int64)
-    terms = (x, y, w, seg, src, scale, shift, n_bg, reference, full, f)
+    h, gauss = _even_step(x, seg), np.empty(m)
+    terms = (x, y, w, seg, src, scale, shift, n_bg, reference, h, gauss, full, f)
     chi2 = _evaluate(p, *terms, r, jac)
     if not np.isfinite(chi2):
         return np.nan, m, 0, _SINGULAR

@@ -138,7 +138,7 @@ def test_chi2_parity_with_curve_fit_for_every_model_term(options):
 
         popt, pcov = curve_fit(f, wave, spectra[i], p0=p0[i], bounds=(lo[i], hi[i]))
         chi2 = np.sum((spectra[i] - f(wave, *popt)) ** 2)
-        assert ours["chi2"][i] <= chi2 * (1 + 1e-6)
+        assert ours["chi2"][i] <= chi2 * (1 + 1e-5)  # FTOL = 1e-6 of the minimum at most
         assert ours["chi2"][i] == pytest.approx(chi2, rel=1e-3)
         errors = np.sqrt(np.diag(pcov))[list(model.src)] * np.abs(model.scale)
         np.testing.assert_allclose(ours["errors"][i], errors, rtol=1e-3)
