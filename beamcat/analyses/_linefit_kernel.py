@@ -13,10 +13,15 @@ analytic Jacobian ``J = ∂F/∂p / σ`` of the free parameters; the step solves
 (clipped). Parameters sitting on a bound with the gradient pushing outwards are
 held for that step (an active set), so a pinned parameter does not stall the
 others. A step is taken when χ² falls (λ / 10), else λ × 10 and retried.
-Converged when χ² falls by less than ``ftol`` relative or the step is shorter
-than ``xtol`` relative to the parameters, or when no damping can lower χ² (the
-minimum to rounding). The covariance is ``(JᵀJ)⁻¹`` at the solution, over every
-free parameter (pinned ones too, as scipy's ``curve_fit`` does).
+Converged when χ² falls by less than ``ftol`` relative (or a lightly damped
+step is predicted to), or the step is shorter than ``xtol`` relative to the
+parameters, or when no damping can lower χ² (the minimum to rounding). A
+parameter within 1e-9 of its scale from a bound is then put on it (AT_BOUND).
+The covariance is ``(JᵀJ)⁻¹`` at the solution, over every free parameter
+(pinned ones too, as scipy's ``curve_fit`` does).
+
+Start: per spectrum in the kernel (`_start`, no per-pixel Python): bounds (the
+background's scaled to the spectrum), then the given start or the guess.
 """
 
 from __future__ import annotations
