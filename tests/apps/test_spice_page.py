@@ -40,6 +40,9 @@ from beamcat.apps.state import AppState, CatalogContext
 from beamcat.catalog.demo import CATALOG_NAME, read_truth
 from beamcat.errors import OptionError
 
+# the 4D-STEM page's test helpers: a recording array-like, and awaiting the page's tasks
+from tests.apps.test_stem4d_page import _Recorder, _settled
+
 ENTRY = "spice_window0"  # O III 703 / Mg IX 706: three lines, 60 samples, 96 x 48 pixels
 LINES = ["o_iii_1", "o_iii_2", "mg_ix_1"]
 
@@ -79,18 +82,6 @@ def test_entries_and_windows_of_the_demo(context):
     # another window of the same file, opened with the entry's options
     other = prepared(context, ENTRY, 1)
     assert other.attrs["window"] == "Ne VIII 770" and list(window_lines(other)) == ["ne_viii_1"]
-
-
-class _Recorder:
-    """An array-like that records every region read from it (what dask asks for)."""
-
-    def __init__(self, values):
-        self.values, self.reads = values, []
-        self.shape, self.dtype, self.ndim = values.shape, values.dtype, values.ndim
-
-    def __getitem__(self, key):
-        self.reads.append(key)
-        return self.values[key]
 
 
 def test_spectrum_at_reads_one_spectrum():
@@ -188,21 +179,6 @@ def test_eis_windows_get_their_own_line_and_the_corrected_wavelength():
 
 
 # ------------------------------------------------------------------ the page
-
-
-def _settled(action) -> None:
-    """Do `action()` (a stream event, a widget set) on an event loop and await what it started.
-
-    The page schedules its jobs with ``pn.state.execute``, which makes tasks on the
-    running loop; waiting for them is waiting for the page's state, not for a time.
-    """
-
-    async def run():
-        action()
-        while pending := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
-            await asyncio.gather(*pending)
-
-    asyncio.run(run())
 
 
 def test_the_page_fits_the_demo_window(page, maps):
