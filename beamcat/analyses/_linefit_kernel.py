@@ -111,11 +111,12 @@ def _low_quantile(values):
     """`BACKGROUND_QUANTILE` of `values` (numpy's linear rule); 0 for none."""
     if values.size == 0:
         return 0.0
-    ordered = np.sort(values)
     position = BACKGROUND_QUANTILE * (values.size - 1)
     below = int(np.floor(position))
     above = min(below + 1, values.size - 1)
-    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+    ordered = np.partition(values, above)  # [above] in place, the smaller ones before it
+    low = ordered[below] if below == above else np.max(ordered[:above])
+    return low + (position - below) * (ordered[above] - low)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -133,7 +134,7 @@ def _start(x, y, seg, rest, n_segments, root, code, owner, lo_kind, hi_kind, sca
     level = _level(y)
     background = np.empty(n_segments)
     for k in range(n_segments):
-        background[k] = _low_quantile(y[seg == k])
+        background[k] = _low_quantile(y if n_segments == 1 else y[seg == k])
     for f in range(p.size):
         if scaled[f]:
             lo[f], hi[f] = -BACKGROUND_SCALE * level, BACKGROUND_SCALE * level
