@@ -52,7 +52,7 @@ class FitStatus(enum.IntEnum):
         Converged with at least one parameter on a bound; errors from the
         covariance as for CONVERGED (they ignore the bound).
     NO_DATA
-        No finite sample: parameters NaN.
+        No usable sample (all NaN, or no finite positive σ): parameters NaN.
     """
 
     CONVERGED = 0
