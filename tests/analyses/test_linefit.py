@@ -374,6 +374,14 @@ def test_fused_windows_lock_across_with_own_backgrounds():
     np.testing.assert_allclose(maps["background"].isel(window=1), 0.6, atol=0.03)
     assert maps.sizes["window"] == 2
     assert maps["line_window"].values.tolist() == [0, 1]
+    # dask windows: joined into one chunk along wavelength, the same numbers
+    lazy = fit_lines(
+        [w.chunk({"y": 1}) for w in windows],
+        [s.chunk({"y": 1}) for s in sigmas],
+        lines={"a": 700.5, "b": 771.5},
+        locks=[("b", "a", None)],
+    )
+    xr.testing.assert_identical(lazy.compute(), maps)
     assert (maps["status"] == FitStatus.CONVERGED).all()
 
 
@@ -386,6 +394,9 @@ def test_evaluate_components_sum_to_the_model():
     params = xr.DataArray(truth, dims=("pixel", "param"))
     da_total, da_components = evaluate(model, params, wave)
     np.testing.assert_allclose(da_total.values, total)
+    lazy_total, _ = evaluate(model, params.chunk({"pixel": 1}), wave)
+    assert isinstance(lazy_total.data, da.Array)
+    np.testing.assert_array_equal(lazy_total.values, da_total.values)
     assert da_components["component"].values.tolist() == ["a", "b", "c", "background"]
 
 
