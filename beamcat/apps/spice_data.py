@@ -6,20 +6,20 @@ beyond a chunk:
 
 - `spectral_entries`, `window_choices`: the entries whose signal has a
   ``wavelength`` dim (SPICE L2, Hinode EIS) and the windows of an entry's file;
-- `prepared`: the window opened and prepared lazily (`spectral_prep.prepare`:
+- `prepared`: the window opened and prepared lazily (``ds.spice.prepare()``:
   SAFFRON's preclean, the noise model, despike), chunked along ``y`` so a fit
   reports its progress chunk by chunk;
 - `window_model`: the `LineModel` of the window's catalog lines (an EIS
   window's own line) with the page's `FitOptions` (background, a lock, bounds);
-- `fit_window`: `fit_lines` over the whole window in one dask pass with a
-  progress callback, cached per (catalog, entry, window, options);
+- `fit_window`: ``ds.spice.fit(model=...)`` over the whole window in one dask
+  pass with a progress callback, cached per (catalog, entry, window, options);
 - `spectrum_at`: ONE spectrum read (``isel`` of the lazy prepared window), and
   `fit_pixel`: `fit_block` on it with a model, `evaluate` for the model,
   its components and the residuals: the same numbers the maps hold there.
 
-EIS: the fit runs on the window's wavelength table, as the maps do, and the
-corrected wavelength of a pixel is ``wavelength - wave_corr`` (eispac): the
-centres, velocities and the spectrum's wavelength axis are shifted by it.
+EIS: the fit runs on the window's wavelength table, as the accessor's maps do,
+and the corrected wavelength of a pixel is ``wavelength - wave_corr`` (eispac):
+a pixel's centres and its spectrum's wavelength axis are shifted by it.
 
 Examples
 --------
@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+import beamcat.accessors.spice  # noqa: F401  (registers ds.spice)
+from beamcat.accessors.spice import EIS_BOUNDS, eis_line
 from beamcat.analyses.linefit import (
     DEFAULT_BOUNDS,
     SPEED_OF_LIGHT,
@@ -47,11 +49,9 @@ from beamcat.analyses.linefit import (
     LineModel,
     evaluate,
     fit_block,
-    fit_lines,
     line_model,
 )
 from beamcat.analyses.lines import LineCatalog
-from beamcat.analyses.spectral_prep import prepare
 from beamcat.apps.state import CatalogContext
 from beamcat.errors import OptionError
 
@@ -74,11 +74,8 @@ __all__ = [
 
 #: the spatial dims of the maps; any other spatial dim (SPICE's ``time``) is shown at index 0
 MAP_DIMS = ("y", "x")
-#: preparation per format: SAFFRON's preclean limits are SPICE W/m2/sr/nm, not EIS units
-PREPARE_STEPS = {"spice": ("preclean", "sigma", "despike"), "eis": ("sigma", "despike")}
-#: bounds per format over `DEFAULT_BOUNDS` (SPICE's): EIS lines are ~0.03 A wide, and its
-#: windows hold blends within an Angstrom of the line
-FORMAT_BOUNDS = {"eis": {"width": (0.01, 0.2), "center": (-0.2, 0.2)}}
+#: bounds per format over `DEFAULT_BOUNDS` (SPICE's): the accessor's for EIS's narrow lines
+FORMAT_BOUNDS = {"eis": EIS_BOUNDS}
 #: spectra per chunk of a fit (the progress bar moves chunk by chunk)
 CHUNK_SPECTRA = 2048
 #: fits kept (per catalog, entry, window, options)
@@ -168,45 +165,39 @@ def open_window(context: CatalogContext, name: str, window: int) -> xr.Dataset:
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def prepared(context: CatalogContext, name: str, window: int) -> xr.Dataset:
-    """The window prepared for fitting (lazy): signal, ``sigma``, ``spikes``.
-
-    The format's `PREPARE_STEPS`; chunks of about `CHUNK_SPECTRA` spectra along ``y``.
-    """
+def chunked(context: CatalogContext, name: str, window: int) -> xr.Dataset:
+    """The window (lazy) in chunks of about `CHUNK_SPECTRA` spectra along ``y``."""
     ds = open_window(context, name, window)
     signal = ds.attrs.get("signal", "radiance")
-    spatial = [d for d in ds[signal].dims if d != "wavelength"]
-    rows = max(1, CHUNK_SPECTRA // max(1, int(np.prod([ds.sizes[d] for d in spatial[-1:]]))))
-    ds = ds.chunk({d: -1 for d in ds[signal].dims} | {"y": rows})
-    return prepare(ds, PREPARE_STEPS.get(ds.attrs.get("format"), ("sigma", "despike")))
+    rows = max(1, CHUNK_SPECTRA // max(1, ds.sizes.get("x", 1)))
+    return ds.chunk({d: -1 for d in ds[signal].dims} | {"y": rows})
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def prepared(context: CatalogContext, name: str, window: int) -> xr.Dataset:
+    """The window prepared for fitting (``ds.spice.prepare()``, lazy): signal, sigma, spikes."""
+    return chunked(context, name, window).spice.prepare()
 
 
 def window_lines(ds: xr.Dataset) -> dict[str, float]:
-    """The lines fitted in a window: the catalog's inside its range, else the EIS window's own.
-
-    An EIS window is named after its line (``"Fe XII 192.394"`` -> ``fe_xii_192.394``).
+    """The lines fitted in a window: an EIS window's own (its line ID), else the catalog's in it.
 
     Raises
     ------
     OptionError
-        No catalog line in the window and no line in its name.
+        No catalog line in the window, an EIS window ID without a wavelength.
     """
+    if ds.attrs.get("format") == "eis":
+        return eis_line(ds)
     wave = ds["wavelength"].values
     lo, hi = float(np.nanmin(wave)), float(np.nanmax(wave))
     lines = LineCatalog.default().lines_in(lo, hi)
-    if lines:
-        return lines
-    parts = str(ds.attrs.get("window", "")).split()
-    try:
-        rest = float(parts[-1])
-    except (ValueError, IndexError):
-        rest = np.nan
-    if len(parts) >= 3 and lo <= rest <= hi:
-        return {"_".join(parts).lower(): rest}
-    raise OptionError(
-        f"{ds.attrs.get('source', 'window')} window {ds.attrs.get('window', '')!r}: no catalog "
-        f"line in {lo:.3f}-{hi:.3f} Angstrom and no line in the window's name"
-    )
+    if not lines:
+        raise OptionError(
+            f"{ds.attrs.get('source', 'window')} window {ds.attrs.get('window', '')!r}: no "
+            f"catalog line in {lo:.3f}-{hi:.3f} Angstrom"
+        )
+    return lines
 
 
 def default_bounds(fmt: str | None) -> dict:
@@ -251,32 +242,18 @@ def fit_window(
         if key in _FITS:
             _FITS.move_to_end(key)
             return _FITS[key]
-    ds = prepared(context, name, window)
-    signal = ds.attrs["signal"]
-    result = fit_lines(ds[signal], ds["sigma"], window_model(ds, options))
+    window_ds = chunked(context, name, window)
+    result = window_ds.spice.fit(model=window_model(prepared(context, name, window), options))
     if progress is None:
         result = result.compute()
     else:
         with _Progress(progress):
             result = result.compute()
-    if "wave_corr" in ds.coords:
-        result = _corrected(result, ds["wave_corr"])
     with _FITS_LOCK:
         _FITS[key] = result
         while len(_FITS) > CACHE_SIZE:
             _FITS.popitem(last=False)
     return result
-
-
-def _corrected(result: xr.Dataset, wave_corr: xr.DataArray) -> xr.Dataset:
-    """EIS: centres at the corrected wavelength (``- wave_corr``), velocities from them."""
-    center = result["center"] - wave_corr.values
-    rest = result["rest_wavelength"]
-    velocity = SPEED_OF_LIGHT * (center - rest) / rest
-    return result.assign(
-        center=center.assign_attrs(result["center"].attrs),
-        velocity=velocity.assign_attrs(result["velocity"].attrs),
-    )
 
 
 class _Progress:

@@ -164,11 +164,13 @@ def test_eis_windows_get_their_own_line_and_the_corrected_wavelength():
     ds = xr.Dataset(
         coords={"wavelength": wave}, attrs={"window": "Fe XII 192.394", "format": "eis"}
     )
-    assert window_lines(ds) == {"fe_xii_192.394": 192.394}  # no SPICE catalog line there
+    assert window_lines(ds) == {"Fe XII 192.394": 192.394}  # the accessor's eis_line
     model = window_model(ds, FitOptions())
     assert dict(model.bounds)["width"] == (0.01, 0.2)  # EIS lines are ~0.03 A wide
-    with pytest.raises(OptionError, match="no catalog line"):
+    with pytest.raises(OptionError, match="names no line"):
         window_lines(ds.assign_attrs(window="nothing"))
+    with pytest.raises(OptionError, match="no catalog line in 192.000-192.800"):
+        window_lines(ds.assign_attrs(format="spice"))  # no SPICE catalog line there
     # a pixel whose corrected wavelength is the table's minus 0.05 A (wave_corr)
     one = line_model({"a": 192.394}, bounds={"width": (0.01, 0.2)})
     truth = one.expand([[100.0, 192.42, 0.03, 5.0]])
