@@ -37,6 +37,7 @@ from beamcat.apps.spice_data import (
 )
 from beamcat.apps.spice_page import SpicePage
 from beamcat.apps.state import AppState, CatalogContext
+from beamcat.catalog.build import add_source
 from beamcat.catalog.demo import CATALOG_NAME, read_truth
 from beamcat.errors import OptionError
 
@@ -270,3 +271,29 @@ def test_maps_render_and_a_click_shows_the_spectrum_and_its_fit(
     expect(page.locator(".beamcat-spice-table")).to_contain_text("mg_ix_1")
     assert painted(page, spectrum, min_std=0.02) > 0.02
     page.screenshot(path=tmp_path / "spice.png", full_page=True)
+
+
+def test_the_page_on_a_real_eis_raster(shared_data, tmp_path):
+    """eispac's test observation, Fe XII 192.41 window (81 x 25 pixels): one line + constant."""
+    catalog = tmp_path / "catalog.yaml"
+    source = shared_data / "eispac_eis/eis_20210306_064444.data.h5"
+    add_source(catalog, "eis", source, format="eis", options={"window": "Fe XII 192"})
+    page = SpicePage(AppState(CatalogContext(catalog)))
+    asyncio.run(page._fill_entries())
+    assert not page.banners.alert.visible, page.banners.alert.object
+    assert page.entry.options == ["eis"] and len(page.window.options) > 1  # the file's windows
+    assert page.model.lines == ("Fe XII 192.410",)  # the window's own line (no catalog line)
+    assert (page.bounds["width"][0].value, page.bounds["width"][1].value) == (0.01, 0.2)
+    status = page.result["status"].values
+    assert np.isin(status, [s.value for s in FitStatus]).all()  # every pixel has a status
+    assert (status == FitStatus.CONVERGED).mean() > 0.9
+    # the middle pixel: fitted on the window's wavelength table as the maps were, its centre
+    # at the corrected wavelength (- wave_corr) the maps hold
+    i, j = page.position
+    at = page.result.isel(y=i, x=j)
+    fit = page.map_fit
+    np.testing.assert_array_equal(list(fit.errors.values()), at["parameter_errors"].values)
+    line = "Fe XII 192.410"
+    assert fit.params[f"{line}_center"] == pytest.approx(float(at["center"].sel(line=line)))
+    assert fit.spectrum.shift == pytest.approx(float(at["wave_corr"]), abs=0)
+    assert fit.velocity(line)[0] == pytest.approx(float(at["velocity"].sel(line=line)), rel=1e-9)
