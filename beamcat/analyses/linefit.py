@@ -44,11 +44,9 @@ import functools
 import warnings
 from collections.abc import Mapping, Sequence
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 
-from beamcat.analyses._frames import describe
 from beamcat.analyses._history import carried, history
 from beamcat.analyses._linefit_block import (
     MAX_ITERATIONS,
@@ -58,6 +56,7 @@ from beamcat.analyses._linefit_block import (
 )
 from beamcat.analyses._linefit_kernel import FitStatus
 from beamcat.analyses._linefit_model import DEFAULT_BOUNDS, LineModel, line_model
+from beamcat.analyses._linefit_windows import checked_correction, joined, model_of, windows_of
 from beamcat.errors import OptionError
 
 __all__ = [
@@ -164,11 +163,11 @@ def fit_lines(
         raise OptionError(
             f"radiance_convention={radiance_convention!r}: expected one of {list(CONVENTIONS)}"
         )
-    windows, sigmas = _windows(radiance, sigma, wavelength_range)
+    windows, sigmas = windows_of(radiance, sigma, wavelength_range)
     spatial = [d for d in windows[0].dims if d != "wavelength"]
     waves = [w["wavelength"].values.astype(np.float64) for w in windows]
     if model is None:
-        model = _model(windows, waves, lines, background, locks, tied_widths, ratios, bounds)
+        model = model_of(windows, waves, lines, background, locks, tied_widths, ratios, bounds)
     elif lines is not None:
         raise OptionError("fit_lines: pass either model= or lines=, not both")
     elif model.segments != len(windows):
@@ -179,16 +178,16 @@ def fit_lines(
     segment = np.concatenate([np.full(w.size, k) for k, w in enumerate(waves)])
     extra = {}  # optional inputs of the chunk function: name -> (array, its core dims)
     if sigmas[0] is not None:
-        extra["sigma"] = (_joined(sigmas, spatial), ["wavelength"])
+        extra["sigma"] = (joined(sigmas, spatial), ["wavelength"])
     if isinstance(p0, xr.DataArray):
         extra["p0"], p0 = (p0.transpose(..., "param"), ["param"]), None
     if wavelength_correction is not None:
-        extra["correction"] = (_correction(wavelength_correction, spatial), [])
+        extra["correction"] = (checked_correction(wavelength_correction, spatial), [])
     n_param, n_lines = len(model.param_names), model.n_lines
     factor, units = _per_wavelength(windows[0].attrs.get("units"))
     packed = xr.apply_ufunc(
         _fit_chunk,
-        _joined(windows, spatial),
+        joined(windows, spatial),
         *(array for array, _ in extra.values()),
         input_core_dims=[["wavelength"], *(dims for _, dims in extra.values())],
         output_core_dims=[["packed"]],
@@ -244,151 +243,6 @@ def _fit_chunk(values, *more, names, wavelength, segment, model, p0, max_iterati
         axis=1,
     )
     return packed.reshape(*lead, packed.shape[-1])
-
-
-def _windows(radiance, sigma, wavelength_range) -> tuple[list, list]:
-    """The windows and their σ (None), checked and restricted to the wavelength range."""
-    windows = [radiance] if isinstance(radiance, xr.DataArray) else list(radiance)
-    if not windows:
-        raise OptionError("fit_lines: no radiance window given")
-    for k, w in enumerate(windows):
-        if not isinstance(w, xr.DataArray) or "wavelength" not in w.dims:
-            raise OptionError(
-                f"radiance window {k}: expected an xarray.DataArray with a 'wavelength' dim, "
-                f"got {type(w).__name__} {getattr(w, 'dims', '')}"
-            )
-    if sigma is None:
-        sigmas = [None] * len(windows)
-    else:
-        sigmas = [sigma] if isinstance(sigma, xr.DataArray) else list(sigma)
-        if len(sigmas) != len(windows):
-            raise OptionError(f"sigma: {len(sigmas)} arrays for {len(windows)} windows")
-        for k, (w, s) in enumerate(zip(windows, sigmas, strict=True)):
-            if not isinstance(s, xr.DataArray) or dict(s.sizes) != dict(w.sizes):
-                raise OptionError(
-                    f"sigma of {_name(w, k)}: expected a DataArray of sizes "
-                    f"{dict(w.sizes)}, got {dict(getattr(s, 'sizes', {})) or type(s).__name__}"
-                )
-    ranges = _ranges(wavelength_range, len(windows))
-    for k, (w, r) in enumerate(zip(windows, ranges, strict=True)):
-        if r is None:
-            continue
-        wave = w["wavelength"].values
-        keep = (wave >= r[0]) & (wave <= r[1])
-        if not keep.any():
-            raise OptionError(
-                f"wavelength_range={tuple(r)}: no sample of {_name(w, k)} "
-                f"({np.nanmin(wave):.3f}-{np.nanmax(wave):.3f} Angstrom) inside it"
-            )
-        windows[k] = w.isel(wavelength=keep)
-        if sigmas[k] is not None:
-            sigmas[k] = sigmas[k].isel(wavelength=keep)
-    _check_same_raster(windows)
-    return windows, sigmas
-
-
-def _correction(correction, spatial) -> xr.DataArray:
-    """The per-spectrum wavelength correction, checked: a DataArray over spatial dims only."""
-    if not isinstance(correction, xr.DataArray) or not set(correction.dims) <= set(spatial):
-        raise OptionError(
-            f"wavelength_correction: expected a DataArray over the spatial dims {spatial}, "
-            f"got {type(correction).__name__} {getattr(correction, 'dims', '')}"
-        )
-    return correction.astype(np.float64)
-
-
-def _name(window: xr.DataArray, k: int) -> str:
-    """A window for messages: its ``window`` attr (EXTNAME) or index, and its source."""
-    label = window.attrs.get("window")
-    return describe(window, f"window {label!r}" if label is not None else f"window {k}")
-
-
-def _ranges(wavelength_range, n: int) -> list:
-    """One ``(lo, hi)`` or None per window."""
-    if wavelength_range is None:
-        return [None] * n
-    items = list(wavelength_range)
-    if len(items) == 2 and all(np.isscalar(v) for v in items):
-        items = [items] * n
-    if len(items) != n or any(len(r) != 2 or not r[0] < r[1] for r in items):
-        raise OptionError(
-            f"wavelength_range={wavelength_range!r}: expected (lo, hi) with lo < hi, "
-            f"or one such range per window ({n})"
-        )
-    return [tuple(map(float, r)) for r in items]
-
-
-def _check_same_raster(windows) -> None:
-    """OptionError unless the windows share their spatial dims, sizes, coordinates and source."""
-    first = windows[0]
-    spatial = {d: n for d, n in first.sizes.items() if d != "wavelength"}
-    for k, w in enumerate(windows[1:], 1):
-        other = {d: n for d, n in w.sizes.items() if d != "wavelength"}
-        same = other == spatial and first.attrs.get("source") == w.attrs.get("source")
-        for d in spatial:
-            if same and d in first.indexes and d in w.indexes:
-                same = first.indexes[d].equals(w.indexes[d])
-        if not same:
-            raise OptionError(
-                f"fusing windows of different rasters: {_name(w, k)} "
-                f"{other} vs {_name(first, 0)} {spatial}"
-            )
-
-
-def _model(windows, waves, lines, background, locks, tied_widths, ratios, bounds) -> LineModel:
-    """The `LineModel` of `lines` (or the catalog's lines in the windows), a segment per window."""
-    spans = [(float(np.nanmin(w)), float(np.nanmax(w))) for w in waves]
-    if lines is None or not isinstance(lines, Mapping):
-        from beamcat.analyses.lines import LineCatalog
-
-        catalog = LineCatalog.default()
-        if lines is None:
-            found = {}
-            for k, (lo, hi) in enumerate(spans):
-                inside = catalog.lines_in(lo, hi)
-                if not inside:
-                    raise OptionError(
-                        f"{_name(windows[k], k)}: no catalog line in "
-                        f"{lo:.3f}-{hi:.3f} Angstrom; pass lines={{name: rest wavelength}}"
-                    )
-                found.update(inside)
-            lines = found
-        else:
-            lines = {str(name): catalog.rest_wavelength(name) for name in lines}
-    segments = {}
-    for name, rest in lines.items():
-        inside = [k for k, (lo, hi) in enumerate(spans) if lo <= rest <= hi]
-        if not inside:
-            ranges = ", ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in spans)
-            raise OptionError(
-                f"line {name!r} ({rest} Angstrom) is outside every window fitted ({ranges} "
-                "Angstrom); a line of another window (a lock across windows) needs the "
-                "windows fused: pass them together"
-            )
-        segments[name] = inside[0]
-    return line_model(
-        lines,
-        background=background,
-        locks=locks,
-        tied_widths=tied_widths,
-        ratios=ratios,
-        bounds=bounds,
-        segments=len(windows),
-        line_segments=segments,
-    )
-
-
-def _joined(windows, spatial) -> xr.DataArray:
-    """The windows joined along ``wavelength`` (one chunk), dims ``(*spatial, wavelength)``."""
-    arrays = [w.transpose(*spatial, "wavelength").data for w in windows]
-    if all(isinstance(a, np.ndarray) for a in arrays):
-        data = np.concatenate(arrays, axis=-1)
-    else:
-        first = da.asarray(arrays[0])
-        chunks = (*first.chunks[:-1], -1)
-        data = da.concatenate([da.asarray(a).rechunk(chunks) for a in arrays], axis=-1)
-        data = data.rechunk({-1: -1})  # the fused spectrum: one chunk along wavelength
-    return xr.DataArray(data, dims=(*spatial, "wavelength"))
 
 
 def _per_wavelength(units) -> tuple[float, str | None]:
