@@ -44,10 +44,12 @@ class FitStatus(enum.IntEnum):
     TOO_FEW_POINTS
         Fewer finite samples than free parameters + 1: parameters NaN.
     SINGULAR
-        ``JᵀWJ`` not invertible at the solution (a parameter the data do not
-        constrain, e.g. the centre of a line of zero peak): parameters kept,
-        errors NaN. Also a start where the model is not finite (a NaN ``p0``):
-        parameters NaN.
+        ``JᵀWJ`` not invertible at the solution: parameters kept. Where the
+        model does not depend on some parameters (the centre and width of a
+        line whose peak went to 0: an absent line), those get NaN errors and
+        the others the errors of the rest; otherwise (parameters the data
+        cannot tell apart) every error is NaN. Also a start where the model is
+        not finite (a NaN ``p0``): parameters NaN.
     AT_BOUND
         Converged with at least one parameter on a bound; errors from the
         covariance as for CONVERGED (they ignore the bound).
@@ -432,10 +434,24 @@ def _fit_one(wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, 
         chi2 = _evaluate(p, *terms, r, jac)
     params[:] = p
     _normal(jac, r, a, g)
-    chol[:, :] = a
-    if not _cholesky(chol, nf):
+    # parameters the model does not depend on here (zero column: the centre and width of a
+    # line of zero peak) get NaN errors; the others the inverse of the rest of JᵀJ
+    n_kept = 0
+    for j in range(nf):
+        if a[j, j] > 0.0:
+            active[n_kept] = j
+            n_kept += 1
+    for i in range(n_kept):
+        for k in range(n_kept):
+            chol[i, k] = a[active[i], active[k]]
+    if not _cholesky(chol, n_kept):
         return chi2, m, iterations, _SINGULAR
-    _inverse(chol, nf, a, cov)
+    _inverse(chol, n_kept, a, chol)
+    for i in range(n_kept):
+        for k in range(n_kept):
+            cov[active[i], active[k]] = chol[i, k]
+    if n_kept < nf:
+        return chi2, m, iterations, _SINGULAR
     if status == _CONVERGED and at_bound:
         status = _AT_BOUND
     return chi2, m, iterations, status
