@@ -246,9 +246,10 @@ def fit_window(
     result = window_ds.spice.fit(model=window_model(prepared(context, name, window), options))
     if progress is None:
         result = result.compute()
-    else:
-        with _Progress(progress):
-            result = result.compute()
+    else:  # this compute's callback only: other sessions' computes do not move the bar
+        progress(0.0)
+        result = result.compute(callbacks=[_progress_callback(progress)])
+        progress(1.0)
     with _FITS_LOCK:
         _FITS[key] = result
         while len(_FITS) > CACHE_SIZE:
@@ -256,28 +257,16 @@ def fit_window(
     return result
 
 
-class _Progress:
-    """A dask callback reporting the fraction of tasks finished (local schedulers)."""
+def _progress_callback(report: Callable[[float], None]) -> tuple:
+    """A dask callback (local schedulers) reporting the fraction of this compute's tasks done."""
+    from dask.callbacks import Callback
 
-    def __init__(self, report: Callable[[float], None]):
-        from dask.callbacks import Callback
-
-        self._report = report
-        self._callback = Callback(posttask=self._done)
-
-    def _done(self, key, result, dsk, state, worker_id) -> None:
-        done = len(state["finished"])
+    def done(key, result, dsk, state, worker_id) -> None:
+        finished = len(state["finished"])
         left = sum(len(state[k]) for k in ("ready", "waiting", "running"))
-        self._report(done / max(1, done + left))
+        report(finished / max(1, finished + left))
 
-    def __enter__(self):
-        self._report(0.0)
-        self._callback.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._callback.__exit__(*exc)
-        self._report(1.0)
+    return Callback(posttask=done)._callback
 
 
 @dataclass(frozen=True)
