@@ -29,10 +29,10 @@ def windows_of(radiance, sigma, wavelength_range) -> tuple[list, list]:
     if not windows:
         raise OptionError("fit_lines: no radiance window given")
     for k, w in enumerate(windows):
-        if not isinstance(w, xr.DataArray) or "wavelength" not in w.dims:
+        if not isinstance(w, xr.DataArray) or "wavelength" not in w.coords:
             raise OptionError(
-                f"radiance window {k}: expected an xarray.DataArray with a 'wavelength' dim, "
-                f"got {type(w).__name__} {getattr(w, 'dims', '')}"
+                f"radiance window {k}: expected an xarray.DataArray with a 'wavelength' dim "
+                f"and coordinate (Angstrom), got {type(w).__name__} {getattr(w, 'dims', '')}"
             )
     if sigma is None:
         sigmas = [None] * len(windows)

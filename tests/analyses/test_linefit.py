@@ -431,6 +431,14 @@ def test_bad_input_names_it(kwargs, match):
         fit_lines(cube, cube_of(sigma, wave, 1, 2), **kwargs)
 
 
+def test_spectra_without_wavelengths_are_refused():
+    model, wave, spectra, sigma, _ = synthetic(n=2)
+    with pytest.raises(OptionError, match="'wavelength' dim and coordinate"):
+        fit_lines(cube_of(spectra, wave, 1, 2).drop_vars("wavelength"), None, model)
+    with pytest.raises(OptionError, match="'wavelength' dim"):
+        fit_lines(np.zeros((2, 50)), None, model)
+
+
 def test_fusing_windows_of_different_rasters_is_refused():
     model, wave, spectra, sigma, _ = synthetic(n=6)
     one = cube_of(spectra, wave, 2, 3).assign_attrs(source="a.fits")
