@@ -235,8 +235,7 @@ class SpicePage(pn.viewable.Viewer):
         """The options row as `FitOptions` (empty bounds: unbounded on that side)."""
         locks = ()
         if self.lock.value:
-            offset = self.lock_offset.value
-            locks = ((self.lock_b.value, self.lock_a.value, None if offset is None else offset),)
+            locks = ((self.lock_b.value, self.lock_a.value, self.lock_offset.value),)
         bounds = tuple(
             (
                 kind,
