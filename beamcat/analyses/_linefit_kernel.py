@@ -26,46 +26,16 @@ background's scaled to the spectrum), then the given start or the guess.
 
 from __future__ import annotations
 
-import enum
-
 import numba
 import numpy as np
 
-__all__ = ["FitStatus", "fit_spectra"]
+from beamcat.analyses._linefit_model import FitStatus
 
+__all__ = ["fit_spectra", "start_spectra"]
 
-class FitStatus(enum.IntEnum):
-    """Per-spectrum outcome of a fit.
-
-    CONVERGED
-        Converged, every parameter inside its bounds.
-    MAX_ITERATIONS
-        Stopped at the iteration limit; parameters and errors are the last ones.
-    TOO_FEW_POINTS
-        Fewer finite samples than free parameters + 1: parameters NaN.
-    SINGULAR
-        ``JᵀWJ`` not invertible at the solution: parameters kept. Where the
-        model does not depend on some parameters (the centre and width of a
-        line whose peak went to 0: an absent line), those get NaN errors and
-        the others the errors of the rest; otherwise (parameters the data
-        cannot tell apart) every error is NaN. Also a start where the model is
-        not finite (a NaN ``p0``): parameters NaN.
-    AT_BOUND
-        Converged with at least one parameter on a bound; errors from the
-        covariance as for CONVERGED (they ignore the bound).
-    NO_DATA
-        No usable sample (all NaN, or no finite positive σ): parameters NaN.
-    """
-
-    CONVERGED = 0
-    MAX_ITERATIONS = 1
-    TOO_FEW_POINTS = 2
-    SINGULAR = 3
-    AT_BOUND = 4
-    NO_DATA = 5
-
-
-_CONVERGED, _MAX_ITERATIONS, _TOO_FEW_POINTS, _SINGULAR, _AT_BOUND, _NO_DATA = range(6)
+_CONVERGED, _MAX_ITERATIONS = int(FitStatus.CONVERGED), int(FitStatus.MAX_ITERATIONS)
+_TOO_FEW_POINTS, _SINGULAR = int(FitStatus.TOO_FEW_POINTS), int(FitStatus.SINGULAR)
+_AT_BOUND, _NO_DATA = int(FitStatus.AT_BOUND), int(FitStatus.NO_DATA)
 _MAX_DAMPING_TRIES = 12  # λ x 10 each: 1e12 beyond the current damping
 _PIVOT = 1e-13  # a Cholesky pivot this small relative to its diagonal means singular
 #: fast-math for the sums (reassociation lets LLVM vectorise them); never "nnan"/"ninf":

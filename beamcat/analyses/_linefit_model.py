@@ -26,6 +26,7 @@ Chains (c locked to b locked to a) resolve to their root; a cycle is an error.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 from collections.abc import Iterable, Mapping
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from beamcat.errors import OptionError
 
-__all__ = ["DEFAULT_BOUNDS", "LineModel", "line_model"]
+__all__ = ["DEFAULT_BOUNDS", "FitStatus", "LineModel", "line_model"]
 
 #: Default bounds per parameter kind. SAFFRON's (``fit_pixel.py``): I [0, 1e3],
 #: x ± 1 Angstrom around the guess, s [0.28, 0.8] Angstrom (SPICE line widths),
@@ -52,6 +53,37 @@ DEFAULT_BOUNDS = {
 }
 
 KINDS = ("intensity", "center", "width")
+
+
+class FitStatus(enum.IntEnum):
+    """Per-spectrum outcome of a fit.
+
+    CONVERGED
+        Converged, every parameter inside its bounds.
+    MAX_ITERATIONS
+        Stopped at the iteration limit; parameters and errors are the last ones.
+    TOO_FEW_POINTS
+        Fewer finite samples than free parameters + 1: parameters NaN.
+    SINGULAR
+        ``JᵀWJ`` not invertible at the solution: parameters kept. Where the
+        model does not depend on some parameters (the centre and width of a
+        line whose peak went to 0: an absent line), those get NaN errors and
+        the others the errors of the rest; otherwise (parameters the data
+        cannot tell apart) every error is NaN. Also a start where the model is
+        not finite (a NaN ``p0``): parameters NaN.
+    AT_BOUND
+        Converged with at least one parameter on a bound; errors from the
+        covariance as for CONVERGED (they ignore the bound).
+    NO_DATA
+        No usable sample (all NaN, or no finite positive σ): parameters NaN.
+    """
+
+    CONVERGED = 0
+    MAX_ITERATIONS = 1
+    TOO_FEW_POINTS = 2
+    SINGULAR = 3
+    AT_BOUND = 4
+    NO_DATA = 5
 
 
 @dataclasses.dataclass(frozen=True)

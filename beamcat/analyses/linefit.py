@@ -54,8 +54,7 @@ from beamcat.analyses._linefit_block import (
     model_spectra,
     starting_point,
 )
-from beamcat.analyses._linefit_kernel import FitStatus
-from beamcat.analyses._linefit_model import DEFAULT_BOUNDS, LineModel, line_model
+from beamcat.analyses._linefit_model import DEFAULT_BOUNDS, FitStatus, LineModel, line_model
 from beamcat.analyses._linefit_windows import checked_correction, joined, model_of, windows_of
 from beamcat.errors import OptionError
 
