@@ -1,4 +1,4 @@
-"""The multi-Gaussian line model: parameters, constraints, bounds and first guesses.
+"""The multi-Gaussian line model (parameters, constraints, bounds) and the fit statuses.
 
 A model of ``N`` lines over ``S`` window segments (fused windows) is
 
