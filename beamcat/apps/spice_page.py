@@ -122,7 +122,11 @@ class SpicePage(pn.viewable.Viewer):
         self.background = pn.widgets.RadioButtonGroup(
             options=["constant", "linear"], value="constant"
         )
-        self.lock = pn.widgets.Checkbox(label="Lock a line's centre to another's", value=False)
+        self.lock = pn.widgets.Checkbox(
+            label="Lock a line's centre to another's",
+            value=False,
+            css_classes=["beamcat-spice-lock"],
+        )
         self.lock_b = pn.widgets.Select(label="Centre of", width=120)
         self.lock_a = pn.widgets.Select(label="= centre of", width=120)
         self.lock_offset = pn.widgets.FloatInput(

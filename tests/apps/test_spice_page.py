@@ -271,6 +271,16 @@ def test_maps_render_and_a_click_shows_the_spectrum_and_its_fit(
     expect(status).to_contain_text("pixel y=20, x=30")
     expect(page.locator(".beamcat-spice-table")).to_contain_text("mg_ix_1")
     assert painted(page, spectrum, min_std=0.02) > 0.02
+
+    # that pixel refitted with O III 703.87 locked to O III 702.70 (the last line and the
+    # first are the lock's defaults: pick the middle one): the maps' fit drawn grey beside it
+    page.get_by_label("Centre of", exact=True).select_option("o_iii_2")
+    lock = page.locator(".beamcat-spice-lock input")
+    lock.check()
+    expect(lock).to_be_checked()
+    page.get_by_role("button", name="Refit pixel").click()
+    find_plot(page, "Refit at y=20, x=30", ready=lambda p: p["lines"] == 6)
+    expect(page.locator(".beamcat-spice-table")).to_contain_text("o_iii_2 locked to o_iii_1")
     page.screenshot(path=tmp_path / "spice.png", full_page=True)
 
 
