@@ -38,9 +38,6 @@ _TOO_FEW_POINTS, _SINGULAR = int(FitStatus.TOO_FEW_POINTS), int(FitStatus.SINGUL
 _AT_BOUND, _NO_DATA = int(FitStatus.AT_BOUND), int(FitStatus.NO_DATA)
 _MAX_DAMPING_TRIES = 12  # λ x 10 each: 1e12 beyond the current damping
 _PIVOT = 1e-13  # a Cholesky pivot this small relative to its diagonal means singular
-#: fast-math for the sums (reassociation lets LLVM vectorise them); never "nnan"/"ninf":
-#: NaN and inf must keep their meaning for the status checks
-_FAST = {"reassoc", "contract", "arcp", "nsz", "afn"}
 _MARGIN = 1e-6  # starts are this fraction of the bounds' span inside them (trf needs it)
 _SNAP = 1e-9  # a solution this fraction of the span from a bound is on it
 #: samples this close (Angstrom) to an even grid are evenly spaced (`_gaussian`'s
@@ -150,7 +147,7 @@ def _span(lo, hi, level):
     return hi - lo if np.isfinite(hi - lo) else level
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST)
+@numba.njit(nogil=True, cache=True)
 def _evaluate(p, x, y, w, seg, src, scale, shift, n_bg, reference, h, gauss, full, f, r, jac):
     """χ² at free parameters `p`; residuals into `r`, the weighted Jacobian (nf, m) into `jac`.
 
@@ -299,21 +296,38 @@ def _inverse(chol, n, work, out):
             out[j, i] = s
 
 
-@numba.njit(nogil=True, cache=True, fastmath=_FAST)
+@numba.njit(nogil=True, cache=True)
 def _normal(jac, r, a, g):
     """``a = JᵀJ`` and ``g = Jᵀr`` for the Jacobian `jac` (nf, m)."""
-    nf, m = jac.shape
+    nf = jac.shape[0]
     for i in range(nf):
-        s = 0.0
-        for t in range(m):
-            s += jac[i, t] * r[t]
-        g[i] = s
+        g[i] = _dot(jac[i], r)
         for j in range(i + 1):
-            s = 0.0
-            for t in range(m):
-                s += jac[i, t] * jac[j, t]
-            a[i, j] = s
-            a[j, i] = s
+            a[i, j] = a[j, i] = _dot(jac[i], jac[j])
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _dot(u, v):
+    """``u · v`` in four interleaved partial sums, in a fixed order.
+
+    The same bits however the kernel is compiled and inlined (fast-math gave a
+    freshly compiled kernel and its cached copy different last bits), and still
+    run as one vector by the compiler.
+    """
+    s0 = s1 = s2 = s3 = 0.0
+    m = u.size
+    t = 0
+    while t + 4 <= m:
+        s0 += u[t] * v[t]
+        s1 += u[t + 1] * v[t + 1]
+        s2 += u[t + 2] * v[t + 2]
+        s3 += u[t + 3] * v[t + 3]
+        t += 4
+    s = (s0 + s1) + (s2 + s3)
+    while t < m:
+        s += u[t] * v[t]
+        t += 1
+    return s
 
 
 @numba.njit(nogil=True, cache=True)
