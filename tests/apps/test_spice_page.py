@@ -42,7 +42,7 @@ from beamcat.catalog.demo import CATALOG_NAME, read_truth
 from beamcat.errors import OptionError
 
 # the 4D-STEM page's test helpers: a recording array-like, and awaiting the page's tasks
-from tests.apps.test_stem4d_page import _Recorder, _settled
+from tests.apps._helpers import Recorder, settled
 
 ENTRY = "spice_window0"  # O III 703 / Mg IX 706: three lines, 60 samples, 96 x 48 pixels
 LINES = ["o_iii_1", "o_iii_2", "mg_ix_1"]
@@ -87,7 +87,7 @@ def test_entries_and_windows_of_the_demo(context):
 
 def test_spectrum_at_reads_one_spectrum():
     values = np.arange(1 * 7 * 5 * 4, dtype=np.float32).reshape(1, 7, 5, 4)
-    source = _Recorder(values)
+    source = Recorder(values)
     dims = ("time", "wavelength", "y", "x")
     cube = xr.DataArray(da.from_array(source, chunks=(1, 7, 5, 4)), dims=dims)
     ds = xr.Dataset(
@@ -202,7 +202,7 @@ def test_the_page_fits_the_demo_window(page, maps):
 
 
 def test_a_click_fits_that_pixel_as_the_maps_did(page):
-    _settled(lambda: page.taps["velocity"].event(x=17.5, y=40.2))  # x 17, y 40
+    settled(lambda: page.taps["velocity"].event(x=17.5, y=40.2))  # x 17, y 40
     assert page.position == (40, 17)
     at = page.result.isel(time=0, y=40, x=17)
     np.testing.assert_array_equal(list(page.map_fit.params.values()), at["parameters"].values)
@@ -210,7 +210,7 @@ def test_a_click_fits_that_pixel_as_the_maps_did(page):
     spectrum = hv.render(page.spectrum_pane.object, backend="bokeh")
     assert spectrum.title.text == "Spectrum at y=40, x=17"
     assert "| o_iii_1 |" in page.table.object
-    _settled(lambda: setattr(page.line, "value", "mg_ix_1"))
+    settled(lambda: setattr(page.line, "value", "mg_ix_1"))
     assert page._map_pipes["width"].data[1] == "Width σ (Å) mg_ix_1"
 
 
@@ -218,7 +218,7 @@ def test_refit_with_a_lock_then_a_bad_one(page):
     page.lock.value = True
     page.lock_b.value, page.lock_a.value = "o_iii_2", "o_iii_1"
     page.lock_offset.value = 1.2
-    _settled(lambda: setattr(page.refit_button, "clicks", page.refit_button.clicks + 1))
+    settled(lambda: setattr(page.refit_button, "clicks", page.refit_button.clicks + 1))
     fit = page.pixel_fit
     assert fit is not page.map_fit and page.position == (40, 17)
     assert fit.params["o_iii_2_center"] - fit.params["o_iii_1_center"] == pytest.approx(1.2)
@@ -232,7 +232,7 @@ def test_refit_with_a_lock_then_a_bad_one(page):
 
 
 def test_another_window_and_a_window_fit_with_options(page):
-    _settled(lambda: setattr(page.window, "value", 1))
+    settled(lambda: setattr(page.window, "value", 1))
     assert not page.banners.alert.visible, page.banners.alert.object
     assert page.line.options == ["ne_viii_1"] and page.model.lines == ("ne_viii_1",)
     page.background.value = "linear"

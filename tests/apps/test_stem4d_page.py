@@ -38,6 +38,7 @@ from beamcat.apps.stem4d_page import Stem4DPage
 from beamcat.apps.stem4d_plots import calibration_element, scan_position
 from beamcat.catalog.demo import CATALOG_NAME, read_truth
 from beamcat.errors import OptionError
+from tests.apps._helpers import Recorder, settled
 
 
 @pytest.fixture(scope="module")
@@ -63,21 +64,9 @@ def page(context):
 # ------------------------------------------------------------------ data layer
 
 
-class _Recorder:
-    """An array-like that records every region read from it (what dask asks for)."""
-
-    def __init__(self, values):
-        self.values, self.reads = values, []
-        self.shape, self.dtype, self.ndim = values.shape, values.dtype, values.ndim
-
-    def __getitem__(self, key):
-        self.reads.append(key)
-        return self.values[key]
-
-
 def test_pattern_at_reads_one_frame():
     values = np.arange(4 * 5 * 6 * 7, dtype=np.uint16).reshape(4, 5, 6, 7)
-    source = _Recorder(values)
+    source = Recorder(values)
     frames = xr.DataArray(
         da.from_array(source, chunks=(1, 1, 6, 7)), dims=("scan_y", "scan_x", "y", "x")
     )
@@ -166,21 +155,6 @@ def test_scan_position_and_rings():
 # ------------------------------------------------------------------ the page
 
 
-def _settled(action) -> None:
-    """Do `action()` (a stream event, a widget set) on an event loop and await what it started.
-
-    The page schedules its jobs with ``pn.state.execute``, which makes tasks on the
-    running loop; waiting for them is waiting for the page's state, not for a time.
-    """
-
-    async def run():
-        action()
-        while pending := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
-            await asyncio.gather(*pending)
-
-    asyncio.run(run())
-
-
 def test_the_page_opens_the_calibrated_demo_scan(page, scan):
     ds, values, info, _ = scan
     assert page.entry.options == ["stem4d_au_reference", "stem4d_scan"]
@@ -205,7 +179,7 @@ def test_the_page_opens_the_calibrated_demo_scan(page, scan):
 
 def test_a_click_shows_that_position(page, scan):
     values = scan[1]
-    _settled(lambda: page.tap.event(x=7.5, y=3.2))  # scan_x 7, scan_y 3 on the virtual image
+    settled(lambda: page.tap.event(x=7.5, y=3.2))  # scan_x 7, scan_y 3 on the virtual image
     assert page.position == (3, 7)
     np.testing.assert_array_equal(page.pattern, values[3, 7])
     assert page._pattern_pipe.data[1] == "Pattern at scan_y=3, scan_x=7"
@@ -213,10 +187,10 @@ def test_a_click_shows_that_position(page, scan):
     drawn = hv.render(page.mean_pane.object, backend="bokeh")
     assert drawn.title.text == "Radial mean at scan_y=3, scan_x=7"
     # the mouse moving over the image follows, unless told not to
-    _settled(lambda: page.pointer.event(x=20.5, y=30.5))
+    settled(lambda: page.pointer.event(x=20.5, y=30.5))
     assert page.position == (30, 20)
     page.follow.value = False
-    _settled(lambda: page.pointer.event(x=1.5, y=1.5))
+    settled(lambda: page.pointer.event(x=1.5, y=1.5))
     assert page.position == (30, 20)
     page.follow.value = True
 
@@ -224,17 +198,17 @@ def test_a_click_shows_that_position(page, scan):
 def test_the_annulus_typed_or_clicked_on_the_pattern(page, scan):
     ds, values, _, _ = scan
     centre = page.centre
-    _settled(lambda: page.use_preset("ADF"))
+    settled(lambda: page.use_preset("ADF"))
     adf = page.presets["ADF"]
     assert page.detector == adf and adf.inner > 0
     mask = annulus_mask(values.shape[-2:], centre, adf.inner, adf.outer)
     np.testing.assert_array_equal(page.image, virtual_images(ds, mask).isel(mask=0).values)
     # a click on the pattern 30 px right of the centre sets the outer radius to 30 px
     page.click_sets.value = "outer radius"
-    _settled(lambda: page.pattern_tap.event(x=centre[0] + 0.5 + 30, y=centre[1] + 0.5))
+    settled(lambda: page.pattern_tap.event(x=centre[0] + 0.5 + 30, y=centre[1] + 0.5))
     assert page.detector == Detector(adf.inner, 30.0, centre)
     assert page._virtual_pipe.data[1] == f"Virtual image: annulus {adf.inner:g}–30 px"
-    _settled(lambda: setattr(page.inner, "value", 12.0))  # typed
+    settled(lambda: setattr(page.inner, "value", 12.0))  # typed
     assert page.detector == Detector(12.0, 30.0, centre)
     mask = annulus_mask(values.shape[-2:], centre, 12.0, 30.0)
     np.testing.assert_array_equal(page.image, virtual_images(ds, mask).isel(mask=0).values)
@@ -242,10 +216,10 @@ def test_the_annulus_typed_or_clicked_on_the_pattern(page, scan):
 
 def test_a_bad_annulus_shows_an_alert_and_keeps_the_image(page):
     image, detector = page.image, page.detector
-    _settled(lambda: setattr(page.inner, "value", 200.0))  # beyond the outer radius
+    settled(lambda: setattr(page.inner, "value", 200.0))  # beyond the outer radius
     assert "expected 0 <= inner < outer" in page.banners.alert.object
     assert page.image is image and page.detector is detector
-    _settled(lambda: page.use_preset("BF"))
+    settled(lambda: page.use_preset("BF"))
     assert not page.banners.alert.visible
 
 
