@@ -487,14 +487,14 @@ def label_sums(frames: np.ndarray, labels: np.ndarray, weights, n_labels: int) -
         Number of bins.
     """
     table = label_table(labels, n_labels)
-    known = known_sums(table, None, frames.shape[-2:])  # the count: one frame's pass
     frames = np.asarray(frames)
     if weights is None and frames.dtype.kind in "iu" and frames.dtype.itemsize <= 2:
         lead, shape = frames.shape[:-2], frames.shape[-2:]
         out = np.empty((int(np.prod(lead)), n_labels, 3))
         _integer_label_sums(frames.reshape(-1, *shape), table.bins, out)
-        out[..., 2] = known.sums[:, SUMS.index("count") - 2]
+        out[..., 2] = np.bincount(table.bins[table.bins >= 0], minlength=n_labels)
         return out.reshape((*lead, n_labels, 3))
+    known = known_sums(table, None, frames.shape[-2:])  # the count: one frame's pass
     sums = table_sums(frames, table, scale=weights, error_model="squares", known=known)
     return sums[..., _LABEL_SUMS]
 
@@ -521,6 +521,23 @@ def label_sums_reference(
 
 #: kernel -> NumPy twin (frames (..., y, x), labels (y, x), weights (y, x) or None, n_labels)
 KERNELS = {label_sums: label_sums_reference}
+
+
+#: what `_label_moments` gives per label
+_LABEL_STATS = ("sum", "sum_sq", "count", "mean", "variance")
+
+
+def _label_moments(frames: np.ndarray, labels, weights, n_labels: int) -> np.ndarray:
+    """`label_sums` with the mean and variance: ``(..., n_labels, 5)`` in `_LABEL_STATS` order.
+
+    The variance is the population one, clipped at 0; both are NaN where a label has no pixel.
+    """
+    sums = label_sums(frames, labels, weights, n_labels)
+    total, squares, count = sums[..., 0], sums[..., 1], sums[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / count, np.nan)
+        variance = np.maximum(squares / np.where(count > 0, count, np.nan) - mean**2, 0.0)
+    return np.concatenate([sums, mean[..., None], variance[..., None]], axis=-1)
 
 
 def _check_labels(labels, shape: tuple[int, int], n_labels: int | None, where: str):
@@ -609,12 +626,12 @@ def label_stats(
     labels, n_labels = _check_labels(labels, shape, n_labels, where)
     weights = _check_weights(weights, shape, where)
     options = {"labels": labels, "weights": weights, "n_labels": n_labels}
-    sizes = {dim: n_labels, "_sums": len(_LABEL_SUMS)}
-    sums = map_frames(label_sums, frames, dims=(dim, "_sums"), sizes=sizes, **options)
-    total, squares, count = (sums.isel(_sums=i, drop=True) for i in range(len(_LABEL_SUMS)))
-    empty = count == 0
-    mean = (total / count.where(~empty)).where(~empty)
-    variance = (squares / count.where(~empty) - mean**2).clip(min=0)
+    sizes = {dim: n_labels, "_stats": len(_LABEL_STATS)}
+    stats = map_frames(_label_moments, frames, dims=(dim, "_stats"), sizes=sizes, **options)
+    # one task per chunk makes every statistic; each variable picks its own out of it
+    total, squares, count, mean, variance = (
+        stats.isel(_stats=i, drop=True) for i in range(len(_LABEL_STATS))
+    )
     units = frames.attrs.get("units")
     unit = {"units": units} if units else {}
     square = {"units": f"({units})^2"} if units else {}
