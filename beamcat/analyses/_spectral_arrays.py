@@ -16,11 +16,20 @@ def is_dask(array: xr.DataArray) -> bool:
     return isinstance(array.data, da.Array)
 
 
-def whole_along(array: xr.DataArray, dims) -> xr.DataArray:
-    """`array` with its dask data one chunk along `dims` (coordinates left as they are)."""
+def rechunked(array: xr.DataArray, chunks: dict) -> xr.DataArray:
+    """`array` with its dask data rechunked (dim -> size) along the dims it has.
+
+    Coordinates are left as they are (`DataArray.chunk` would make them dask too).
+    """
     if not is_dask(array):
         return array
-    return array.copy(data=array.data.rechunk({array.get_axis_num(d): -1 for d in dims}))
+    axes = {array.get_axis_num(d): n for d, n in chunks.items() if d in array.dims}
+    return array.copy(data=array.data.rechunk(axes))
+
+
+def whole_along(array: xr.DataArray, dims) -> xr.DataArray:
+    """`array` with its dask data one chunk along `dims` (coordinates left as they are)."""
+    return rechunked(array, dict.fromkeys(dims, -1))
 
 
 def signal(dataset: xr.Dataset, variable: str | None) -> xr.DataArray:
@@ -80,9 +89,20 @@ def map_overlap(func, array: xr.DataArray, depth: dict[str, int], **kwargs) -> x
     return array.copy(data=data)
 
 
-#: samples per block above which a one-block raster is cut along its first spatial dim for
-#: the filters: a median filter of 54 samples costs ~1 µs a sample, and one block is one core
+#: samples per block above which a one-block raster is cut along its first spatial dim: a
+#: median filter of 54 samples costs ~1 µs a sample, sospice ~0.1 µs, and one block is one core
 BLOCK_SAMPLES = 2**17
+
+
+def block_rows(array: xr.DataArray, dim: str, least: int = 1) -> int | None:
+    """Rows of `dim` per block that share a one-block dask `array` among the cores.
+
+    ~`BLOCK_SAMPLES` samples a block, at least `least` rows; None: leave it as it is.
+    """
+    if not is_dask(array) or len(array.chunksizes[dim]) > 1 or array.size <= BLOCK_SAMPLES:
+        return None
+    rows = max(least, -(-array.sizes[dim] // -(-array.size // BLOCK_SAMPLES)))
+    return rows if rows < array.sizes[dim] else None
 
 
 def _split(array: xr.DataArray, depth: dict[str, int]) -> xr.DataArray:
@@ -90,12 +110,11 @@ def _split(array: xr.DataArray, depth: dict[str, int]) -> xr.DataArray:
 
     The cores then share the filter; the overlap makes the result the same.
     """
-    dims = [d for d, n in depth.items() if n > 0 and n < array.sizes[d]]
+    dims = [d for d, n in depth.items() if 0 < n < array.sizes[d]]
     if not dims or any(len(array.chunksizes[d]) > 1 for d in dims):
         return array
-    blocks = -(-array.size // BLOCK_SAMPLES)
-    rows = max(2 * depth[dims[0]], -(-array.sizes[dims[0]] // blocks))
-    return array.copy(data=array.data.rechunk({array.get_axis_num(dims[0]): rows}))
+    rows = block_rows(array, dims[0], least=2 * depth[dims[0]])
+    return array if rows is None else rechunked(array, {dims[0]: rows})
 
 
 def finish(radiance, sigma, value, spread, line):

@@ -52,10 +52,12 @@ import xarray as xr
 
 from beamcat.analyses._history import history
 from beamcat.analyses._spectral_arrays import (
+    block_rows,
     check_size,
     finish,
     is_dask,
     map_overlap,
+    rechunked,
     signal,
     spectral_order,
     where,
@@ -446,6 +448,11 @@ def prepare(
         if step in steps:
             _step_options(step, options)
     name = signal(dataset, variable).name
+    dim = options.get("spatial", SPATIAL)[0]
+    rows = block_rows(dataset[name], dim) if dim in dataset[name].dims else None
+    if rows:  # a one-block raster cut so that the cores share every step
+        cut = {v: rechunked(a, {dim: rows}) for v, a in dataset.data_vars.items() if is_dask(a)}
+        dataset = dataset.assign({v: a for v, a in cut.items() if dim in a.dims})
     for step in steps:
         dataset = prepare_step(dataset, step, variable=name, **options)
     if "sigma" not in dataset.data_vars:
