@@ -41,7 +41,7 @@ class SpiceAccessor:
     Examples
     --------
     >>> import beamcat
-    >>> window = beamcat.open_catalog()["spice"](window="Ne VIII 770").read()
+    >>> window = beamcat.open_catalog()["spice_window1"].read()  # Ne VIII 770
     >>> maps = window.spice.fit()  # the catalog lines in the window; lazy
     >>> maps["velocity"].dims
     ('line', 'time', 'y', 'x')
