@@ -177,7 +177,7 @@ class SpiceAccessor:
         if "wavelength" not in values.dims:
             raise OptionError(f"spice.model: {values.name!r} has no 'wavelength' dim")
         window = str(self._obj.attrs.get("window", 0))
-        names = [str(w) for w in result["window"].values]
+        names = [str(w) for w in result["window"].values]  # an index coordinate: no compute
         segment = names.index(window) if window in names else 0
         # `parameters` stay in the fit's frame, the window's own wavelength table
         wavelength = values["wavelength"]
@@ -235,7 +235,11 @@ def _corrected(result: xr.Dataset, wave_corr: xr.DataArray) -> xr.Dataset:
 
 
 def _result_model(result: xr.Dataset) -> linefit.LineModel:
-    """The model of a `fit_lines` result: enough to evaluate its parameters, not its constraints."""
+    """The model of a `fit_lines` result: enough to evaluate its parameters, not its constraints.
+
+    It reads only coordinates (``line``, ``rest_wavelength``, ``line_window``), held in
+    memory: nothing computes.
+    """
     names, rest = result["line"].values.tolist(), result["rest_wavelength"].values.tolist()
     lines = dict(zip(names, rest, strict=True))
     segments = result.sizes.get("window", 1)
