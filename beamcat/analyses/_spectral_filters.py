@@ -10,6 +10,8 @@ runs per chunk; the whole array in one block is its own reference.
   1e-10), values more than `clip` standard deviations from the median replaced
   by it, `iterations` times; scipy's ``reflect`` mode at the edges. Wavelength
   planes that are NaN everywhere (no mean spectrum) are left out, as in SAFFRON.
+  The median is only taken where a spike is possible (`_clip_pass`); the
+  result equals scipy's ``median_filter`` path bit for bit.
 - `box_sum_block`: sums over a (y, x) box, zero outside the array (scipy
   ``correlate`` with a ones kernel: every output is the same sum in the same
   order whatever the chunking).
@@ -20,6 +22,7 @@ runs per chunk; the whole array in one block is its own reference.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.ndimage import correlate, median_filter, uniform_filter
 
@@ -55,13 +58,68 @@ def sigma_clip_block(
             continue
         part = cube[finite[0] : finite[-1] + 1]
         for _ in range(iterations):
-            median = median_filter(part, size=size, mode="reflect")
             mean = uniform_filter(part, size=size, mode="reflect")
             variance = uniform_filter(part * part, size=size, mode="reflect") - mean**2
             variance[variance <= 0] = VARIANCE_FLOOR
-            spikes = np.abs(part - median) > clip * np.sqrt(variance)
-            part[spikes] = median[spikes]
+            threshold = clip * np.sqrt(variance)
+            if np.isfinite(part).all():
+                # scipy's window for output i is input [i - n//2, i - n//2 + n)
+                pad = [(n // 2, n - 1 - n // 2) for n in size]
+                padded = np.pad(part, pad, mode="symmetric")  # scipy's "reflect"
+                part = _clip_pass(padded, part, threshold, np.prod(size) // 2, size)
+            else:  # all-NaN planes inside the window: scipy's order of NaNs decides
+                median = median_filter(part, size=size, mode="reflect")
+                spikes = np.abs(part - median) > threshold
+                part[spikes] = median[spikes]
         out[index][finite[0] : finite[-1] + 1] = part
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _clip_pass(padded, values, threshold, rank, size):
+    """One clip: `values`, or the window median where ``|values - median| > threshold``.
+
+    The median is the `rank`-th smallest value of the window (scipy's choice).
+    It lies in ``[values - threshold, values + threshold]`` (so no spike) when at
+    most `rank` window values are below the lower end and more than `rank` are at
+    or below the upper one. These counts vectorise along x; only the samples that
+    fail them (~1 % of noise at 2.5 σ, plus the spikes) have their window sorted.
+    The ends are pulled in by 1e-12 relative, far above rounding, so the counts
+    never wrongly clear a sample that the exact test would flag.
+    """
+    n_wave, n_y, n_x = values.shape
+    size_w, size_y, size_x = size
+    out = values.copy()
+    low, high = np.empty(n_x), np.empty(n_x)
+    below, at_or_below = np.empty(n_x, np.int64), np.empty(n_x, np.int64)
+    window = np.empty(size_w * size_y * size_x)
+    for w in range(n_wave):
+        for y in range(n_y):
+            for x in range(n_x):
+                margin = 1e-12 * (abs(values[w, y, x]) + threshold[w, y, x])
+                low[x] = values[w, y, x] - threshold[w, y, x] + margin
+                high[x] = values[w, y, x] + threshold[w, y, x] - margin
+                below[x] = 0
+                at_or_below[x] = 0
+            for dw in range(size_w):
+                for dy in range(size_y):
+                    row = padded[w + dw, y + dy]
+                    for dx in range(size_x):
+                        for x in range(n_x):
+                            below[x] += row[x + dx] < low[x]
+                            at_or_below[x] += row[x + dx] <= high[x]
+            for x in range(n_x):
+                if below[x] <= rank and at_or_below[x] > rank:
+                    continue
+                n = 0
+                for dw in range(size_w):
+                    for dy in range(size_y):
+                        for dx in range(size_x):
+                            window[n] = padded[w + dw, y + dy, x + dx]
+                            n += 1
+                median = np.sort(window)[rank]
+                if abs(values[w, y, x] - median) > threshold[w, y, x]:
+                    out[w, y, x] = median
     return out
 
 

@@ -12,6 +12,7 @@ from astropy.io import fits
 from scipy.ndimage import median_filter, uniform_filter
 
 from beamcat.analyses import spectral_prep as sp
+from beamcat.analyses._spectral_filters import sigma_clip_block
 from beamcat.catalog.demo import spice as demo
 from beamcat.catalog.demo._common import read_truth
 from beamcat.catalog.spice import open_spice
@@ -107,6 +108,31 @@ def test_despike_matches_saffron_and_ignores_chunking(sample):
         cleaned, chunk_spikes = sp.despike(cube.chunk(chunks))
         np.testing.assert_array_equal(cleaned.values, whole.values)
         np.testing.assert_array_equal(chunk_spikes.values, spikes.values)
+
+
+@pytest.mark.parametrize("shape", [(12, 9, 11), (7, 4, 3), (6, 1, 1), (3, 2, 5)])
+@pytest.mark.parametrize("kind", ["ties", "noise", "nan plane"])
+def test_sigma_clip_block_equals_scipy_median_filter(shape, kind):
+    """The counting shortcut (`_clip_pass`) against scipy's median filter, bit for bit.
+
+    Small integers make ties and values exactly at the clip limits (the
+    counts' edge cases); arrays thinner than the filter test the reflect
+    padding; an all-NaN plane inside the window takes the scipy path.
+    """
+    rng = np.random.default_rng(len(kind) + shape[0])
+    for clip in (0.5, 1.0, 2.5):
+        if kind == "ties":
+            cube = rng.integers(0, 5, shape).astype(float)
+        else:
+            cube = rng.normal(size=shape)
+            cube[rng.random(shape) < 0.02] += 30
+        if kind == "nan plane":
+            cube[shape[0] // 2] = np.nan
+        clipped = sigma_clip_block(cube, size=(6, 3, 3), clip=clip, iterations=3)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of the NaN plane
+            reference = _saffron_despike(cube, clip=clip)
+        np.testing.assert_array_equal(clipped, reference)
 
 
 def _noise_stack(n=4000, shape=(9, 8), seed=1):
