@@ -447,3 +447,22 @@ def test_fusing_windows_of_different_rasters_is_refused():
         fit_lines([one, other], lines={"a": 700.0})
     with pytest.raises(OptionError, match="different rasters"):
         fit_lines([one, cube_of(spectra[:3], wave + 70, 1, 3)], lines={"a": 700.0})
+
+
+def test_background_guess_is_numpys_low_quantile_per_segment():
+    # the start's background is np.quantile(·, 0.1) of each segment's finite samples
+    # (kept by insertion in the kernel, no sort): equal to rounding, ties and NaNs included
+    rng = np.random.default_rng(11)
+    model = line_model({"a": 702.0, "b": 705.0}, segments=2, line_segments={"a": 0, "b": 1})
+    wave = np.linspace(700.0, 707.0, 57)
+    segment = (wave > 703.5).astype(int)
+    spectra = rng.normal(1.0, 0.5, (40, wave.size)).round(1)  # rounded: many ties
+    spectra[rng.random(spectra.shape) < 0.2] = np.nan
+    spectra[3, segment == 1] = np.nan  # a segment without a sample: 0
+    start, _, _ = starting_point(wave, spectra, None, model, segment=segment)
+    for k in (0, 1):
+        column = model.free_names.index(f"background_{k}")
+        rows = [spectra[i, segment == k] for i in range(len(spectra))]
+        want = [np.quantile(r[np.isfinite(r)], 0.1) if np.isfinite(r).any() else 0 for r in rows]
+        # a guess within the bounds' margin is moved a hair inside them: none is here
+        np.testing.assert_allclose(start[:, column], want, rtol=1e-12, atol=1e-12)
