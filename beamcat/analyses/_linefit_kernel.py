@@ -368,7 +368,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
                 break
         # a parameter within 1e-9 of its scale from a bound is on it (damped steps only approach
         # a bound): snapped there, so a line of zero peak leaves its centre and width singular
-        level, at_bound = _level(y), False
+        level, at_bound = _level(y[:m]), False  # y is scratch: past m, earlier spectra
         for j in range(nf):
             tol = _SNAP * _span(lo[j], hi[j], level)
             if p[j] - lo[j] <= tol or hi[j] - p[j] <= tol:

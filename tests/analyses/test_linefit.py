@@ -466,3 +466,21 @@ def test_background_guess_is_numpys_low_quantile_per_segment():
         want = [np.quantile(r[np.isfinite(r)], 0.1) if np.isfinite(r).any() else 0 for r in rows]
         # a guess within the bounds' margin is moved a hair inside them: none is here
         np.testing.assert_allclose(start[:, column], want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_fit_does_not_depend_on_the_other_spectra_of_its_block():
+    # the kernel reuses scratch arrays along a block: a spectrum with fewer usable samples
+    # after a bright one must fit as it does alone (the bound snap's scale is its own)
+    rng = np.random.default_rng(12)
+    model = line_model({"a": 703.0})
+    wave = np.linspace(701.0, 705.0, 40)
+    bright = 1e6 + rng.normal(0, 1e3, wave.size)
+    weak, _ = evaluate(model, np.array([5e-4, 703.0, 0.3, 1.0]), wave)
+    weak = weak + rng.normal(0, 1e-5, wave.size)
+    weak[30:] = np.nan  # past its 30 samples the scratch holds the bright spectrum's
+    sigma = np.full(wave.size, 1e-5)
+    together = fit_block(wave, np.stack([bright, weak]), sigma, model)
+    alone = fit_block(wave, weak[None], sigma, model)
+    for key in ("params", "errors", "chi2", "status", "iterations"):
+        np.testing.assert_array_equal(together[key][1], alone[key][0])
+    assert alone["status"][0] == FitStatus.CONVERGED
