@@ -218,6 +218,20 @@ def _evaluate(p, x, y, w, seg, m, src, scale, shift, n_bg, reference, full, f, z
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
+def _damped_step(a, g, active, n, damping, chol, step):
+    """The step δ of the `n` `active` parameters: ``(A + λ diag A) δ = g``; False if singular."""
+    for i in range(n):
+        for k in range(n):
+            chol[i, k] = a[active[i], active[k]]
+        chol[i, i] += damping * max(a[active[i], active[i]], 1e-30)
+        step[i] = g[active[i]]
+    if not cholesky(chol, n):
+        return False
+    solve(chol, step, n)
+    return True
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _predicted(a, g, step, active, n, damping):
     """The fall of χ² the linear model predicts for `step`: ``2 δᵀg - δᵀAδ`` (active part).
 
@@ -305,6 +319,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
             status[row] = _NO_DATA if m == 0 else _TOO_FEW_POINTS
             continue
         start = p0[_row(p0, row)] if p0.shape[0] else no_start
+        # z is free scratch until _evaluate: the start's sorted smallest samples
         _start(x[:m], y[:m], seg[:m], rest, root, code, owner, lo_kind, hi_kind, scaled, start,
                p, lo, hi, background, z)  # fmt: skip
         chi2 = _evaluate(p, x, y, w, seg, m, src, scale, shift, n_bg, reference, full, f, z, gauss,
@@ -330,13 +345,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
                 break
             chi2_new = np.inf
             for _ in range(_MAX_DAMPING_TRIES):
-                for i in range(n_active):
-                    for k in range(n_active):
-                        chol[i, k] = a[active[i], active[k]]
-                    chol[i, i] += damping * max(a[active[i], active[i]], 1e-30)
-                    step[i] = g[active[i]]
-                if cholesky(chol, n_active):
-                    solve(chol, step, n_active)
+                if _damped_step(a, g, active, n_active, damping, chol, step):
                     promised = _predicted(a, g, step, active, n_active, damping)
                     if damping <= 1e-3 and promised <= ftol * chi2:
                         break  # lightly damped and the quadratic model promises nothing more
@@ -381,29 +390,37 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
         chi2_out[row] = chi2
         for j in range(nf):
             params[row, j] = p[j]
-        # parameters the model does not depend on here (zero column: the centre and width of a
-        # line of zero peak) get NaN errors; the others the inverse of the rest of JᵀJ
-        n_kept = 0
-        for j in range(nf):
-            if a[j, j] > 0.0:
-                active[n_kept] = j
-                n_kept += 1
-        for i in range(n_kept):
-            for k in range(n_kept):
-                chol[i, k] = a[active[i], active[k]]
-        if not cholesky(chol, n_kept):
-            status[row] = _SINGULAR
-            continue
-        inverse(chol, n_kept, a, chol)
-        for i in range(n_kept):
-            for k in range(n_kept):
-                cov[row, active[i], active[k]] = chol[i, k]
-        if n_kept < nf:
+        if not _covariance(a, chol, active, cov[row]):
             status[row] = _SINGULAR
         elif state == _CONVERGED and at_bound:
             status[row] = _AT_BOUND
         else:
             status[row] = state
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def _covariance(a, chol, kept, cov):
+    """``(JᵀJ)⁻¹`` from ``a = JᵀJ`` into `cov` (NaN-filled); False when singular.
+
+    Parameters the model does not depend on here (a zero column: the centre and
+    width of a line of zero peak) keep NaN and make it singular; the others get
+    the inverse of the rest of JᵀJ. `chol` and `kept` are scratch.
+    """
+    nf, n_kept = a.shape[0], 0
+    for j in range(nf):
+        if a[j, j] > 0.0:
+            kept[n_kept] = j
+            n_kept += 1
+    for i in range(n_kept):
+        for k in range(n_kept):
+            chol[i, k] = a[kept[i], kept[k]]
+    if not cholesky(chol, n_kept):
+        return False
+    inverse(chol, n_kept, a, chol)
+    for i in range(n_kept):
+        for k in range(n_kept):
+            cov[kept[i], kept[k]] = chol[i, k]
+    return n_kept == nf
 
 
 @numba.njit(parallel=True, cache=True)

@@ -57,14 +57,14 @@ def sigma_clip_block(
         if finite.size == 0:
             continue
         part = cube[finite[0] : finite[-1] + 1]
+        counting = np.isfinite(part).all()  # medians of finite values stay finite
+        pad = [(n // 2, n - 1 - n // 2) for n in size]  # scipy's window: [i - n//2, i - n//2 + n)
         for _ in range(iterations):
             mean = uniform_filter(part, size=size, mode="reflect")
             variance = uniform_filter(part * part, size=size, mode="reflect") - mean**2
             variance[variance <= 0] = VARIANCE_FLOOR
             threshold = clip * np.sqrt(variance)
-            if np.isfinite(part).all():
-                # scipy's window for output i is input [i - n//2, i - n//2 + n)
-                pad = [(n // 2, n - 1 - n // 2) for n in size]
+            if counting:
                 padded = np.pad(part, pad, mode="symmetric")  # scipy's "reflect"
                 part = _clip_pass(padded, part, threshold, np.prod(size) // 2, size)
             else:  # all-NaN planes inside the window: scipy's order of NaNs decides
