@@ -11,7 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["cholesky", "inverse", "solve"]
+__all__ = ["cholesky", "inverse", "inverse_lanes", "solve"]
 
 _PIVOT = 1e-13  # a pivot this small relative to its diagonal means singular
 
@@ -71,3 +71,56 @@ def inverse(chol, n, work, out):
                 s += work[k, i] * work[k, j]
             out[i, j] = s
             out[j, i] = s
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def inverse_lanes(a, n, work, diag, ok):
+    """Invert the matrices ``a[:n, :n, l]`` of every lane `l` in place (Cholesky, as above).
+
+    The lanes (the last axis) are the innermost loop of every operation, so
+    one pass of the factor serves them all as vectors: a single 10 x 10
+    inverse is a chain of dependent scalar steps, here shared by the lanes.
+    The arithmetic of each lane is that of `cholesky` and `inverse`, step for
+    step (bit-equal). ``ok[l]`` is False where `cholesky` would refuse the
+    matrix (its values are then meaningless). `work` (like `a`) and `diag`
+    ``(n, lanes)`` are scratch.
+    """
+    lanes = a.shape[2]
+    for t in range(lanes):
+        ok[t] = True
+    for j in range(n):
+        for t in range(lanes):
+            diag[j, t] = a[j, j, t]
+        for k in range(j):
+            for t in range(lanes):
+                a[j, j, t] -= a[j, k, t] * a[j, k, t]
+        for t in range(lanes):
+            good = diag[j, t] > 0.0 and a[j, j, t] > _PIVOT * diag[j, t]
+            ok[t] = ok[t] and good
+            a[j, j, t] = 1.0 / np.sqrt(a[j, j, t] if good else 1.0)
+        for i in range(j + 1, n):
+            for k in range(j):
+                for t in range(lanes):
+                    a[i, j, t] -= a[i, k, t] * a[j, k, t]
+            for t in range(lanes):
+                a[i, j, t] *= a[j, j, t]
+    for j in range(n):
+        for t in range(lanes):
+            work[j, j, t] = a[j, j, t]
+        for i in range(j + 1, n):
+            for t in range(lanes):
+                work[i, j, t] = 0.0
+            for k in range(j, i):
+                for t in range(lanes):
+                    work[i, j, t] -= a[i, k, t] * work[k, j, t]
+            for t in range(lanes):
+                work[i, j, t] *= a[i, i, t]
+    for i in range(n):
+        for j in range(i + 1):
+            for t in range(lanes):
+                a[i, j, t] = 0.0
+            for k in range(i, n):
+                for t in range(lanes):
+                    a[i, j, t] += work[k, i, t] * work[k, j, t]
+            for t in range(lanes):
+                a[j, i, t] = a[i, j, t]

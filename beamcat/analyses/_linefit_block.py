@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from beamcat.analyses._linefit_kernel import fit_spectra, start_spectra
+from beamcat.analyses._linefit_kernel import fit_spectra
 from beamcat.analyses._linefit_model import LineModel
+from beamcat.analyses._linefit_start import start_spectra
 from beamcat.errors import OptionError
 
 __all__ = ["MAX_ITERATIONS", "fit_block", "model_spectra", "starting_point"]
 
 MAX_ITERATIONS = 200
-# χ² falling by less than FTOL relative ends a fit: parameters are then within ~0.01 σ of the
-# minimum (Δχ² ~ 1e-6 χ², σ being where Δχ² = 1) and χ² 1000x inside the parity bar (1e-3);
-# scipy's default 1e-8 costs ~1.5 more iterations for nothing a user could see
+# χ² falling by less than FTOL relative ends a fit (30 FTOL predicted in Gauss–Newton's fast
+# final phase, the kernel's _LOOSE): parameters are then within ~0.03 σ of the minimum
+# (Δχ² ≲ 3e-5 χ², σ being where Δχ² = 1) and χ² 30x inside the parity bar (1e-3); scipy's
+# default 1e-8 costs ~2.5 more iterations for nothing a user could see
 FTOL = 1e-6
 XTOL = 1e-8  # relative step under which a fit has converged
 

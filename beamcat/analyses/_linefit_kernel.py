@@ -13,23 +13,28 @@ analytic Jacobian ``J = ∂F/∂p / σ`` of the free parameters; the step solves
 (clipped). Parameters sitting on a bound with the gradient pushing outwards are
 held for that step (an active set), so a pinned parameter does not stall the
 others. A step is taken when χ² falls (λ / 10), else λ × 10 and retried.
-Converged when χ² falls by less than ``ftol`` relative (or a lightly damped
-step is predicted to), or the step is shorter than ``xtol`` relative to the
-parameters, or when no damping can lower χ² (the minimum to rounding). A
-parameter within 1e-9 of its scale from a bound is then put on it (AT_BOUND).
-The covariance is ``(JᵀJ)⁻¹`` at the solution, over every free parameter
-(pinned ones too, as scipy's ``curve_fit`` does).
+Converged when χ² falls by less than ``ftol`` relative, or a lightly damped
+step is predicted to (`_loosened`: 30 ``ftol`` in Gauss–Newton's fast final
+phase), or the step is shorter than ``xtol`` relative to the parameters, or
+when no damping can lower χ² (the minimum to rounding). A parameter within
+1e-9 of its scale from a bound is then put on it (AT_BOUND). The covariance
+is ``(JᵀJ)⁻¹`` at the solution, over every free parameter (pinned ones too, as
+scipy's ``curve_fit`` does).
 
-Start: per spectrum in the kernel (`_start`, no per-pixel Python): bounds (the
-background's scaled to the spectrum), then the given start or the guess.
+Start: per spectrum in the kernel (`beamcat.analyses._linefit_start`, no
+per-pixel Python): bounds (the background's scaled to the spectrum), then the
+given start or the guess.
 
-Speed (a fit of 3 lines + background on 50 samples takes ~8 µs, 5.3 steps):
+Speed (a fit of 3 lines + background on 50 samples takes ~6 µs, 4.3 steps):
 the Gaussians use a vectorised ``exp`` (`beamcat.analyses._fast_exp`); J is
 built over the full parameters, row by row as vectors, and mapped onto the
 free ones in `_normal`; each parallel task fits `_BATCH` spectra with one set
-of scratch arrays (`_fit_rows`); the helpers run without numba's reference
-counting (``_nrt=False``: they allocate nothing, and counting the references
-of their array arguments, atomically on every call, was a sixth of a fit).
+of scratch arrays (`_fit_rows`) and inverts their JᵀJ together, one spectrum
+per vector lane (`beamcat.analyses._cholesky.inverse_lanes`: 10 x 10 inverses
+one at a time are chains of dependent steps, ~0.7 µs each); the helpers run
+without numba's reference counting (``_nrt=False``: they allocate nothing,
+and counting the references of their array arguments, atomically on every
+call, was a sixth of a fit).
 """
 
 from __future__ import annotations
@@ -37,141 +42,19 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from beamcat.analyses._cholesky import cholesky, inverse, solve
+from beamcat.analyses._cholesky import cholesky, inverse, inverse_lanes, solve
 from beamcat.analyses._fast_exp import exp_into
 from beamcat.analyses._linefit_model import FitStatus
+from beamcat.analyses._linefit_start import _BATCH, _compact, _level, _row, _span, _start
 
-__all__ = ["fit_spectra", "start_spectra"]
+__all__ = ["fit_spectra"]
 
 _CONVERGED, _MAX_ITERATIONS = int(FitStatus.CONVERGED), int(FitStatus.MAX_ITERATIONS)
 _TOO_FEW_POINTS, _SINGULAR = int(FitStatus.TOO_FEW_POINTS), int(FitStatus.SINGULAR)
 _AT_BOUND, _NO_DATA = int(FitStatus.AT_BOUND), int(FitStatus.NO_DATA)
 _MAX_DAMPING_TRIES = 12  # λ x 10 each: 1e12 beyond the current damping
-_MARGIN = 1e-6  # starts are this fraction of the bounds' span inside them (trf needs it)
 _SNAP = 1e-9  # a solution this fraction of the span from a bound is on it
-_BATCH = 32  # spectra per parallel task, which reuses one set of scratch arrays
-
-#: Free-parameter kinds (the `code` array of the model)
-INTENSITY, CENTER, WIDTH, BACKGROUND, SLOPE = range(5)
-BACKGROUND_SCALE = 5.0  # default background bound: ± this x the spectrum's largest |sample|
-WIDTH_GUESS = 0.35  # Angstrom, SAFFRON's gen_inits
-PEAK_SEARCH = 0.3  # Angstrom: a peak guess looks this far from the rest wavelength
-BACKGROUND_QUANTILE = 0.1  # the background guess: this quantile of the segment's samples
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _usable(wave, value, sigma):
-    """A sample is fitted when its wavelength, value and σ are finite and σ > 0."""
-    return np.isfinite(value) and np.isfinite(wave) and np.isfinite(sigma) and sigma > 0.0
-
-
-@numba.njit(nogil=True, cache=True, _nrt=False)
-def _compact(wave, data, sigma, segment, i, x, y, w, seg):
-    """The usable samples of spectrum `i` into ``x, y, w = 1/σ, seg``; returns their count.
-
-    `wave`, `sigma` and `segment` have one row per spectrum or one for all.
-    """
-    iw, js, jg = _row(wave, i), _row(sigma, i), _row(segment, i)
-    m = 0
-    for t in range(data.shape[1]):
-        if _usable(wave[iw, t], data[i, t], sigma[js, t]):
-            x[m], y[m], w[m] = wave[iw, t], data[i, t], 1.0 / sigma[js, t]
-            seg[m] = segment[jg, t]
-            m += 1
-    return m
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _row(values, i):
-    """The row of `values` for spectrum `i`: `i`, or 0 when one row serves the block."""
-    return i if values.shape[0] > 1 else 0
-
-
-@numba.njit(nogil=True, cache=True, _nrt=False)
-def _low_quantile(y, seg, k, smallest):
-    """`BACKGROUND_QUANTILE` of the samples `y` of segment `k` (numpy's linear rule); 0 for none.
-
-    The few smallest values are kept sorted in the scratch `smallest` by
-    insertion: most samples cost one comparison, and nothing is allocated.
-    """
-    n = 0
-    for t in range(y.size):
-        n += seg[t] == k
-    if n == 0:
-        return 0.0
-    position = BACKGROUND_QUANTILE * (n - 1)
-    below = int(np.floor(position))
-    above = min(below + 1, n - 1)
-    kept = 0
-    for t in range(y.size):
-        if seg[t] != k or (kept > above and y[t] >= smallest[above]):
-            continue
-        j = kept if kept <= above else above
-        kept = min(kept + 1, above + 1)
-        while j > 0 and smallest[j - 1] > y[t]:
-            smallest[j] = smallest[j - 1]
-            j -= 1
-        smallest[j] = y[t]
-    return smallest[below] + (position - below) * (smallest[above] - smallest[below])
-
-
-@numba.njit(nogil=True, cache=True, _nrt=False)
-def _start(x, y, seg, rest, root, code, owner, lo_kind, hi_kind, scaled, p0, p, lo, hi,
-           background, smallest):  # fmt: skip
-    """Bounds and start of one spectrum's free parameters into `p`, `lo`, `hi`.
-
-    Background bounds marked `scaled` are ± `BACKGROUND_SCALE` x the largest
-    |sample|; the start is `p0` (full parameters, at the free ones' roots) when
-    it has a value, else the guess: per segment the low quantile of its samples,
-    per line its rest wavelength, `WIDTH_GUESS`, and the largest sample within
-    `PEAK_SEARCH` (or the nearest sample) above its segment's background. Starts
-    are clipped a hair inside the bounds. `background` (one per segment) and
-    `smallest` (one per sample) are scratch.
-    """
-    level = _level(y)
-    for k in range(background.size):
-        background[k] = _low_quantile(y, seg, k, smallest)
-    for f in range(p.size):
-        if scaled[f]:
-            lo[f], hi[f] = -BACKGROUND_SCALE * level, BACKGROUND_SCALE * level
-        else:
-            lo[f], hi[f] = lo_kind[f], hi_kind[f]
-        if p0.size:
-            guess = p0[root[f]]
-        elif code[f] == INTENSITY:
-            near = np.inf
-            for t in range(x.size):
-                near = min(near, abs(x[t] - rest[owner[f]]))
-            near = max(near, PEAK_SEARCH)
-            guess = 0.0
-            for t in range(x.size):
-                if abs(x[t] - rest[owner[f]]) <= near:
-                    guess = max(guess, y[t] - background[seg[t]])
-        elif code[f] == CENTER:
-            guess = rest[owner[f]]
-        elif code[f] == WIDTH:
-            guess = WIDTH_GUESS
-        elif code[f] == BACKGROUND:
-            guess = background[owner[f]]
-        else:
-            guess = 0.0
-        margin = _MARGIN * _span(lo[f], hi[f], level)
-        p[f] = min(max(guess, lo[f] + margin), hi[f] - margin)
-
-
-@numba.njit(nogil=True, cache=True)
-def _level(y):
-    """The data's scale: its largest |sample| (1 for an all-zero spectrum)."""
-    level = 0.0
-    for t in range(y.size):
-        level = max(level, abs(y[t]))
-    return level if level > 0.0 else 1.0
-
-
-@numba.njit(nogil=True, cache=True, inline="always")
-def _span(lo, hi, level):
-    """A parameter's scale: its bounds' span, or for a one-sided or free one the data's level."""
-    return hi - lo if np.isfinite(hi - lo) else level
+_LOOSE = 30.0  # x ftol: the predicted fall that ends a fit in Gauss–Newton's final phase
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
@@ -215,6 +98,18 @@ def _evaluate(p, x, y, w, seg, m, src, scale, shift, n_bg, reference, full, f, z
         r[t] = (y[t] - f[t]) * w[t]
         chi2 += r[t] * r[t]
     return chi2
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _loosened(damping, promised, last_promised):
+    """The factor on `ftol` for the predicted fall that ends a fit.
+
+    `_LOOSE` once the damping is negligible and each prediction is under a
+    quarter of the last (Gauss–Newton's fast final phase: what the model
+    promises is then what is left); else 1. A slowly shrinking prediction
+    (a long flat valley) does not bound what is left, so it keeps `ftol`.
+    """
+    return _LOOSE if damping <= 1e-5 and promised <= 0.25 * last_promised else 1.0
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
@@ -311,8 +206,16 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
     a, chol, g, step = np.empty((nf, nf)), np.empty((nf, nf)), np.empty(nf), np.empty(nf)
     p, p_new, lo, hi = np.empty(nf), np.empty(nf), np.empty(nf), np.empty(nf)
     active, background = np.empty(nf, np.int64), np.empty(reference.size)
+    # JᵀJ at each solution, one lane per spectrum, inverted together after the loop
+    lane_a, lane_work = np.zeros((nf, nf, _BATCH)), np.empty((nf, nf, _BATCH))
+    lane_diag, lane_ok = np.empty((nf, _BATCH)), np.empty(_BATCH, np.bool_)
+    lane_row = np.full(_BATCH, -1)
+    for j in range(nf):
+        lane_a[j, j, :] = 1.0  # lanes without a fit invert the identity
     no_start = p0[0:0, 0]
+    lane = -1
     for row in rows:
+        lane += 1
         m = _compact(wave, data, sigma, segment, row, x, y, w, seg)
         n_samples[row] = m
         if m < nf + 1:
@@ -330,7 +233,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
         # a and g always belong to p: made here and when a step is taken (a rejected trial
         # overwrites r and J, which nothing reads again)
         _normal(jac, r, m, src, scale, a, g)
-        damping = 1e-3
+        damping, promised, last_promised = 1e-3, np.inf, np.inf
         state = _MAX_ITERATIONS
         iterations[row] = 0
         while iterations[row] < max_iterations:
@@ -347,7 +250,9 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
             for _ in range(_MAX_DAMPING_TRIES):
                 if _damped_step(a, g, active, n_active, damping, chol, step):
                     promised = _predicted(a, g, step, active, n_active, damping)
-                    if damping <= 1e-3 and promised <= ftol * chi2:
+                    if damping <= 1e-3 and promised <= ftol * chi2 * _loosened(
+                        damping, promised, last_promised
+                    ):
                         break  # lightly damped and the quadratic model promises nothing more
                     for j in range(nf):
                         p_new[j] = p[j]
@@ -363,6 +268,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
             if not chi2_new < chi2:
                 state = _CONVERGED  # no damping lowers χ² (or none is expected to): the minimum
                 break
+            last_promised = promised if damping <= 1e-3 else np.inf
             damping = max(damping * 0.1, 1e-12)
             size, norm = 0.0, 0.0
             for j in range(nf):
@@ -390,12 +296,26 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
         chi2_out[row] = chi2
         for j in range(nf):
             params[row, j] = p[j]
+        status[row] = _AT_BOUND if state == _CONVERGED and at_bound else state
+        lane_row[lane] = row
+        for i in range(nf):
+            for k in range(nf):
+                lane_a[i, k, lane] = cov[row, i, k] = a[i, k]  # kept for the slow way below
+    inverse_lanes(lane_a, nf, lane_work, lane_diag, lane_ok)
+    for lane in range(_BATCH):
+        row = lane_row[lane]
+        if row < 0:
+            continue
+        if lane_ok[lane]:
+            for i in range(nf):
+                for k in range(nf):
+                    cov[row, i, k] = lane_a[i, k, lane]
+            continue
+        for i in range(nf):  # a zero column or a singular JᵀJ: the slow way
+            for k in range(nf):
+                a[i, k], cov[row, i, k] = cov[row, i, k], np.nan
         if not _covariance(a, chol, active, cov[row]):
             status[row] = _SINGULAR
-        elif state == _CONVERGED and at_bound:
-            status[row] = _AT_BOUND
-        else:
-            status[row] = state
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
@@ -456,29 +376,3 @@ def fit_spectra(wave, data, sigma, segment, model, p0, max_iterations, ftol, xto
         _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol, xtol, params,
                   cov, chi2, n_samples, iterations, status)  # fmt: skip
     return params, cov, chi2, n_samples, iterations, status
-
-
-@numba.njit(parallel=True, cache=True)
-def start_spectra(wave, data, sigma, segment, model, p0):
-    """The start and bounds `fit_spectra` uses, ``(n, n_free)`` each (NaN for unusable spectra)."""
-    src, scale, shift, n_bg, reference, rest, root, code, owner, lo_kind, hi_kind, scaled = model
-    n, nf = data.shape[0], root.size
-    p, lo, hi = np.full((n, nf), np.nan), np.full((n, nf), np.nan), np.full((n, nf), np.nan)
-    for batch in numba.prange((n + _BATCH - 1) // _BATCH):
-        rows = range(batch * _BATCH, min(n, (batch + 1) * _BATCH))
-        _start_rows(rows, wave, data, sigma, segment, model, p0, p, lo, hi)
-    return p, lo, hi
-
-
-@numba.njit(nogil=True, cache=True)
-def _start_rows(rows, wave, data, sigma, segment, model, p0, p, lo, hi):
-    """`start_spectra` for the spectra `rows` (a range)."""
-    src, scale, shift, n_bg, reference, rest, root, code, owner, lo_kind, hi_kind, scaled = model
-    x, y, w, smallest = np.empty((4, data.shape[1]))
-    seg, background = np.empty(data.shape[1], np.int64), np.empty(reference.size)
-    for row in rows:
-        m = _compact(wave, data, sigma, segment, row, x, y, w, seg)
-        if m:
-            start = p0[_row(p0, row)] if p0.shape[0] else p0[0:0, 0]
-            _start(x[:m], y[:m], seg[:m], rest, root, code, owner, lo_kind, hi_kind, scaled, start,
-                   p[row], lo[row], hi[row], background, smallest)  # fmt: skip

@@ -138,10 +138,12 @@ def test_chi2_parity_with_curve_fit_for_every_model_term(options):
 
         popt, pcov = curve_fit(f, wave, spectra[i], p0=p0[i], bounds=(lo[i], hi[i]))
         chi2 = np.sum((spectra[i] - f(wave, *popt)) ** 2)
-        assert ours["chi2"][i] <= chi2 * (1 + 1e-5)  # FTOL = 1e-6 of the minimum at most
+        assert ours["chi2"][i] <= chi2 * (1 + 3e-5)  # at most _LOOSE x FTOL = 3e-5 above
         assert ours["chi2"][i] == pytest.approx(chi2, rel=1e-3)
+        # both stop near, not at, the minimum (within ~0.03 σ): J there, and so the errors,
+        # differ by up to ~0.3 %; a wrong term of the covariance is off by far more
         errors = np.sqrt(np.diag(pcov))[list(model.src)] * np.abs(model.scale)
-        np.testing.assert_allclose(ours["errors"][i], errors, rtol=1e-3)
+        np.testing.assert_allclose(ours["errors"][i], errors, rtol=5e-3)
 
 
 def _coverage(estimate, error, truth):
