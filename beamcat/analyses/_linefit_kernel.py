@@ -140,50 +140,48 @@ def _predicted(a, g, step, active, n, damping):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False, fastmath={"reassoc", "contract", "nsz", "arcp"})
-def _normal(jac, r, m, src, scale, a, g):
-    """``a = JᵀJ`` and ``g = Jᵀr`` of the free parameters from the full Jacobian `jac`.
+def _normal(jac, r, m, a, g):
+    """``a = JᵀJ`` and ``g = Jᵀr`` of the full parameters (rows of `jac`, first `m` samples).
 
-    Full parameter ``i`` is ``scale[i] * free[src[i]] + ...``, so the free
-    Jacobian is ``J S`` with ``S[i, src[i]] = scale[i]``: each full product is
-    added, scaled, to its free pair. Fast-math (reassociation: the sums of the
-    first `m` samples run as vectors) here only: in `_evaluate` it made a
-    freshly compiled kernel and its cached copy differ in the last bits. No
+    Two products per pass over row i (its loads shared). Fast-math
+    (reassociation: the sums run as vectors) here only: in `_evaluate` it made
+    a freshly compiled kernel and its cached copy differ in the last bits. No
     "nnan"/"ninf": NaN keeps its meaning.
     """
-    a[:, :] = 0.0
-    g[:] = 0.0
-    for i in range(src.size):
+    for i in range(jac.shape[0]):
         s = 0.0
         for t in range(m):
             s += jac[i, t] * r[t]
-        g[src[i]] += scale[i] * s
-        blocked = (i + 1) // 4 * 4
-        for j in range(0, blocked, 4):  # four products per pass over row i: its loads are shared
-            s0, s1, s2, s3 = 0.0, 0.0, 0.0, 0.0
+        g[i] = s
+        for j in range(0, i, 2):
+            s0, s1 = 0.0, 0.0
             for t in range(m):
                 v = jac[i, t]
                 s0 += v * jac[j, t]
                 s1 += v * jac[j + 1, t]
-                s2 += v * jac[j + 2, t]
-                s3 += v * jac[j + 3, t]
-            _add_product(a, src, scale, i, j, s0)
-            _add_product(a, src, scale, i, j + 1, s1)
-            _add_product(a, src, scale, i, j + 2, s2)
-            _add_product(a, src, scale, i, j + 3, s3)
-        for j in range(blocked, i + 1):
+            a[i, j] = a[j, i] = s0
+            a[i, j + 1] = a[j + 1, i] = s1
+        if i % 2 == 0:
             s = 0.0
             for t in range(m):
-                s += jac[i, t] * jac[j, t]
-            _add_product(a, src, scale, i, j, s)
+                s += jac[i, t] * jac[i, t]
+            a[i, i] = s
 
 
-@numba.njit(nogil=True, cache=True, _nrt=False, inline="always")
-def _add_product(a, src, scale, i, j, s):
-    """Add the product of full Jacobian rows ``i >= j`` to its free pair(s) of JᵀJ."""
-    s *= scale[i] * scale[j]
-    a[src[i], src[j]] += s
-    if j != i:
-        a[src[j], src[i]] += s
+@numba.njit(nogil=True, cache=True, _nrt=False)
+def _to_free(a_full, g_full, src, scale, a, g):
+    """JᵀJ and Jᵀr of the free parameters from the full ones'.
+
+    Full parameter ``i`` is ``scale[i] * free[src[i]] + ...``, so the free
+    Jacobian is ``J S`` with ``S[i, src[i]] = scale[i]``: each full product is
+    added, scaled, to its free pair.
+    """
+    a[:, :] = 0.0
+    g[:] = 0.0
+    for i in range(src.size):
+        g[src[i]] += scale[i] * g_full[i]
+        for j in range(src.size):
+            a[src[i], src[j]] += scale[i] * scale[j] * a_full[i, j]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -203,7 +201,13 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
     full, f, z, gauss = np.empty(n_full), np.empty(n_lambda), np.empty(n_lambda), np.empty(n_lambda)
     bits, r, jac = np.empty(n_lambda, np.int64), np.empty(n_lambda), np.empty((n_full, n_lambda))
     powers = bits.view(np.float64)  # exp_into's 2**k
-    a, chol, g, step = np.empty((nf, nf)), np.empty((nf, nf)), np.empty(nf), np.empty(nf)
+    # JᵀJ and Jᵀr of the full parameters, and of the free ones: the same arrays when they are one
+    a_full, g_full = np.empty((n_full, n_full)), np.empty(n_full)
+    plain = nf == n_full
+    for j in range(n_full):
+        plain = plain and src[j] == j and scale[j] == 1.0
+    a, g = (a_full, g_full) if plain else (np.empty((nf, nf)), np.empty(nf))
+    chol, step = np.empty((nf, nf)), np.empty(nf)
     p, p_new, lo, hi = np.empty(nf), np.empty(nf), np.empty(nf), np.empty(nf)
     active, background = np.empty(nf, np.int64), np.empty(reference.size)
     # JᵀJ at each solution, one lane per spectrum, inverted together after the loop
@@ -232,7 +236,9 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
             continue
         # a and g always belong to p: made here and when a step is taken (a rejected trial
         # overwrites r and J, which nothing reads again)
-        _normal(jac, r, m, src, scale, a, g)
+        _normal(jac, r, m, a_full, g_full)
+        if not plain:
+            _to_free(a_full, g_full, src, scale, a, g)
         damping, promised, last_promised = 1e-3, np.inf, np.inf
         state = _MAX_ITERATIONS
         iterations[row] = 0
@@ -276,7 +282,9 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
                 norm += p_new[j] ** 2
             for j in range(nf):  # element copies: slices and swaps of arrays cost references
                 p[j] = p_new[j]
-            _normal(jac, r, m, src, scale, a, g)
+            _normal(jac, r, m, a_full, g_full)
+            if not plain:
+                _to_free(a_full, g_full, src, scale, a, g)
             drop, chi2 = chi2 - chi2_new, chi2_new
             if drop <= ftol * chi2 or np.sqrt(size) <= xtol * (np.sqrt(norm) + xtol):
                 state = _CONVERGED
@@ -292,7 +300,9 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
         if at_bound:
             chi2 = _evaluate(p, x, y, w, seg, m, src, scale, shift, n_bg, reference, full, f, z,
                              gauss, bits, powers, r, jac)  # fmt: skip
-            _normal(jac, r, m, src, scale, a, g)
+            _normal(jac, r, m, a_full, g_full)
+            if not plain:
+                _to_free(a_full, g_full, src, scale, a, g)
         chi2_out[row] = chi2
         for j in range(nf):
             params[row, j] = p[j]
