@@ -109,8 +109,13 @@ def starting_point(
 
 
 def _kernel_args(wavelength, spectra, sigma, model: LineModel, p0, segment) -> tuple:
-    """The arrays `fit_spectra` / `start_spectra` take, checked and made contiguous."""
-    spectra = np.ascontiguousarray(np.atleast_2d(spectra), dtype=np.float64)
+    """The arrays `fit_spectra` / `start_spectra` take, checked, contiguous and writable.
+
+    Writable (a read-only input, such as a broadcast row, is copied): numba
+    compiles the kernel once per array type, and read-only is a type of its
+    own, ~15 s each time.
+    """
+    spectra = np.require(np.atleast_2d(spectra), np.float64, ["C", "W"])
     if spectra.ndim != 2:
         raise OptionError(f"spectra: expected (n, n_lambda), got shape {spectra.shape}")
     wave = _rows("wavelength", wavelength, spectra.shape, np.float64)
@@ -126,7 +131,7 @@ def _kernel_args(wavelength, spectra, sigma, model: LineModel, p0, segment) -> t
 
 
 def _rows(name: str, values, shape: tuple[int, int], dtype) -> np.ndarray:
-    """`values` as ``(1 or n, k)`` rows fitting `shape` ``(n, k)``, contiguous; else OptionError."""
+    """`values` as ``(1 or n, k)`` rows fitting `shape` ``(n, k)`` (writable); else OptionError."""
     values = np.asarray(values, dtype=dtype)
     if values.ndim < 2:
         values = np.broadcast_to(values, shape[-1:])[None]
@@ -134,7 +139,7 @@ def _rows(name: str, values, shape: tuple[int, int], dtype) -> np.ndarray:
         raise OptionError(
             f"{name}: shape {values.shape} does not fit the spectra's (n, n_lambda) = {shape}"
         )
-    return np.ascontiguousarray(values)
+    return np.require(values, dtype, ["C", "W"])
 
 
 def model_spectra(
