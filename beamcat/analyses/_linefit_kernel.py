@@ -169,6 +169,14 @@ def _normal(jac, r, m, a, g):
 
 
 @numba.njit(nogil=True, cache=True, _nrt=False)
+def _normal_free(jac, r, m, plain, src, scale, a_full, g_full, a, g):
+    """``a = JᵀJ`` and ``g = Jᵀr`` of the free parameters (`a_full` is `a` for a plain model)."""
+    _normal(jac, r, m, a_full, g_full)
+    if not plain:
+        _to_free(a_full, g_full, src, scale, a, g)
+
+
+@numba.njit(nogil=True, cache=True, _nrt=False)
 def _to_free(a_full, g_full, src, scale, a, g):
     """JᵀJ and Jᵀr of the free parameters from the full ones'.
 
@@ -236,9 +244,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
             continue
         # a and g always belong to p: made here and when a step is taken (a rejected trial
         # overwrites r and J, which nothing reads again)
-        _normal(jac, r, m, a_full, g_full)
-        if not plain:
-            _to_free(a_full, g_full, src, scale, a, g)
+        _normal_free(jac, r, m, plain, src, scale, a_full, g_full, a, g)
         damping, promised, last_promised = 1e-3, np.inf, np.inf
         state = _MAX_ITERATIONS
         iterations[row] = 0
@@ -282,9 +288,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
                 norm += p_new[j] ** 2
             for j in range(nf):  # element copies: slices and swaps of arrays cost references
                 p[j] = p_new[j]
-            _normal(jac, r, m, a_full, g_full)
-            if not plain:
-                _to_free(a_full, g_full, src, scale, a, g)
+            _normal_free(jac, r, m, plain, src, scale, a_full, g_full, a, g)
             drop, chi2 = chi2 - chi2_new, chi2_new
             if drop <= ftol * chi2 or np.sqrt(size) <= xtol * (np.sqrt(norm) + xtol):
                 state = _CONVERGED
@@ -300,9 +304,7 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
         if at_bound:
             chi2 = _evaluate(p, x, y, w, seg, m, src, scale, shift, n_bg, reference, full, f, z,
                              gauss, bits, powers, r, jac)  # fmt: skip
-            _normal(jac, r, m, a_full, g_full)
-            if not plain:
-                _to_free(a_full, g_full, src, scale, a, g)
+            _normal_free(jac, r, m, plain, src, scale, a_full, g_full, a, g)
         chi2_out[row] = chi2
         for j in range(nf):
             params[row, j] = p[j]
@@ -311,20 +313,34 @@ def _fit_rows(rows, wave, data, sigma, segment, model, p0, max_iterations, ftol,
         for i in range(nf):
             for k in range(nf):
                 lane_a[i, k, lane] = cov[row, i, k] = a[i, k]  # kept for the slow way below
-    inverse_lanes(lane_a, nf, lane_work, lane_diag, lane_ok)
-    for lane in range(_BATCH):
+    _block_covariances(lane_a, lane_row, lane_work, lane_diag, lane_ok, a, chol, active, cov,
+                       status)  # fmt: skip
+
+
+@numba.njit(nogil=True, cache=True)
+def _block_covariances(lane_a, lane_row, work, diag, ok, a, chol, kept, cov, status):
+    """``(JᵀJ)⁻¹`` of the block's fits into `cov`: lane `l` holds JᵀJ of row ``lane_row[l]``.
+
+    All lanes are inverted together (`inverse_lanes`); a lane it refuses (a zero
+    column, a singular JᵀJ) takes `_covariance`, from the JᵀJ `_fit_rows` left
+    in `cov`, and a row found singular gets that status. `work` to `kept` are
+    scratch.
+    """
+    nf = a.shape[0]
+    inverse_lanes(lane_a, nf, work, diag, ok)
+    for lane in range(lane_row.size):
         row = lane_row[lane]
         if row < 0:
             continue
-        if lane_ok[lane]:
+        if ok[lane]:
             for i in range(nf):
                 for k in range(nf):
                     cov[row, i, k] = lane_a[i, k, lane]
             continue
-        for i in range(nf):  # a zero column or a singular JᵀJ: the slow way
+        for i in range(nf):
             for k in range(nf):
                 a[i, k], cov[row, i, k] = cov[row, i, k], np.nan
-        if not _covariance(a, chol, active, cov[row]):
+        if not _covariance(a, chol, kept, cov[row]):
             status[row] = _SINGULAR
 
 
@@ -364,7 +380,7 @@ def fit_spectra(wave, data, sigma, segment, model, p0, max_iterations, ftol, xto
     segment : ndarray (n or 1, n_lambda) int64
     model : tuple
         ``(src, scale, shift, n_bg, reference, rest, root, code, owner, lo_kind,
-        hi_kind, scaled)``: see `beamcat.analyses.linefit` (``_kernel_model``).
+        hi_kind, scaled)``: `LineModel.arrays`.
     p0 : ndarray (n or 1, n_param) or (0, n_param)
         Start as full parameters; empty for the guess.
 
